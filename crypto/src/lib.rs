@@ -1,0 +1,1 @@
+//! Encryption formats for oxidrive (pure, no I/O).

@@ -1,0 +1,102 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use oxidrive_cache::{Index, Store};
+use oxidrive_platform::MountOptions;
+use oxidrive_providers::Provider;
+use oxidrive_vfs::{Caller, RootSpec, Vfs};
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::MountArgs;
+use crate::config::Config;
+use crate::paths::{Dirs, default_mountpoint};
+use crate::{mountpoint, unmount_cmd};
+
+pub fn run(args: MountArgs) -> Result<()> {
+    init_logging(args.verbose);
+    // HTTP providers use rustls with ring (we already build ring; aws-lc is not needed).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+
+    let dirs = Dirs::resolve()?;
+    let explicit = args.config.is_some();
+    let config_path = args.config.clone().unwrap_or_else(|| dirs.config_file.clone());
+    let specs = Config::load(&config_path, explicit)?.providers_or_default(&dirs.default_local);
+
+    let mountpoint = match &args.mountpoint {
+        Some(m) => m.clone(),
+        None => default_mountpoint()?,
+    };
+    let mountpoint = mountpoint::prepare(&mountpoint)?;
+
+    std::fs::create_dir_all(&dirs.state).with_context(|| format!("cannot create {}", dirs.state.display()))?;
+    let staging = dirs.cache.join("staging");
+    // Staging files are never the only copy of acknowledged data: close/fsync upload
+    // before returning. Leftovers from a crash are therefore safe to drop.
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging).with_context(|| format!("cannot create {}", staging.display()))?;
+    let index = Arc::new(
+        Index::open(&dirs.state.join("index.sqlite"))
+            .with_context(|| format!("cannot open the metadata index in {}", dirs.state.display()))?,
+    );
+
+    let mut roots = Vec::new();
+    for spec in &specs {
+        let provider = Provider::from_spec(spec).with_context(|| format!("provider {:?}", spec.name))?;
+        let store = Arc::new(Store::new(&spec.name, provider, index.clone(), &staging));
+        roots.push(RootSpec { name: spec.name.clone(), shared: spec.shared, store });
+    }
+    let owner = Caller { uid: nix::unistd::getuid().as_raw(), gid: nix::unistd::getgid().as_raw() };
+    let vfs = Arc::new(Vfs::new(roots, owner)?);
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("oxidrive-io")
+        .enable_all()
+        .build()
+        .context("cannot start the I/O runtime")?;
+    let privileged = nix::unistd::geteuid().is_root() || user_allow_other();
+    let opts = MountOptions { auto_unmount: privileged, allow_other: false };
+    let handle = oxidrive_platform::mount(vfs.clone(), &mountpoint, rt.handle().clone(), &opts)
+        .with_context(|| format!("cannot mount at {}", mountpoint.display()))?;
+    let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+    tracing::info!(mountpoint = %mountpoint.display(), providers = ?names, "mounted; Ctrl-C or `oxidrive unmount` to stop");
+
+    let signalled = rt.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => return Ok::<_, std::io::Error>(true),
+                _ = term.recv() => return Ok(true),
+                _ = tick.tick() => if handle.is_finished() { return Ok(false) },
+            }
+        }
+    })?;
+
+    if signalled {
+        tracing::info!("stopping: uploading open files, then unmounting");
+        if let Err(e) = rt.block_on(vfs.flush_all()) {
+            tracing::error!(error = %e, "some open files could not be uploaded");
+        }
+        if let Err(e) = unmount_cmd::unmount(&mountpoint, false) {
+            tracing::warn!(error = %e, "clean unmount failed; detaching lazily");
+            unmount_cmd::unmount(&mountpoint, true)?;
+        }
+    }
+    handle.join().context("filesystem session ended with an error")?;
+    tracing::info!(mountpoint = %mountpoint.display(), "unmounted");
+    Ok(())
+}
+
+fn init_logging(verbose: bool) {
+    let default = if verbose { "debug" } else { "info" };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// Whether /etc/fuse.conf lets ordinary users pass allow_other/auto_unmount.
+fn user_allow_other() -> bool {
+    std::fs::read_to_string("/etc/fuse.conf")
+        .map(|t| t.lines().any(|l| l.trim() == "user_allow_other"))
+        .unwrap_or(false)
+}

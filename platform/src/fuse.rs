@@ -1,0 +1,460 @@
+//! fuser → vfs. Every handler has one shape: call the core, reply with its result or
+//! map its error.
+
+use std::ffi::OsStr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use fuser::{
+    AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
+    KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
+    WriteFlags,
+};
+use oxidrive_vfs::{Attr, Caller, FileKind, OpenMode, RenameMode, SetAttr, TimeSet, Vfs};
+
+use crate::errno::reply_errno;
+
+/// How long the kernel may trust names and attributes without asking again.
+const TTL: Duration = Duration::from_secs(1);
+const GEN: Generation = Generation(0);
+
+pub(crate) struct FuseAdapter {
+    vfs: Arc<Vfs>,
+    rt: tokio::runtime::Handle,
+}
+
+impl FuseAdapter {
+    pub(crate) fn new(vfs: Arc<Vfs>, rt: tokio::runtime::Handle) -> Self {
+        Self { vfs, rt }
+    }
+
+    /// Runs `f` on the runtime so the fuser loop is free for the next request.
+    fn spawn<F, Fut>(&self, f: F)
+    where
+        F: FnOnce(Arc<Vfs>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let vfs = self.vfs.clone();
+        self.rt.spawn(f(vfs));
+    }
+}
+
+fn file_attr(a: &Attr) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(a.ino),
+        size: a.size,
+        blocks: a.blocks,
+        atime: a.atime,
+        mtime: a.mtime,
+        ctime: a.ctime,
+        crtime: a.mtime,
+        kind: file_type(a.kind),
+        perm: a.perm,
+        nlink: a.nlink,
+        uid: a.uid,
+        gid: a.gid,
+        rdev: 0,
+        blksize: a.blksize,
+        flags: 0,
+    }
+}
+
+fn file_type(k: FileKind) -> FileType {
+    match k {
+        FileKind::Dir => FileType::Directory,
+        FileKind::File => FileType::RegularFile,
+        FileKind::Symlink => FileType::Symlink,
+    }
+}
+
+fn caller(req: &Request) -> Caller {
+    Caller { uid: req.uid(), gid: req.gid() }
+}
+
+fn time_set(t: TimeOrNow) -> TimeSet {
+    match t {
+        TimeOrNow::Now => TimeSet::Now,
+        TimeOrNow::SpecificTime(t) => TimeSet::At(t),
+    }
+}
+
+fn open_mode(flags: i32) -> OpenMode {
+    let write = matches!(OpenFlags(flags).acc_mode(), OpenAccMode::O_WRONLY | OpenAccMode::O_RDWR);
+    OpenMode { write, truncate: flags & libc::O_TRUNC != 0 }
+}
+
+fn owned(name: &OsStr) -> std::ffi::OsString {
+    name.to_owned()
+}
+
+impl Filesystem for FuseAdapter {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        // Big requests cut per-call overhead; readdirplus saves a lookup per listed name.
+        let _ = config.set_max_write(1 << 20);
+        let _ = config.set_max_background(64);
+        let _ = config.add_capabilities(InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_PARALLEL_DIROPS);
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let name = owned(name);
+        self.spawn(move |vfs| async move {
+            match vfs.lookup(parent.0, &name).await {
+                Ok(a) => reply.entry(&TTL, &file_attr(&a), GEN),
+                Err(e) => reply.error(reply_errno("lookup", &e)),
+            }
+        });
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.vfs.forget(ino.0, nlookup);
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        self.spawn(move |vfs| async move {
+            match vfs.getattr(ino.0).await {
+                Ok(a) => reply.attr(&TTL, &file_attr(&a)),
+                Err(e) => reply.error(reply_errno("getattr", &e)),
+            }
+        });
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let set = SetAttr { mode, uid, gid, size, atime: atime.map(time_set), mtime: mtime.map(time_set) };
+        self.spawn(move |vfs| async move {
+            match vfs.setattr(ino.0, set, fh.map(|f| f.0)).await {
+                Ok(a) => reply.attr(&TTL, &file_attr(&a)),
+                Err(e) => reply.error(reply_errno("setattr", &e)),
+            }
+        });
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        self.spawn(move |vfs| async move {
+            match vfs.readlink(ino.0).await {
+                Ok(t) => reply.data(t.as_bytes()),
+                Err(e) => reply.error(reply_errno("readlink", &e)),
+            }
+        });
+    }
+
+    fn mknod(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, _rdev: u32, reply: ReplyEntry) {
+        // Only regular files: devices, fifos and sockets cannot live on a provider.
+        if mode & libc::S_IFMT != libc::S_IFREG {
+            reply.error(Errno::EPERM);
+            return;
+        }
+        let (name, who) = (owned(name), caller(req));
+        self.spawn(move |vfs| async move {
+            let create = async {
+                let (attr, fh) = vfs.create(parent.0, &name, mode & !umask, true, OpenMode { write: false, truncate: false }, who).await?;
+                vfs.release(fh).await?;
+                Ok::<_, oxidrive_vfs::Error>(attr)
+            };
+            match create.await {
+                Ok(a) => reply.entry(&TTL, &file_attr(&a), GEN),
+                Err(e) => reply.error(reply_errno("mknod", &e)),
+            }
+        });
+    }
+
+    fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
+        let (name, who) = (owned(name), caller(req));
+        self.spawn(move |vfs| async move {
+            match vfs.mkdir(parent.0, &name, mode & !umask, who).await {
+                Ok(a) => reply.entry(&TTL, &file_attr(&a), GEN),
+                Err(e) => reply.error(reply_errno("mkdir", &e)),
+            }
+        });
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let name = owned(name);
+        self.spawn(move |vfs| async move {
+            match vfs.unlink(parent.0, &name).await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(reply_errno("unlink", &e)),
+            }
+        });
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let name = owned(name);
+        self.spawn(move |vfs| async move {
+            match vfs.rmdir(parent.0, &name).await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(reply_errno("rmdir", &e)),
+            }
+        });
+    }
+
+    fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
+        let (name, target, who) = (owned(link_name), target.as_os_str().to_owned(), caller(req));
+        self.spawn(move |vfs| async move {
+            match vfs.symlink(parent.0, &name, &target, who).await {
+                Ok(a) => reply.entry(&TTL, &file_attr(&a), GEN),
+                Err(e) => reply.error(reply_errno("symlink", &e)),
+            }
+        });
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        let mode = if flags.contains(RenameFlags::RENAME_EXCHANGE) {
+            RenameMode::Exchange
+        } else if flags.contains(RenameFlags::RENAME_NOREPLACE) {
+            RenameMode::NoReplace
+        } else if flags.is_empty() {
+            RenameMode::Replace
+        } else {
+            reply.error(Errno::EINVAL);
+            return;
+        };
+        let (name, newname) = (owned(name), owned(newname));
+        self.spawn(move |vfs| async move {
+            match vfs.rename(parent.0, &name, newparent.0, &newname, mode).await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(reply_errno("rename", &e)),
+            }
+        });
+    }
+
+    fn link(&self, _req: &Request, _ino: INodeNo, _newparent: INodeNo, _newname: &OsStr, reply: ReplyEntry) {
+        match self.vfs.link() {
+            Ok(a) => reply.entry(&TTL, &file_attr(&a), GEN),
+            Err(e) => reply.error(reply_errno("link", &e)),
+        }
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let mode = open_mode(flags.0);
+        self.spawn(move |vfs| async move {
+            match vfs.open(ino.0, mode).await {
+                Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+                Err(e) => reply.error(reply_errno("open", &e)),
+            }
+        });
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        self.spawn(move |vfs| async move {
+            match vfs.read(fh.0, offset, size).await {
+                Ok(data) => reply.data(&data),
+                Err(e) => reply.error(reply_errno("read", &e)),
+            }
+        });
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        // Local-only (staging file), so answered inline without copying the buffer.
+        match self.vfs.write(fh.0, offset, data) {
+            Ok(n) => reply.written(n),
+            Err(e) => reply.error(reply_errno("write", &e)),
+        }
+    }
+
+    fn flush(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+        self.spawn(move |vfs| async move {
+            match vfs.flush(fh.0).await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(reply_errno("flush", &e)),
+            }
+        });
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.spawn(move |vfs| async move {
+            match vfs.release(fh.0).await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(reply_errno("release", &e)),
+            }
+        });
+    }
+
+    fn fsync(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        self.spawn(move |vfs| async move {
+            match vfs.flush(fh.0).await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(reply_errno("fsync", &e)),
+            }
+        });
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        self.spawn(move |vfs| async move {
+            match vfs.opendir(ino.0).await {
+                Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+                Err(e) => reply.error(reply_errno("opendir", &e)),
+            }
+        });
+    }
+
+    fn readdir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        let entries = match self.vfs.readdir(fh.0) {
+            Ok(e) => e,
+            Err(e) => return reply.error(reply_errno("readdir", &e)),
+        };
+        for (i, entry) in entries.iter().enumerate().skip(offset as usize) {
+            if reply.add(INodeNo(entry.attr.ino), i as u64 + 1, file_type(entry.attr.kind), &entry.name) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn readdirplus(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
+        let entries = match self.vfs.readdir(fh.0) {
+            Ok(e) => e,
+            Err(e) => return reply.error(reply_errno("readdirplus", &e)),
+        };
+        for (i, entry) in entries.iter().enumerate().skip(offset as usize) {
+            let full = reply.add(INodeNo(entry.attr.ino), i as u64 + 1, &entry.name, &TTL, &file_attr(&entry.attr), GEN);
+            if full {
+                break;
+            }
+            // The kernel takes a reference on every entry but "." and "..".
+            if entry.name != "." && entry.name != ".." {
+                self.vfs.remember(entry.attr.ino);
+            }
+        }
+        reply.ok();
+    }
+
+    fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
+        self.vfs.releasedir(fh.0);
+        reply.ok();
+    }
+
+    fn fsyncdir(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        // Directory changes reach the provider before their call returns.
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        match self.vfs.statfs() {
+            Ok(s) => reply.statfs(s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.bsize),
+            Err(e) => reply.error(reply_errno("statfs", &e)),
+        }
+    }
+
+    fn setxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, value: &[u8], flags: i32, _position: u32, reply: ReplyEmpty) {
+        let create = flags & libc::XATTR_CREATE != 0;
+        let replace = flags & libc::XATTR_REPLACE != 0;
+        match self.vfs.setxattr(ino.0, name, value, create, replace) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(reply_errno("setxattr", &e)),
+        }
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        match self.vfs.getxattr(ino.0, name) {
+            Ok(v) => reply_sized(reply, &v, size),
+            Err(e) => reply.error(reply_errno("getxattr", &e)),
+        }
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        match self.vfs.listxattr(ino.0) {
+            Ok(names) => {
+                let mut buf = Vec::new();
+                for n in names {
+                    buf.extend_from_slice(n.as_bytes());
+                    buf.push(0);
+                }
+                reply_sized(reply, &buf, size);
+            }
+            Err(e) => reply.error(reply_errno("listxattr", &e)),
+        }
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self.vfs.removexattr(ino.0, name) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(reply_errno("removexattr", &e)),
+        }
+    }
+
+    fn access(&self, _req: &Request, _ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
+        // default_permissions: the kernel checks modes itself.
+        reply.ok();
+    }
+
+    fn create(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, flags: i32, reply: ReplyCreate) {
+        let (name, who, open) = (owned(name), caller(req), open_mode(flags));
+        let exclusive = flags & libc::O_EXCL != 0;
+        self.spawn(move |vfs| async move {
+            match vfs.create(parent.0, &name, mode & !umask, exclusive, open, who).await {
+                Ok((a, fh)) => reply.created(&TTL, &file_attr(&a), GEN, FileHandle(fh), FopenFlags::empty()),
+                Err(e) => reply.error(reply_errno("create", &e)),
+            }
+        });
+    }
+}
+
+/// xattr replies: the size when asked for it, ERANGE when it does not fit.
+fn reply_sized(reply: ReplyXattr, data: &[u8], size: u32) {
+    if size == 0 {
+        reply.size(data.len() as u32);
+    } else if data.len() <= size as usize {
+        reply.data(data);
+    } else {
+        reply.error(Errno::from_i32(libc::ERANGE));
+    }
+}

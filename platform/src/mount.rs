@@ -1,0 +1,83 @@
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use fuser::{BackgroundSession, Config, MountOption, SessionACL};
+use oxidrive_vfs::Vfs;
+
+use crate::fuse::FuseAdapter;
+
+#[derive(Debug, Clone, Default)]
+pub struct MountOptions {
+    /// Ask fusermount3 to unmount if this process dies (needs root or `user_allow_other`).
+    pub auto_unmount: bool,
+    /// Let other users (and root) in; needs the same permission.
+    pub allow_other: bool,
+}
+
+/// A live mount. Dropping it unmounts.
+pub struct MountHandle {
+    session: Option<BackgroundSession>,
+    mountpoint: PathBuf,
+}
+
+/// Mounts `vfs` at `mountpoint`, serving requests on the given runtime.
+///
+/// Threading: two fuser loops read requests (each with its own /dev/fuse fd) and hand
+/// every operation that may touch a provider to the tokio runtime, replying from there;
+/// fuser replies are `Send`. So a slow provider request occupies a task, never a loop,
+/// and lookups, reads and writes of other files keep flowing.
+pub fn mount(vfs: Arc<Vfs>, mountpoint: &Path, rt: tokio::runtime::Handle, opts: &MountOptions) -> io::Result<MountHandle> {
+    let mut config = Config::default();
+    config.mount_options = vec![
+        MountOption::FSName("oxidrive".into()),
+        MountOption::Subtype("oxidrive".into()),
+        MountOption::DefaultPermissions,
+        MountOption::NoDev,
+        MountOption::NoSuid,
+    ];
+    if opts.auto_unmount {
+        config.mount_options.push(MountOption::AutoUnmount);
+    }
+    config.acl = if opts.allow_other {
+        SessionACL::All
+    } else if opts.auto_unmount {
+        SessionACL::RootAndOwner
+    } else {
+        SessionACL::Owner
+    };
+    config.n_threads = Some(2);
+    config.clone_fd = true;
+    let fs = FuseAdapter::new(vfs, rt);
+    let session = fuser::spawn_mount(fs, mountpoint, &config)?;
+    Ok(MountHandle { session: Some(session), mountpoint: mountpoint.to_owned() })
+}
+
+impl MountHandle {
+    pub fn mountpoint(&self) -> &Path {
+        &self.mountpoint
+    }
+
+    /// True once the kernel side is gone (unmounted from elsewhere).
+    pub fn is_finished(&self) -> bool {
+        self.session.as_ref().is_none_or(|s| s.guard.is_finished())
+    }
+
+    /// Waits for the session to end after an unmount.
+    pub fn join(mut self) -> io::Result<()> {
+        match self.session.take() {
+            Some(s) => s.join(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for MountHandle {
+    fn drop(&mut self) {
+        if let Some(s) = self.session.take() {
+            if let Err(e) = s.umount_and_join() {
+                tracing::warn!(error = %e, "unmount on drop failed");
+            }
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! Storage providers: an OpenDAL operator per configured store, plus what it can do.
+//!
+//! Everything above this crate sees provider paths as relative `/`-separated UTF-8
+//! strings without a leading slash ("" is the root). Directory paths are passed to
+//! OpenDAL with a trailing `/`; callers never add it themselves.
+
+mod error;
+mod path;
+mod provider;
+mod spec;
+
+pub use error::{Error, ErrorKind, Result};
+pub use path::{META_DIR, join, parent_and_name};
+pub use provider::{Capabilities, ObjectKind, ObjectMeta, Provider};
+pub use spec::{ProviderKind, ProviderSpec};

@@ -1,0 +1,765 @@
+//! `Vfs`: every filesystem operation, with POSIX rules, over the stores of all roots.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use oxidrive_cache::{Entry, EntryKind, Store};
+use oxidrive_providers::{META_DIR, join};
+
+use crate::attr::{Attr, Caller, DirEntry, FileKind, SetAttr, StatFs};
+use crate::error::{Error, ErrorKind, Result};
+use crate::inode::{Inodes, Located, Place};
+use crate::layout::{MY_DRIVE_INO, ROOT_INO, SHARED_INO, VIEWS};
+use crate::name;
+use crate::open_file::OpenFile;
+
+/// Extended attributes in this namespace are ours: computed, not stored.
+const OUR_XATTR_PREFIX: &str = "user.oxidrive.";
+const XATTR_PROVIDER: &str = "user.oxidrive.provider";
+const XATTR_STATE: &str = "user.oxidrive.state";
+
+pub struct RootSpec {
+    pub name: String,
+    pub shared: bool,
+    pub store: Arc<Store>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenMode {
+    pub write: bool,
+    pub truncate: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RenameMode {
+    Replace,
+    NoReplace,
+    Exchange,
+}
+
+struct Handle {
+    ino: u64,
+    file: Arc<OpenFile>,
+    write: bool,
+}
+
+pub struct Vfs {
+    stores: Vec<Arc<Store>>,
+    inodes: Mutex<Inodes>,
+    handles: Mutex<HashMap<u64, Handle>>,
+    dirs: Mutex<HashMap<u64, Arc<Vec<DirEntry>>>>,
+    next_fh: AtomicU64,
+    owner: Caller,
+    started: SystemTime,
+}
+
+impl Vfs {
+    /// `owner` owns the fixed folders and every file whose owner was never set.
+    pub fn new(roots: Vec<RootSpec>, owner: Caller) -> Result<Self> {
+        let mut inodes = Inodes::new();
+        inodes.add_fixed(ROOT_INO, ROOT_INO, "", Place::Virtual);
+        for (ino, name) in VIEWS {
+            inodes.add_fixed(ino, ROOT_INO, name, Place::Virtual);
+        }
+        let mut stores = Vec::new();
+        for (i, root) in roots.into_iter().enumerate() {
+            let parent = if root.shared { SHARED_INO } else { MY_DRIVE_INO };
+            name::check(OsStr::new(&root.name))?;
+            if inodes.child(parent, &root.name).is_some() {
+                return Err(Error::new(ErrorKind::InvalidInput, format!("two providers are named {:?}", root.name)));
+            }
+            let ino = inodes.alloc();
+            inodes.add_fixed(ino, parent, &root.name, Place::Root(i));
+            stores.push(root.store);
+        }
+        Ok(Self {
+            stores,
+            inodes: Mutex::new(inodes),
+            handles: Mutex::new(HashMap::new()),
+            dirs: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+            owner,
+            started: SystemTime::now(),
+        })
+    }
+
+    fn inodes(&self) -> MutexGuard<'_, Inodes> {
+        self.inodes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn handles(&self) -> MutexGuard<'_, HashMap<u64, Handle>> {
+        self.handles.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn locate(&self, ino: u64) -> Result<Located> {
+        self.inodes().locate(ino)
+    }
+
+    fn store(&self, loc: &Located) -> Result<&Arc<Store>> {
+        loc.root()
+            .and_then(|r| self.stores.get(r))
+            .ok_or_else(|| Error::new(ErrorKind::NotPermitted, "not inside a provider folder"))
+    }
+
+    /// The directory `parent` as a place new names can go, and the child's path.
+    fn writable_dir(&self, parent: u64, name: &str) -> Result<(Arc<Store>, Located, String)> {
+        let loc = self.locate(parent)?;
+        if loc.kind != FileKind::Dir {
+            return Err(Error::new(ErrorKind::NotADirectory, "parent is not a directory"));
+        }
+        match loc.place {
+            Place::Virtual if parent == ROOT_INO || parent == MY_DRIVE_INO || parent == SHARED_INO => {
+                return Err(Error::new(ErrorKind::NotPermitted, "the top folders are fixed; add providers in the config"));
+            }
+            Place::Virtual => return Err(Error::new(ErrorKind::ReadOnly, "this view is read-only")),
+            Place::Root(_) if name == META_DIR => {
+                return Err(Error::new(ErrorKind::NotPermitted, format!("{META_DIR} is reserved for oxidrive")));
+            }
+            _ => {}
+        }
+        if loc.unlinked {
+            return Err(Error::new(ErrorKind::NotFound, "directory was removed"));
+        }
+        let store = self.store(&loc)?.clone();
+        let path = join(&loc.path, name);
+        Ok((store, loc, path))
+    }
+
+    // ---- attributes -------------------------------------------------------------
+
+    fn virtual_attr(&self, ino: u64) -> Attr {
+        self.make_attr(ino, FileKind::Dir, 0, Some(self.started), Some(0o755), None, None)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn make_attr(
+        &self,
+        ino: u64,
+        kind: FileKind,
+        size: u64,
+        mtime: Option<SystemTime>,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+    ) -> Attr {
+        let default_mode = match kind {
+            FileKind::Dir => 0o755,
+            FileKind::File => 0o644,
+            FileKind::Symlink => 0o777,
+        };
+        let mtime = mtime.unwrap_or(self.started);
+        Attr {
+            ino,
+            kind,
+            size,
+            blocks: size.div_ceil(512),
+            atime: mtime,
+            mtime,
+            ctime: mtime,
+            perm: (mode.unwrap_or(default_mode) & 0o7777) as u16,
+            nlink: if kind == FileKind::Dir { 2 } else { 1 },
+            uid: uid.unwrap_or(self.owner.uid),
+            gid: gid.unwrap_or(self.owner.gid),
+            blksize: 64 * 1024,
+        }
+    }
+
+    /// Attributes from a store entry, with what an open file knows better.
+    fn entry_attr(&self, ino: u64, entry: &Entry, open: Option<&Arc<OpenFile>>) -> Result<Attr> {
+        let mut attr = self.make_attr(ino, kind_of(entry.kind), entry.size, entry.mtime, entry.mode, entry.uid, entry.gid);
+        if let Some(of) = open {
+            if let Some(staging) = of.staging() {
+                attr.size = staging.len().map_err(|e| Error::from_cache(e, "size of open file"))?;
+                attr.blocks = attr.size.div_ceil(512);
+            }
+            if let Some(m) = of.mtime() {
+                (attr.mtime, attr.ctime, attr.atime) = (m, m, m);
+            }
+        }
+        Ok(attr)
+    }
+
+    async fn stat_path(&self, store: &Store, path: &str) -> Result<Option<Entry>> {
+        store.stat(path).await.map_err(|e| Error::from_cache(e, format!("stat {path}")))
+    }
+
+    pub async fn lookup(&self, parent: u64, name: &OsStr) -> Result<Attr> {
+        let name = name::check(name)?;
+        let loc = self.locate(parent)?;
+        if loc.kind != FileKind::Dir {
+            return Err(Error::new(ErrorKind::NotADirectory, "lookup in a non-directory"));
+        }
+        if loc.place == Place::Virtual {
+            let ino = self.inodes().child(parent, name).ok_or_else(|| Error::new(ErrorKind::NotFound, name.to_owned()))?;
+            return self.getattr(ino).await;
+        }
+        if matches!(loc.place, Place::Root(_)) && name == META_DIR {
+            return Err(Error::new(ErrorKind::NotFound, name.to_owned()));
+        }
+        let store = self.store(&loc)?.clone();
+        let path = join(&loc.path, name);
+        let entry = self.stat_path(&store, &path).await?.ok_or_else(|| Error::new(ErrorKind::NotFound, path.clone()))?;
+        let (ino, open) = {
+            let mut t = self.inodes();
+            let ino = t.get_or_insert(parent, name, kind_of(entry.kind), true)?;
+            (ino, t.get(ino)?.open.clone())
+        };
+        self.entry_attr(ino, &entry, open.as_ref())
+    }
+
+    /// Adds one kernel reference, for entries handed out by readdirplus.
+    pub fn remember(&self, ino: u64) {
+        if let Ok(node) = self.inodes().get_mut(ino) {
+            node.lookups = node.lookups.saturating_add(1);
+        }
+    }
+
+    pub fn forget(&self, ino: u64, n: u64) {
+        self.inodes().forget(ino, n);
+    }
+
+    pub async fn getattr(&self, ino: u64) -> Result<Attr> {
+        let loc = self.locate(ino)?;
+        if loc.place == Place::Virtual {
+            return Ok(self.virtual_attr(ino));
+        }
+        let store = self.store(&loc)?.clone();
+        if loc.unlinked {
+            // Only an open file survives unlinking; its staging copy has the truth.
+            let of = loc.open.as_ref().ok_or_else(|| Error::new(ErrorKind::NotFound, "file was removed"))?;
+            let fake = Entry { kind: EntryKind::File, size: 0, mtime: None, mode: None, uid: None, gid: None };
+            let mut attr = self.entry_attr(ino, &fake, Some(of))?;
+            attr.nlink = 0;
+            return Ok(attr);
+        }
+        let entry = self.stat_path(&store, &loc.path).await?.ok_or_else(|| Error::new(ErrorKind::NotFound, loc.path.clone()))?;
+        self.entry_attr(ino, &entry, loc.open.as_ref())
+    }
+
+    pub async fn setattr(&self, ino: u64, set: SetAttr, fh: Option<u64>) -> Result<Attr> {
+        let loc = self.locate(ino)?;
+        if loc.place == Place::Virtual {
+            return Err(Error::new(ErrorKind::NotPermitted, "the top folders cannot be changed"));
+        }
+        let store = self.store(&loc)?.clone();
+        if let Some(size) = set.size {
+            if loc.kind != FileKind::File {
+                return Err(Error::new(
+                    if loc.kind == FileKind::Dir { ErrorKind::IsADirectory } else { ErrorKind::InvalidInput },
+                    "truncate of a non-file",
+                ));
+            }
+            let (of, alone) = self.open_file_for(ino, &store, &loc).await?;
+            let result = async {
+                let staging = self.ensure_staging(&of, &store, &loc.path).await?;
+                staging.set_len(size).map_err(|e| Error::from_cache(e, format!("truncate {}", loc.path)))?;
+                of.mark_changed(set.mtime.map_or_else(SystemTime::now, |t| t.resolve()));
+                // truncate(2) without an open file is durable when it returns.
+                if fh.is_none() || alone { self.commit(ino, &of).await } else { Ok(()) }
+            }
+            .await;
+            self.release_open_file(ino);
+            result?;
+        }
+        if !loc.unlinked && (set.mode.is_some() || set.uid.is_some() || set.gid.is_some() || set.mtime.is_some()) {
+            let mtime = set.mtime.map(|t| t.resolve());
+            if let (Some(m), Some(of)) = (mtime, &loc.open) {
+                of.set_mtime(m);
+            }
+            store
+                .set_attrs(&loc.path, |ov| {
+                    if let Some(mode) = set.mode {
+                        ov.mode = Some(mode & 0o7777);
+                    }
+                    if set.uid.is_some() {
+                        ov.uid = set.uid;
+                    }
+                    if set.gid.is_some() {
+                        ov.gid = set.gid;
+                    }
+                    if mtime.is_some() {
+                        ov.mtime = mtime;
+                    }
+                })
+                .map_err(|e| Error::from_cache(e, format!("setattr {}", loc.path)))?;
+        }
+        self.getattr(ino).await
+    }
+
+    // ---- directories ------------------------------------------------------------
+
+    /// Lists a directory once per open; readdir pages through this snapshot.
+    pub async fn opendir(&self, ino: u64) -> Result<u64> {
+        let loc = self.locate(ino)?;
+        if loc.kind != FileKind::Dir {
+            return Err(Error::new(ErrorKind::NotADirectory, "opendir of a non-directory"));
+        }
+        let parent = self.inodes().get(ino)?.parent;
+        let mut out = vec![
+            DirEntry { name: ".".into(), attr: self.getattr(ino).await? },
+            DirEntry { name: "..".into(), attr: self.virtual_attr(parent) },
+        ];
+        if loc.place == Place::Virtual {
+            let kids = self.inodes().children_of(ino);
+            for (name, child) in kids {
+                out.push(DirEntry { name, attr: self.virtual_attr(child) });
+            }
+        } else {
+            let store = self.store(&loc)?.clone();
+            let list = store.list(&loc.path).await.map_err(|e| Error::from_cache(e, format!("list {}", loc.path)))?;
+            let mut t = self.inodes();
+            for (name, entry) in list {
+                let ino = t.get_or_insert(ino, &name, kind_of(entry.kind), false)?;
+                let open = t.get(ino)?.open.clone();
+                out.push(DirEntry { attr: self.entry_attr(ino, &entry, open.as_ref())?, name });
+            }
+        }
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.dirs.lock().unwrap_or_else(|p| p.into_inner()).insert(fh, Arc::new(out));
+        Ok(fh)
+    }
+
+    pub fn readdir(&self, fh: u64) -> Result<Arc<Vec<DirEntry>>> {
+        self.dirs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&fh)
+            .cloned()
+            .ok_or_else(|| Error::new(ErrorKind::BadHandle, "unknown directory handle"))
+    }
+
+    pub fn releasedir(&self, fh: u64) {
+        self.dirs.lock().unwrap_or_else(|p| p.into_inner()).remove(&fh);
+    }
+
+    pub async fn mkdir(&self, parent: u64, name: &OsStr, mode: u32, caller: Caller) -> Result<Attr> {
+        let name = name::check(name)?;
+        let (store, _, path) = self.writable_dir(parent, name)?;
+        if self.stat_path(&store, &path).await?.is_some() {
+            return Err(Error::new(ErrorKind::AlreadyExists, path));
+        }
+        store.mkdir(&path, mode & 0o7777, caller.uid, caller.gid).await.map_err(|e| Error::from_cache(e, format!("mkdir {path}")))?;
+        self.touch_dir(&store, parent);
+        self.lookup(parent, OsStr::new(name)).await
+    }
+
+    pub async fn rmdir(&self, parent: u64, name: &OsStr) -> Result<()> {
+        let name = name::check(name)?;
+        let (store, _, path) = self.writable_dir(parent, name)?;
+        let entry = self.stat_path(&store, &path).await?.ok_or_else(|| Error::new(ErrorKind::NotFound, path.clone()))?;
+        if entry.kind != EntryKind::Dir {
+            return Err(Error::new(ErrorKind::NotADirectory, path));
+        }
+        let list = store.list(&path).await.map_err(|e| Error::from_cache(e, format!("list {path}")))?;
+        if !list.is_empty() {
+            return Err(Error::new(ErrorKind::DirectoryNotEmpty, path));
+        }
+        store.remove_dir(&path).await.map_err(|e| Error::from_cache(e, format!("rmdir {path}")))?;
+        self.inodes().detach(parent, name);
+        self.touch_dir(&store, parent);
+        Ok(())
+    }
+
+    /// A directory's mtime changes when names in it do.
+    fn touch_dir(&self, store: &Store, dir: u64) {
+        let Ok(loc) = self.locate(dir) else { return };
+        if loc.place == Place::Virtual {
+            return;
+        }
+        if let Err(e) = store.set_attrs(&loc.path, |ov| ov.mtime = Some(SystemTime::now())) {
+            tracing::warn!(path = %loc.path, error = %e, "could not update directory mtime");
+        }
+    }
+
+    // ---- files ------------------------------------------------------------------
+
+    pub async fn create(&self, parent: u64, name: &OsStr, mode: u32, exclusive: bool, open: OpenMode, caller: Caller) -> Result<(Attr, u64)> {
+        let name = name::check(name)?;
+        let (store, _, path) = self.writable_dir(parent, name)?;
+        if let Some(existing) = self.stat_path(&store, &path).await? {
+            if exclusive {
+                return Err(Error::new(ErrorKind::AlreadyExists, path));
+            }
+            if existing.kind == EntryKind::Dir {
+                return Err(Error::new(ErrorKind::IsADirectory, path));
+            }
+            let attr = self.lookup(parent, OsStr::new(name)).await?;
+            let fh = self.open(attr.ino, open).await?;
+            return Ok((self.getattr(attr.ino).await?, fh));
+        }
+        store
+            .create_file(&path, mode & 0o7777, caller.uid, caller.gid)
+            .await
+            .map_err(|e| Error::from_cache(e, format!("create {path}")))?;
+        self.touch_dir(&store, parent);
+        let attr = self.lookup(parent, OsStr::new(name)).await?;
+        let fh = self.open(attr.ino, OpenMode { write: true, truncate: false }).await?;
+        // `create` with O_RDONLY still returns a read-only descriptor.
+        if !open.write {
+            if let Some(h) = self.handles().get_mut(&fh) {
+                h.write = false;
+            }
+        }
+        Ok((attr, fh))
+    }
+
+    pub async fn open(&self, ino: u64, mode: OpenMode) -> Result<u64> {
+        let loc = self.locate(ino)?;
+        match loc.kind {
+            FileKind::Dir => return Err(Error::new(ErrorKind::IsADirectory, "open of a directory")),
+            FileKind::Symlink => return Err(Error::new(ErrorKind::InvalidInput, "open of a symlink")),
+            FileKind::File => {}
+        }
+        let store = self.store(&loc)?.clone();
+        let (of, _) = self.open_file_for(ino, &store, &loc).await?;
+        // Count the handle before any await so a concurrent release keeps the file.
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.handles().insert(fh, Handle { ino, file: of.clone(), write: mode.write });
+        let result = async {
+            if mode.write || mode.truncate {
+                let staging = self.ensure_staging(&of, &store, &loc.path).await?;
+                if mode.truncate {
+                    staging.set_len(0).map_err(|e| Error::from_cache(e, "truncate on open"))?;
+                    of.mark_changed(SystemTime::now());
+                }
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = result {
+            self.release(fh).await.ok();
+            return Err(e);
+        }
+        Ok(fh)
+    }
+
+    /// The node's open-file state, created if needed, with one handle reserved that the
+    /// caller gives back with `release_open_file`. Also says whether no other handle
+    /// holds it.
+    async fn open_file_for(&self, ino: u64, store: &Store, loc: &Located) -> Result<(Arc<OpenFile>, bool)> {
+        if let Some(of) = &loc.open {
+            let mut t = self.inodes();
+            let node = t.get_mut(ino)?;
+            node.handles += 1;
+            return Ok((of.clone(), false));
+        }
+        let size = if loc.unlinked {
+            0
+        } else {
+            self.stat_path(store, &loc.path).await?.ok_or_else(|| Error::new(ErrorKind::NotFound, loc.path.clone()))?.size
+        };
+        let mut t = self.inodes();
+        let node = t.get_mut(ino)?;
+        node.handles += 1;
+        let of = node.open.get_or_insert_with(|| OpenFile::new(size)).clone();
+        Ok((of, node.handles == 1))
+    }
+
+    /// Drops one reserved handle; the open state goes when the last one does.
+    fn release_open_file(&self, ino: u64) {
+        let mut t = self.inodes();
+        if let Ok(node) = t.get_mut(ino) {
+            node.handles = node.handles.saturating_sub(1);
+            if node.handles == 0 {
+                node.open = None;
+            }
+        }
+        t.drop_if_unused(ino);
+    }
+
+    async fn ensure_staging(&self, of: &OpenFile, store: &Store, path: &str) -> Result<Arc<oxidrive_cache::Staging>> {
+        if let Some(s) = of.staging() {
+            return Ok(s);
+        }
+        let _guard = of.materialize.lock().await;
+        if let Some(s) = of.staging() {
+            return Ok(s);
+        }
+        let staging = if path.is_empty() {
+            store.new_staging()
+        } else {
+            store.download(path).await
+        };
+        let staging = Arc::new(staging.map_err(|e| Error::from_cache(e, format!("fetch {path} for writing")))?);
+        of.set_staging(staging.clone());
+        Ok(staging)
+    }
+
+    fn handle(&self, fh: u64) -> Result<(u64, Arc<OpenFile>, bool)> {
+        let h = self.handles();
+        let h = h.get(&fh).ok_or_else(|| Error::new(ErrorKind::BadHandle, "unknown file handle"))?;
+        Ok((h.ino, h.file.clone(), h.write))
+    }
+
+    pub async fn read(&self, fh: u64, offset: u64, len: u32) -> Result<Vec<u8>> {
+        let (ino, of, _) = self.handle(fh)?;
+        if let Some(staging) = of.staging() {
+            return staging.read_at(offset, len as usize).map_err(|e| Error::from_cache(e, "read open file"));
+        }
+        let loc = self.locate(ino)?;
+        let store = self.store(&loc)?.clone();
+        let size = of.size_at_open.load(Ordering::Relaxed);
+        if offset >= size {
+            return Ok(Vec::new());
+        }
+        let len = (len as u64).min(size - offset);
+        store.read(&loc.path, offset, len).await.map_err(|e| Error::from_cache(e, format!("read {}", loc.path)))
+    }
+
+    /// Writes go to the local staging copy: no provider I/O, so this never waits on one.
+    pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32> {
+        let (_, of, write) = self.handle(fh)?;
+        if !write {
+            return Err(Error::new(ErrorKind::BadHandle, "file not open for writing"));
+        }
+        let staging = of.staging().ok_or_else(|| Error::new(ErrorKind::Io, "open file has no staging copy"))?;
+        staging.write_at(offset, data).map_err(|e| Error::from_cache(e, "write"))?;
+        of.mark_changed(SystemTime::now());
+        Ok(data.len() as u32)
+    }
+
+    /// `close` and `fsync`: the provider has every byte written so far when this returns.
+    pub async fn flush(&self, fh: u64) -> Result<()> {
+        let (ino, of, _) = self.handle(fh)?;
+        self.commit(ino, &of).await
+    }
+
+    async fn commit(&self, ino: u64, of: &OpenFile) -> Result<()> {
+        let _upload = of.upload.lock().await;
+        let Some(generation) = of.pending() else { return Ok(()) };
+        let loc = self.locate(ino)?;
+        if loc.unlinked {
+            of.committed_up_to(generation);
+            return Ok(());
+        }
+        let store = self.store(&loc)?.clone();
+        let staging = of.staging().ok_or_else(|| Error::new(ErrorKind::Io, "changed file has no staging copy"))?;
+        store.upload(&loc.path, &staging, of.mtime()).await.map_err(|e| {
+            tracing::error!(path = %loc.path, error = %e, "upload failed; the change is not on the provider");
+            Error::from_cache(e, format!("upload {}", loc.path))
+        })?;
+        of.committed_up_to(generation);
+        Ok(())
+    }
+
+    pub async fn release(&self, fh: u64) -> Result<()> {
+        let Some(h) = self.handles().remove(&fh) else { return Ok(()) };
+        let last = self.inodes().get(h.ino).map(|n| n.handles <= 1).unwrap_or(true);
+        let result = if last && h.file.is_dirty() { self.commit(h.ino, &h.file).await } else { Ok(()) };
+        self.release_open_file(h.ino);
+        result
+    }
+
+    pub async fn unlink(&self, parent: u64, name: &OsStr) -> Result<()> {
+        let name = name::check(name)?;
+        let (store, _, path) = self.writable_dir(parent, name)?;
+        let entry = self.stat_path(&store, &path).await?.ok_or_else(|| Error::new(ErrorKind::NotFound, path.clone()))?;
+        if entry.kind == EntryKind::Dir {
+            return Err(Error::new(ErrorKind::IsADirectory, path));
+        }
+        self.keep_open_copy(&store, parent, name, &path).await?;
+        store.remove_file(&path).await.map_err(|e| Error::from_cache(e, format!("unlink {path}")))?;
+        self.inodes().detach(parent, name);
+        self.touch_dir(&store, parent);
+        Ok(())
+    }
+
+    /// Before a name stops pointing at a file someone has open, keep its contents
+    /// locally so the open descriptors still read (and write) them.
+    async fn keep_open_copy(&self, store: &Store, parent: u64, name: &str, path: &str) -> Result<()> {
+        let open = {
+            let t = self.inodes();
+            t.child(parent, name).and_then(|ino| t.get(ino).ok().and_then(|n| n.open.clone()))
+        };
+        if let Some(of) = open {
+            self.ensure_staging(&of, store, path).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn rename(&self, parent: u64, name: &OsStr, newparent: u64, newname: &OsStr, mode: RenameMode) -> Result<()> {
+        let name = name::check(name)?;
+        let newname = name::check(newname)?;
+        let (store, from_dir, from) = self.writable_dir(parent, name)?;
+        let (_, to_dir, to) = self.writable_dir(newparent, newname)?;
+        if from_dir.root() != to_dir.root() {
+            return Err(Error::new(ErrorKind::CrossesDevices, "rename across providers"));
+        }
+        if mode == RenameMode::Exchange {
+            return Err(Error::new(ErrorKind::InvalidInput, "RENAME_EXCHANGE is not supported"));
+        }
+        let src = self.stat_path(&store, &from).await?.ok_or_else(|| Error::new(ErrorKind::NotFound, from.clone()))?;
+        if from == to {
+            return Ok(());
+        }
+        if src.kind == EntryKind::Dir && to.starts_with(&format!("{from}/")) {
+            return Err(Error::new(ErrorKind::InvalidInput, "cannot move a directory into itself"));
+        }
+        if let Some(dst) = self.stat_path(&store, &to).await? {
+            if mode == RenameMode::NoReplace {
+                return Err(Error::new(ErrorKind::AlreadyExists, to));
+            }
+            match (src.kind == EntryKind::Dir, dst.kind == EntryKind::Dir) {
+                (true, false) => return Err(Error::new(ErrorKind::NotADirectory, to)),
+                (false, true) => return Err(Error::new(ErrorKind::IsADirectory, to)),
+                (true, true) => {
+                    let list = store.list(&to).await.map_err(|e| Error::from_cache(e, format!("list {to}")))?;
+                    if !list.is_empty() {
+                        return Err(Error::new(ErrorKind::DirectoryNotEmpty, to));
+                    }
+                    store.remove_dir(&to).await.map_err(|e| Error::from_cache(e, format!("rmdir {to}")))?;
+                }
+                (false, false) => self.keep_open_copy(&store, newparent, newname, &to).await?,
+            }
+        }
+        // An upload in flight for the source must land before the name moves.
+        let src_open = {
+            let t = self.inodes();
+            t.child(parent, name).and_then(|ino| t.get(ino).ok().and_then(|n| n.open.clone()))
+        };
+        let _upload = match &src_open {
+            Some(of) => Some(of.upload.lock().await),
+            None => None,
+        };
+        store.rename(&from, &to, src.kind).await.map_err(|e| Error::from_cache(e, format!("rename {from} -> {to}")))?;
+        self.inodes().rename(parent, name, newparent, newname);
+        self.touch_dir(&store, parent);
+        if newparent != parent {
+            self.touch_dir(&store, newparent);
+        }
+        Ok(())
+    }
+
+    pub async fn symlink(&self, parent: u64, name: &OsStr, target: &OsStr, caller: Caller) -> Result<Attr> {
+        let name = name::check(name)?;
+        let target = target.to_str().ok_or_else(|| Error::new(ErrorKind::IllegalName, "symlink target is not UTF-8"))?;
+        let (store, _, path) = self.writable_dir(parent, name)?;
+        if self.stat_path(&store, &path).await?.is_some() {
+            return Err(Error::new(ErrorKind::AlreadyExists, path));
+        }
+        store.symlink(&path, target, caller.uid, caller.gid).await.map_err(|e| Error::from_cache(e, format!("symlink {path}")))?;
+        self.touch_dir(&store, parent);
+        self.lookup(parent, OsStr::new(name)).await
+    }
+
+    pub async fn readlink(&self, ino: u64) -> Result<String> {
+        let loc = self.locate(ino)?;
+        if loc.kind != FileKind::Symlink {
+            return Err(Error::new(ErrorKind::InvalidInput, "not a symlink"));
+        }
+        let store = self.store(&loc)?.clone();
+        store.readlink(&loc.path).await.map_err(|e| Error::from_cache(e, format!("readlink {}", loc.path)))
+    }
+
+    /// Hard links cannot be represented on object stores, so none are made anywhere.
+    pub fn link(&self) -> Result<Attr> {
+        Err(Error::new(ErrorKind::NotPermitted, "hard links are not supported"))
+    }
+
+    pub fn statfs(&self) -> Result<StatFs> {
+        let Some(store) = self.stores.first() else {
+            return Ok(StatFs { blocks: 0, bfree: 0, bavail: 0, files: 0, ffree: 0, bsize: 4096, namelen: name::NAME_MAX as u32 });
+        };
+        let s = store.statfs().map_err(|e| Error::from_cache(e, "statfs"))?;
+        Ok(StatFs { blocks: s.blocks, bfree: s.bfree, bavail: s.bavail, files: s.files, ffree: s.ffree, bsize: s.bsize, namelen: name::NAME_MAX as u32 })
+    }
+
+    // ---- extended attributes ----------------------------------------------------
+
+    fn xattr_target(&self, ino: u64) -> Result<(Arc<Store>, Located)> {
+        let loc = self.locate(ino)?;
+        if loc.place == Place::Virtual || loc.unlinked {
+            return Err(Error::new(ErrorKind::Unsupported, "no extended attributes here"));
+        }
+        Ok((self.store(&loc)?.clone(), loc))
+    }
+
+    pub fn getxattr(&self, ino: u64, name: &OsStr) -> Result<Vec<u8>> {
+        let name = name.to_str().ok_or_else(|| Error::new(ErrorKind::NoData, "non-UTF-8 attribute"))?;
+        let Ok((store, loc)) = self.xattr_target(ino) else {
+            return Err(Error::new(ErrorKind::NoData, name.to_owned()));
+        };
+        match name {
+            XATTR_PROVIDER => return Ok(store.name().as_bytes().to_vec()),
+            XATTR_STATE => return Ok(self.state_of(&loc).as_bytes().to_vec()),
+            _ => {}
+        }
+        if !name.starts_with("user.") {
+            return Err(Error::new(ErrorKind::NoData, name.to_owned()));
+        }
+        store
+            .xattr_get(&loc.path, name)
+            .map_err(|e| Error::from_cache(e, "getxattr"))?
+            .ok_or_else(|| Error::new(ErrorKind::NoData, name.to_owned()))
+    }
+
+    fn state_of(&self, loc: &Located) -> &'static str {
+        match &loc.open {
+            Some(of) if of.is_dirty() => "dirty",
+            _ => "cloud-only",
+        }
+    }
+
+    pub fn listxattr(&self, ino: u64) -> Result<Vec<String>> {
+        let (store, loc) = self.xattr_target(ino)?;
+        let mut names = vec![XATTR_PROVIDER.to_owned(), XATTR_STATE.to_owned()];
+        names.extend(store.xattr_list(&loc.path).map_err(|e| Error::from_cache(e, "listxattr"))?);
+        Ok(names)
+    }
+
+    pub fn setxattr(&self, ino: u64, name: &OsStr, value: &[u8], create_only: bool, replace_only: bool) -> Result<()> {
+        let name = name.to_str().ok_or_else(|| Error::new(ErrorKind::Unsupported, "non-UTF-8 attribute"))?;
+        let (store, loc) = self.xattr_target(ino)?;
+        if name.starts_with(OUR_XATTR_PREFIX) {
+            return Err(Error::new(ErrorKind::NotPermitted, format!("{name} is set by oxidrive")));
+        }
+        if !name.starts_with("user.") {
+            return Err(Error::new(ErrorKind::Unsupported, format!("only user.* attributes are kept, not {name}")));
+        }
+        let exists = store.xattr_get(&loc.path, name).map_err(|e| Error::from_cache(e, "setxattr"))?.is_some();
+        if create_only && exists {
+            return Err(Error::new(ErrorKind::AlreadyExists, name.to_owned()));
+        }
+        if replace_only && !exists {
+            return Err(Error::new(ErrorKind::NoData, name.to_owned()));
+        }
+        store.xattr_set(&loc.path, name, value).map_err(|e| Error::from_cache(e, "setxattr"))
+    }
+
+    pub fn removexattr(&self, ino: u64, name: &OsStr) -> Result<()> {
+        let name = name.to_str().ok_or_else(|| Error::new(ErrorKind::NoData, "non-UTF-8 attribute"))?;
+        let (store, loc) = self.xattr_target(ino)?;
+        if name.starts_with(OUR_XATTR_PREFIX) {
+            return Err(Error::new(ErrorKind::NotPermitted, format!("{name} is set by oxidrive")));
+        }
+        if store.xattr_remove(&loc.path, name).map_err(|e| Error::from_cache(e, "removexattr"))? {
+            Ok(())
+        } else {
+            Err(Error::new(ErrorKind::NoData, name.to_owned()))
+        }
+    }
+
+    /// Uploads every changed open file; used before unmounting.
+    pub async fn flush_all(&self) -> Result<()> {
+        let open: Vec<(u64, Arc<OpenFile>)> =
+            self.handles().values().map(|h| (h.ino, h.file.clone())).collect();
+        let mut first_err = None;
+        for (ino, of) in open {
+            if let Err(e) = self.commit(ino, &of).await {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+}
+
+fn kind_of(kind: EntryKind) -> FileKind {
+    match kind {
+        EntryKind::Dir => FileKind::Dir,
+        EntryKind::File => FileKind::File,
+        EntryKind::Symlink => FileKind::Symlink,
+    }
+}

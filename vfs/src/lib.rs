@@ -1,0 +1,17 @@
+//! The namespace and POSIX rules of oxidrive, independent of any kernel interface.
+//!
+//! `platform/` turns kernel requests into calls on [`Vfs`] and maps [`ErrorKind`]
+//! to errno (or NTSTATUS); nothing here knows FUSE exists.
+
+mod attr;
+mod error;
+mod fs;
+mod inode;
+mod layout;
+mod name;
+mod open_file;
+
+pub use attr::{Attr, Caller, DirEntry, FileKind, SetAttr, StatFs, TimeSet};
+pub use error::{Error, ErrorKind, Result};
+pub use fs::{OpenMode, RenameMode, RootSpec, Vfs};
+pub use layout::ROOT_INO;

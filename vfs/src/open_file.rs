@@ -1,0 +1,70 @@
+//! The state of a file while it is open or being changed: its staging copy and
+//! whether that copy holds changes the provider does not have yet.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use oxidrive_cache::Staging;
+
+/// Lock order: `materialize` and `upload` (async, per file) may be held across store
+/// calls for this one file only; `staging` and `mtime` are leaves held for a moment.
+#[derive(Debug, Default)]
+pub(crate) struct OpenFile {
+    staging: Mutex<Option<Arc<Staging>>>,
+    /// Serialises creating the staging copy, so two opens download once.
+    pub materialize: tokio::sync::Mutex<()>,
+    /// Serialises uploads (and renames) of this file so an older upload never lands last.
+    pub upload: tokio::sync::Mutex<()>,
+    /// Bumped by every change; equal to `committed` when the provider is up to date.
+    changed: AtomicU64,
+    committed: AtomicU64,
+    /// The mtime to record with the next upload: the last write, or what utimens set.
+    mtime: Mutex<Option<SystemTime>>,
+    /// Size when opened without a staging copy, to clamp reads from the provider.
+    pub size_at_open: AtomicU64,
+}
+
+impl OpenFile {
+    pub fn new(size: u64) -> Arc<Self> {
+        let of = Self::default();
+        of.size_at_open.store(size, Ordering::Relaxed);
+        Arc::new(of)
+    }
+
+    pub fn staging(&self) -> Option<Arc<Staging>> {
+        self.staging.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn set_staging(&self, staging: Arc<Staging>) {
+        *self.staging.lock().unwrap_or_else(|p| p.into_inner()) = Some(staging);
+    }
+
+    pub fn mark_changed(&self, mtime: SystemTime) {
+        self.changed.fetch_add(1, Ordering::AcqRel);
+        self.set_mtime(mtime);
+    }
+
+    pub fn set_mtime(&self, mtime: SystemTime) {
+        *self.mtime.lock().unwrap_or_else(|p| p.into_inner()) = Some(mtime);
+    }
+
+    pub fn mtime(&self) -> Option<SystemTime> {
+        *self.mtime.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The change counter to pass to [`Self::committed_up_to`] after a successful
+    /// upload, or `None` when there is nothing to upload.
+    pub fn pending(&self) -> Option<u64> {
+        let changed = self.changed.load(Ordering::Acquire);
+        (changed != self.committed.load(Ordering::Acquire)).then_some(changed)
+    }
+
+    pub fn committed_up_to(&self, generation: u64) {
+        self.committed.store(generation, Ordering::Release);
+    }
+
+    pub fn is_dirty(&self) -> bool {
+        self.pending().is_some()
+    }
+}
