@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Runs the whole oxidrive test suite. On a fresh Debian machine it first installs the
+# system packages the tests drive for real (fuse3, git, sqlite3, rsync, ...).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# program -> Debian package
+declare -A need=([fusermount3]=fuse3 [git]=git [sqlite3]=sqlite3 [rsync]=rsync [tar]=tar [diff]=diffutils
+                 [pkg-config]=pkg-config [cc]=gcc [python3]=python3)
+missing=()
+for prog in "${!need[@]}"; do command -v "$prog" >/dev/null 2>&1 || missing+=("${need[$prog]}"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "cargo is missing: install Rust 1.95 or newer (https://rustup.rs), then run this again" >&2
+  exit 1
+fi
+[ -e /dev/fuse ] || as_root modprobe fuse || { echo "/dev/fuse is missing and the fuse module cannot be loaded" >&2; exit 1; }
+
+echo "== build"
+cargo build --workspace --all-targets
+
+echo "== layering: vfs, cache, providers and crypto never link fuser"
+for crate in oxidrive-vfs oxidrive-cache oxidrive-providers oxidrive-crypto; do
+  if cargo tree -q -p "$crate" -e normal | grep -qE '^.*\bfuser v'; then
+    echo "layering broken: $crate depends on fuser" >&2
+    exit 1
+  fi
+done
+
+echo "== tests"
+# Unit tests first (fast), then the end-to-end tests that mount for real.
+cargo test --workspace --exclude oxidrive-tests
+cargo test -p oxidrive-tests -- --test-threads=2

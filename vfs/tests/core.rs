@@ -1,0 +1,124 @@
+//! The filesystem core driven directly, without FUSE, over a real local provider.
+
+use std::ffi::OsStr;
+use std::sync::Arc;
+
+use oxidrive_cache::{Index, Store};
+use oxidrive_providers::{ProviderKind, ProviderSpec, Provider};
+use oxidrive_vfs::{Caller, ErrorKind, FileKind, OpenMode, RenameMode, RootSpec, SetAttr, Vfs, ROOT_INO};
+
+const ME: Caller = Caller { uid: 1000, gid: 1000 };
+const RW: OpenMode = OpenMode { write: true, truncate: false };
+const RO: OpenMode = OpenMode { write: false, truncate: false };
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    backing: std::path::PathBuf,
+    vfs: Vfs,
+    root: u64,
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let backing = dir.path().join("store");
+    let staging = dir.path().join("staging");
+    std::fs::create_dir_all(&staging).unwrap();
+    let spec = ProviderSpec { name: "Local".into(), kind: ProviderKind::Local { path: backing.clone() }, shared: false };
+    let provider = Provider::from_spec(&spec).unwrap();
+    let index = Arc::new(Index::in_memory().unwrap());
+    let store = Arc::new(Store::new("Local", provider, index, &staging));
+    let vfs = Vfs::new(vec![RootSpec { name: "Local".into(), shared: false, store }], ME).unwrap();
+    let drive = vfs.lookup(ROOT_INO, OsStr::new("My Drive")).await.unwrap().ino;
+    let root = vfs.lookup(drive, OsStr::new("Local")).await.unwrap().ino;
+    Fixture { _dir: dir, backing, vfs, root }
+}
+
+fn n(s: &str) -> &OsStr {
+    OsStr::new(s)
+}
+
+#[tokio::test]
+async fn write_is_on_the_provider_after_flush_not_before() {
+    let f = fixture().await;
+    let (attr, fh) = f.vfs.create(f.root, n("a.txt"), 0o640, true, RW, ME).await.unwrap();
+    assert_eq!((attr.kind, attr.perm, attr.uid), (FileKind::File, 0o640, 1000));
+    f.vfs.write(fh, 0, b"hello world").unwrap();
+    assert_eq!(std::fs::read(f.backing.join("a.txt")).unwrap(), b"");
+    assert_eq!(f.vfs.read(fh, 6, 100).await.unwrap(), b"world");
+    f.vfs.flush(fh).await.unwrap();
+    assert_eq!(std::fs::read(f.backing.join("a.txt")).unwrap(), b"hello world");
+    f.vfs.release(fh).await.unwrap();
+    let ro = f.vfs.open(attr.ino, RO).await.unwrap();
+    assert_eq!(f.vfs.read(ro, 0, 5).await.unwrap(), b"hello");
+    assert_eq!(f.vfs.write(ro, 0, b"x").unwrap_err().kind(), ErrorKind::BadHandle);
+}
+
+#[tokio::test]
+async fn unlinked_open_file_keeps_working_and_never_reappears() {
+    let f = fixture().await;
+    let (attr, fh) = f.vfs.create(f.root, n("gone"), 0o644, true, RW, ME).await.unwrap();
+    f.vfs.write(fh, 0, b"before").unwrap();
+    f.vfs.flush(fh).await.unwrap();
+    f.vfs.unlink(f.root, n("gone")).await.unwrap();
+    assert!(!f.backing.join("gone").exists());
+    f.vfs.write(fh, 6, b"+after").unwrap();
+    assert_eq!(f.vfs.read(fh, 0, 64).await.unwrap(), b"before+after");
+    assert_eq!(f.vfs.getattr(attr.ino).await.unwrap().nlink, 0);
+    f.vfs.flush(fh).await.unwrap();
+    f.vfs.release(fh).await.unwrap();
+    assert!(!f.backing.join("gone").exists());
+    assert_eq!(f.vfs.lookup(f.root, n("gone")).await.unwrap_err().kind(), ErrorKind::NotFound);
+}
+
+#[tokio::test]
+async fn rename_rules() {
+    let f = fixture().await;
+    let d = f.vfs.mkdir(f.root, n("d"), 0o755, ME).await.unwrap().ino;
+    let e = f.vfs.mkdir(f.root, n("e"), 0o755, ME).await.unwrap().ino;
+    let (_, fh) = f.vfs.create(d, n("x"), 0o644, true, RW, ME).await.unwrap();
+    f.vfs.release(fh).await.unwrap();
+    let (_, fh) = f.vfs.create(f.root, n("file"), 0o644, true, RW, ME).await.unwrap();
+    f.vfs.release(fh).await.unwrap();
+    let kind = |r: oxidrive_vfs::Result<()>| r.unwrap_err().kind();
+    assert_eq!(kind(f.vfs.rename(f.root, n("e"), f.root, n("d"), RenameMode::Replace).await), ErrorKind::DirectoryNotEmpty);
+    assert_eq!(kind(f.vfs.rename(f.root, n("file"), f.root, n("d"), RenameMode::Replace).await), ErrorKind::IsADirectory);
+    assert_eq!(kind(f.vfs.rename(f.root, n("d"), f.root, n("file"), RenameMode::Replace).await), ErrorKind::NotADirectory);
+    assert_eq!(kind(f.vfs.rename(f.root, n("d"), d, n("inner"), RenameMode::Replace).await), ErrorKind::InvalidInput);
+    assert_eq!(kind(f.vfs.rename(f.root, n("d"), f.root, n("e"), RenameMode::Exchange).await), ErrorKind::InvalidInput);
+    assert_eq!(kind(f.vfs.rename(f.root, n("file"), d, n("x"), RenameMode::NoReplace).await), ErrorKind::AlreadyExists);
+    // A directory over an empty one replaces it, taking its contents along.
+    f.vfs.rename(f.root, n("d"), f.root, n("e"), RenameMode::Replace).await.unwrap();
+    assert!(f.backing.join("e/x").is_file());
+    assert!(!f.backing.join("d").exists());
+    let _ = e;
+    // The moved directory's inode still resolves to the new place.
+    let x = f.vfs.lookup(d, n("x")).await.unwrap();
+    assert_eq!(x.kind, FileKind::File);
+}
+
+#[tokio::test]
+async fn truncate_without_handle_is_uploaded_at_once() {
+    let f = fixture().await;
+    let (attr, fh) = f.vfs.create(f.root, n("t"), 0o644, true, RW, ME).await.unwrap();
+    f.vfs.write(fh, 0, b"0123456789").unwrap();
+    f.vfs.release(fh).await.unwrap();
+    let a = f.vfs.setattr(attr.ino, SetAttr { size: Some(4), ..Default::default() }, None).await.unwrap();
+    assert_eq!(a.size, 4);
+    assert_eq!(std::fs::read(f.backing.join("t")).unwrap(), b"0123");
+    let a = f.vfs.setattr(attr.ino, SetAttr { size: Some(6), mode: Some(0o600), ..Default::default() }, None).await.unwrap();
+    assert_eq!((a.size, a.perm), (6, 0o600));
+    assert_eq!(std::fs::read(f.backing.join("t")).unwrap(), b"0123\0\0");
+}
+
+#[tokio::test]
+async fn fixed_folders_refuse_changes() {
+    let f = fixture().await;
+    let err = f.vfs.mkdir(ROOT_INO, n("x"), 0o755, ME).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotPermitted);
+    let recents = f.vfs.lookup(ROOT_INO, n("Recents")).await.unwrap().ino;
+    let err = f.vfs.create(recents, n("x"), 0o644, true, RW, ME).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ReadOnly);
+    let err = f.vfs.mkdir(f.root, n(".oxidrive"), 0o755, ME).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotPermitted);
+    assert_eq!(f.vfs.lookup(f.root, n(".oxidrive")).await.unwrap_err().kind(), ErrorKind::NotFound);
+}
