@@ -20,8 +20,9 @@ mkdir -p "$HOME" "$XDG_RUNTIME_DIR"
 PID=
 cleanup() {
   if mountpoint -q "$MNT" 2>/dev/null; then fusermount3 -u "$MNT" 2>/dev/null || fusermount3 -uz "$MNT"; fi
-  [ -n "$PID" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null
+  if [ -n "$PID" ]; then kill "$PID" 2>/dev/null; wait "$PID" 2>/dev/null; fi
   rm -rf "$WORK"
+  true
 }
 trap cleanup EXIT
 

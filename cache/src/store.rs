@@ -68,10 +68,13 @@ impl Store {
         let objects = self.provider.list(dir).await?;
         let overlays: std::collections::HashMap<String, Overlay> =
             self.index.children(&self.root, dir)?.into_iter().collect();
-        Ok(objects.into_iter().map(|(name, meta)| {
-            let entry = merge(&meta, overlays.get(&name));
-            (name, entry)
-        }).collect())
+        Ok(objects
+            .into_iter()
+            .map(|(name, meta)| {
+                let entry = merge(&meta, overlays.get(&name));
+                (name, entry)
+            })
+            .collect())
     }
 
     pub async fn read(&self, path: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
@@ -106,41 +109,35 @@ impl Store {
         self.provider.write_all(path, Vec::new()).await?;
         let remote = self.provider.stat(path).await?;
         let now = SystemTime::now();
-        self.index.remove_tree(&self.root, path)?;
-        self.index.update(&self.root, path, |ov| {
-            *ov = Overlay {
-                mode: Some(mode),
-                uid: Some(uid),
-                gid: Some(gid),
-                mtime: Some(now),
-                symlink: None,
-                remote: remote.map(|m| (m.mtime, m.size)),
-            }
-        })
+        let ov = Overlay {
+            mode: Some(mode),
+            uid: Some(uid),
+            gid: Some(gid),
+            mtime: Some(now),
+            symlink: None,
+            remote: remote.map(|m| (m.mtime, m.size)),
+        };
+        self.index.replace(&self.root, path, &ov)
     }
 
     pub async fn mkdir(&self, path: &str, mode: u32, uid: u32, gid: u32) -> Result<()> {
         self.provider.create_dir(path).await?;
-        self.index.remove_tree(&self.root, path)?;
-        self.index.update(&self.root, path, |ov| {
-            *ov = Overlay { mode: Some(mode), uid: Some(uid), gid: Some(gid), mtime: Some(SystemTime::now()), ..Overlay::default() }
-        })
+        let ov = Overlay { mode: Some(mode), uid: Some(uid), gid: Some(gid), ..Overlay::default() };
+        self.index.replace(&self.root, path, &ov)
     }
 
     /// A symlink is stored as a small object holding its target, marked in the index.
     pub async fn symlink(&self, path: &str, target: &str, uid: u32, gid: u32) -> Result<()> {
         self.provider.write_all(path, target.as_bytes().to_vec()).await?;
-        self.index.remove_tree(&self.root, path)?;
-        self.index.update(&self.root, path, |ov| {
-            *ov = Overlay {
-                mode: Some(0o777),
-                uid: Some(uid),
-                gid: Some(gid),
-                mtime: Some(SystemTime::now()),
-                symlink: Some(target.to_owned()),
-                remote: None,
-            }
-        })
+        let ov = Overlay {
+            mode: Some(0o777),
+            uid: Some(uid),
+            gid: Some(gid),
+            mtime: Some(SystemTime::now()),
+            symlink: Some(target.to_owned()),
+            remote: None,
+        };
+        self.index.replace(&self.root, path, &ov)
     }
 
     pub async fn readlink(&self, path: &str) -> Result<String> {
@@ -148,7 +145,8 @@ impl Store {
             return Ok(target);
         }
         let bytes = self.provider.read_all(path).await?;
-        String::from_utf8(bytes).map_err(|_| Error::io(format!("readlink {path}"), std::io::ErrorKind::InvalidData.into()))
+        String::from_utf8(bytes)
+            .map_err(|_| Error::io(format!("readlink {path}"), std::io::ErrorKind::InvalidData.into()))
     }
 
     pub async fn remove_file(&self, path: &str) -> Result<()> {
@@ -165,6 +163,11 @@ impl Store {
         let kind = if kind == EntryKind::Dir { ObjectKind::Dir } else { ObjectKind::File };
         self.provider.rename(from, to, kind).await?;
         self.index.rename_tree(&self.root, from, to)
+    }
+
+    /// The recorded overlay of a path, if any.
+    pub fn overlay(&self, path: &str) -> Result<Option<Overlay>> {
+        self.index.get(&self.root, path)
     }
 
     /// Changes attributes kept in the index (mode, owner, mtime).
@@ -235,13 +238,23 @@ mod tests {
     use std::time::Duration;
 
     fn meta(size: u64, secs: u64) -> ObjectMeta {
-        ObjectMeta { kind: ObjectKind::File, size, mtime: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs)), etag: None }
+        ObjectMeta {
+            kind: ObjectKind::File,
+            size,
+            mtime: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs)),
+            etag: None,
+        }
     }
 
     #[test]
     fn overlay_mtime_applies_only_while_the_object_is_ours() {
         let mine = SystemTime::UNIX_EPOCH + Duration::from_secs(5);
-        let ov = Overlay { mtime: Some(mine), remote: Some((meta(3, 100).mtime, 3)), mode: Some(0o600), ..Default::default() };
+        let ov = Overlay {
+            mtime: Some(mine),
+            remote: Some((meta(3, 100).mtime, 3)),
+            mode: Some(0o600),
+            ..Default::default()
+        };
         assert_eq!(merge(&meta(3, 100), Some(&ov)).mtime, Some(mine));
         let changed = merge(&meta(4, 200), Some(&ov));
         assert_eq!(changed.mtime, meta(4, 200).mtime);

@@ -50,7 +50,11 @@ impl Config {
         if !self.provider.is_empty() {
             return self.provider;
         }
-        vec![ProviderSpec { name: "Local".into(), kind: ProviderKind::Local { path: default_local.to_owned() }, shared: false }]
+        vec![ProviderSpec {
+            name: "Local".into(),
+            kind: ProviderKind::Local { path: default_local.to_owned() },
+            shared: false,
+        }]
     }
 }
 
@@ -66,7 +70,8 @@ mod tests {
 
     #[test]
     fn parses_local_providers() {
-        let c = parse("[[provider]]\nname = \"Photos\"\ntype = \"local\"\npath = \"/srv/photos\"\nshared = true\n").unwrap();
+        let c = parse("[[provider]]\nname = \"Photos\"\ntype = \"local\"\npath = \"/srv/photos\"\nshared = true\n")
+            .unwrap();
         assert_eq!(c.provider.len(), 1);
         assert_eq!(c.provider[0].name, "Photos");
         assert!(c.provider[0].shared);
@@ -80,7 +85,9 @@ mod tests {
         assert!(format!("{:#}", unknown_type.unwrap_err()).contains("ftp"));
         let relative = parse("[[provider]]\nname = \"A\"\ntype = \"local\"\npath = \"a\"\n");
         assert!(format!("{:#}", relative.unwrap_err()).contains("absolute"));
-        let dup = parse("[[provider]]\nname = \"A\"\ntype = \"local\"\npath = \"/a\"\n[[provider]]\nname = \"A\"\ntype = \"local\"\npath = \"/b\"\n");
+        let dup = parse(
+            "[[provider]]\nname = \"A\"\ntype = \"local\"\npath = \"/a\"\n[[provider]]\nname = \"A\"\ntype = \"local\"\npath = \"/b\"\n",
+        );
         assert!(format!("{:#}", dup.unwrap_err()).contains("two providers"));
     }
 

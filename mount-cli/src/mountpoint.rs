@@ -31,7 +31,9 @@ pub fn prepare(mountpoint: &Path) -> Result<PathBuf> {
 
 pub fn is_mounted(path: &Path) -> Result<bool> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").context("cannot read /proc/self/mountinfo")?;
-    Ok(info.lines().any(|line| line.split(' ').nth(4).map(unescape).as_deref() == Some(path.as_os_str().to_string_lossy().as_ref())))
+    Ok(info.lines().any(|line| {
+        line.split(' ').nth(4).map(unescape).as_deref() == Some(path.as_os_str().to_string_lossy().as_ref())
+    }))
 }
 
 /// mountinfo escapes space, tab, newline and backslash as octal.

@@ -157,7 +157,16 @@ impl Filesystem for FuseAdapter {
         });
     }
 
-    fn mknod(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, _rdev: u32, reply: ReplyEntry) {
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        _rdev: u32,
+        reply: ReplyEntry,
+    ) {
         // Only regular files: devices, fifos and sockets cannot live on a provider.
         if mode & libc::S_IFMT != libc::S_IFREG {
             reply.error(Errno::EPERM);
@@ -166,7 +175,9 @@ impl Filesystem for FuseAdapter {
         let (name, who) = (owned(name), caller(req));
         self.spawn(move |vfs| async move {
             let create = async {
-                let (attr, fh) = vfs.create(parent.0, &name, mode & !umask, true, OpenMode { write: false, truncate: false }, who).await?;
+                let (attr, fh) = vfs
+                    .create(parent.0, &name, mode & !umask, true, OpenMode { write: false, truncate: false }, who)
+                    .await?;
                 vfs.release(fh).await?;
                 Ok::<_, oxidrive_vfs::Error>(attr)
             };
@@ -365,7 +376,8 @@ impl Filesystem for FuseAdapter {
             Err(e) => return reply.error(reply_errno("readdirplus", &e)),
         };
         for (i, entry) in entries.iter().enumerate().skip(offset as usize) {
-            let full = reply.add(INodeNo(entry.attr.ino), i as u64 + 1, &entry.name, &TTL, &file_attr(&entry.attr), GEN);
+            let full =
+                reply.add(INodeNo(entry.attr.ino), i as u64 + 1, &entry.name, &TTL, &file_attr(&entry.attr), GEN);
             if full {
                 break;
             }
@@ -394,7 +406,16 @@ impl Filesystem for FuseAdapter {
         }
     }
 
-    fn setxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, value: &[u8], flags: i32, _position: u32, reply: ReplyEmpty) {
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
         let create = flags & libc::XATTR_CREATE != 0;
         let replace = flags & libc::XATTR_REPLACE != 0;
         match self.vfs.setxattr(ino.0, name, value, create, replace) {
@@ -436,7 +457,16 @@ impl Filesystem for FuseAdapter {
         reply.ok();
     }
 
-    fn create(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, flags: i32, reply: ReplyCreate) {
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
         let (name, who, open) = (owned(name), caller(req), open_mode(flags));
         let exclusive = flags & libc::O_EXCL != 0;
         self.spawn(move |vfs| async move {

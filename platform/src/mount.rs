@@ -27,7 +27,12 @@ pub struct MountHandle {
 /// every operation that may touch a provider to the tokio runtime, replying from there;
 /// fuser replies are `Send`. So a slow provider request occupies a task, never a loop,
 /// and lookups, reads and writes of other files keep flowing.
-pub fn mount(vfs: Arc<Vfs>, mountpoint: &Path, rt: tokio::runtime::Handle, opts: &MountOptions) -> io::Result<MountHandle> {
+pub fn mount(
+    vfs: Arc<Vfs>,
+    mountpoint: &Path,
+    rt: tokio::runtime::Handle,
+    opts: &MountOptions,
+) -> io::Result<MountHandle> {
     let mut config = Config::default();
     config.mount_options = vec![
         MountOption::FSName("oxidrive".into()),

@@ -95,11 +95,7 @@ impl Provider {
     /// Direct children of a directory as (name, meta), without our own meta folder.
     pub async fn list(&self, dir: &str) -> Result<Vec<(String, ObjectMeta)>> {
         let key = dir_key(dir);
-        let entries = self
-            .op
-            .list(&key)
-            .await
-            .map_err(|e| Error::from_opendal(e, format!("list {key}")))?;
+        let entries = self.op.list(&key).await.map_err(|e| Error::from_opendal(e, format!("list {key}")))?;
         let mut out = Vec::with_capacity(entries.len());
         for entry in entries {
             let p = entry.path();
@@ -175,7 +171,9 @@ impl Provider {
             .await
             .map_err(|e| Error::new(ErrorKind::Other, format!("{}: create {}: {e}", ctx(), local.display())))?;
         let mut total = 0u64;
-        while let Some(chunk) = stream.try_next().await.map_err(|e| Error::new(ErrorKind::Other, format!("{}: {e}", ctx())))? {
+        while let Some(chunk) =
+            stream.try_next().await.map_err(|e| Error::new(ErrorKind::Other, format!("{}: {e}", ctx())))?
+        {
             total += chunk.len() as u64;
             out.write_all(&chunk).await.map_err(|e| Error::new(ErrorKind::Other, format!("{}: write: {e}", ctx())))?;
         }

@@ -112,7 +112,10 @@ impl Vfs {
         }
         match loc.place {
             Place::Virtual if parent == ROOT_INO || parent == MY_DRIVE_INO || parent == SHARED_INO => {
-                return Err(Error::new(ErrorKind::NotPermitted, "the top folders are fixed; add providers in the config"));
+                return Err(Error::new(
+                    ErrorKind::NotPermitted,
+                    "the top folders are fixed; add providers in the config",
+                ));
             }
             Place::Virtual => return Err(Error::new(ErrorKind::ReadOnly, "this view is read-only")),
             Place::Root(_) if name == META_DIR => {
@@ -169,7 +172,8 @@ impl Vfs {
 
     /// Attributes from a store entry, with what an open file knows better.
     fn entry_attr(&self, ino: u64, entry: &Entry, open: Option<&Arc<OpenFile>>) -> Result<Attr> {
-        let mut attr = self.make_attr(ino, kind_of(entry.kind), entry.size, entry.mtime, entry.mode, entry.uid, entry.gid);
+        let mut attr =
+            self.make_attr(ino, kind_of(entry.kind), entry.size, entry.mtime, entry.mode, entry.uid, entry.gid);
         if let Some(of) = open {
             if let Some(staging) = of.staging() {
                 attr.size = staging.len().map_err(|e| Error::from_cache(e, "size of open file"))?;
@@ -193,7 +197,8 @@ impl Vfs {
             return Err(Error::new(ErrorKind::NotADirectory, "lookup in a non-directory"));
         }
         if loc.place == Place::Virtual {
-            let ino = self.inodes().child(parent, name).ok_or_else(|| Error::new(ErrorKind::NotFound, name.to_owned()))?;
+            let ino =
+                self.inodes().child(parent, name).ok_or_else(|| Error::new(ErrorKind::NotFound, name.to_owned()))?;
             return self.getattr(ino).await;
         }
         if matches!(loc.place, Place::Root(_)) && name == META_DIR {
@@ -201,7 +206,8 @@ impl Vfs {
         }
         let store = self.store(&loc)?.clone();
         let path = join(&loc.path, name);
-        let entry = self.stat_path(&store, &path).await?.ok_or_else(|| Error::new(ErrorKind::NotFound, path.clone()))?;
+        let entry =
+            self.stat_path(&store, &path).await?.ok_or_else(|| Error::new(ErrorKind::NotFound, path.clone()))?;
         let (ino, open) = {
             let mut t = self.inodes();
             let ino = t.get_or_insert(parent, name, kind_of(entry.kind), true)?;
@@ -235,7 +241,10 @@ impl Vfs {
             attr.nlink = 0;
             return Ok(attr);
         }
-        let entry = self.stat_path(&store, &loc.path).await?.ok_or_else(|| Error::new(ErrorKind::NotFound, loc.path.clone()))?;
+        let entry = self
+            .stat_path(&store, &loc.path)
+            .await?
+            .ok_or_else(|| Error::new(ErrorKind::NotFound, loc.path.clone()))?;
         self.entry_attr(ino, &entry, loc.open.as_ref())
     }
 
@@ -254,7 +263,7 @@ impl Vfs {
             }
             let (of, alone) = self.open_file_for(ino, &store, &loc).await?;
             let result = async {
-                let staging = self.ensure_staging(&of, &store, &loc.path).await?;
+                let staging = self.ensure_staging(&of, &store, &loc.path, size == 0).await?;
                 staging.set_len(size).map_err(|e| Error::from_cache(e, format!("truncate {}", loc.path)))?;
                 of.mark_changed(set.mtime.map_or_else(SystemTime::now, |t| t.resolve()));
                 // truncate(2) without an open file is durable when it returns.
@@ -341,7 +350,10 @@ impl Vfs {
         if self.stat_path(&store, &path).await?.is_some() {
             return Err(Error::new(ErrorKind::AlreadyExists, path));
         }
-        store.mkdir(&path, mode & 0o7777, caller.uid, caller.gid).await.map_err(|e| Error::from_cache(e, format!("mkdir {path}")))?;
+        store
+            .mkdir(&path, mode & 0o7777, caller.uid, caller.gid)
+            .await
+            .map_err(|e| Error::from_cache(e, format!("mkdir {path}")))?;
         self.touch_dir(&store, parent);
         self.lookup(parent, OsStr::new(name)).await
     }
@@ -349,7 +361,8 @@ impl Vfs {
     pub async fn rmdir(&self, parent: u64, name: &OsStr) -> Result<()> {
         let name = name::check(name)?;
         let (store, _, path) = self.writable_dir(parent, name)?;
-        let entry = self.stat_path(&store, &path).await?.ok_or_else(|| Error::new(ErrorKind::NotFound, path.clone()))?;
+        let entry =
+            self.stat_path(&store, &path).await?.ok_or_else(|| Error::new(ErrorKind::NotFound, path.clone()))?;
         if entry.kind != EntryKind::Dir {
             return Err(Error::new(ErrorKind::NotADirectory, path));
         }
@@ -363,20 +376,35 @@ impl Vfs {
         Ok(())
     }
 
-    /// A directory's mtime changes when names in it do.
+    /// A directory's mtime changes when names in it do. The provider's own directory
+    /// mtime already moves; only an mtime a program set needs replacing (read first, so
+    /// the common case writes nothing).
     fn touch_dir(&self, store: &Store, dir: u64) {
         let Ok(loc) = self.locate(dir) else { return };
         if loc.place == Place::Virtual {
             return;
         }
-        if let Err(e) = store.set_attrs(&loc.path, |ov| ov.mtime = Some(SystemTime::now())) {
+        let result = match store.overlay(&loc.path) {
+            Ok(Some(ov)) if ov.mtime.is_some() => store.set_attrs(&loc.path, |ov| ov.mtime = Some(SystemTime::now())),
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
             tracing::warn!(path = %loc.path, error = %e, "could not update directory mtime");
         }
     }
 
     // ---- files ------------------------------------------------------------------
 
-    pub async fn create(&self, parent: u64, name: &OsStr, mode: u32, exclusive: bool, open: OpenMode, caller: Caller) -> Result<(Attr, u64)> {
+    pub async fn create(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        exclusive: bool,
+        open: OpenMode,
+        caller: Caller,
+    ) -> Result<(Attr, u64)> {
         let name = name::check(name)?;
         let (store, _, path) = self.writable_dir(parent, name)?;
         if let Some(existing) = self.stat_path(&store, &path).await? {
@@ -420,7 +448,7 @@ impl Vfs {
         self.handles().insert(fh, Handle { ino, file: of.clone(), write: mode.write });
         let result = async {
             if mode.write || mode.truncate {
-                let staging = self.ensure_staging(&of, &store, &loc.path).await?;
+                let staging = self.ensure_staging(&of, &store, &loc.path, mode.truncate).await?;
                 if mode.truncate {
                     staging.set_len(0).map_err(|e| Error::from_cache(e, "truncate on open"))?;
                     of.mark_changed(SystemTime::now());
@@ -449,7 +477,10 @@ impl Vfs {
         let size = if loc.unlinked {
             0
         } else {
-            self.stat_path(store, &loc.path).await?.ok_or_else(|| Error::new(ErrorKind::NotFound, loc.path.clone()))?.size
+            self.stat_path(store, &loc.path)
+                .await?
+                .ok_or_else(|| Error::new(ErrorKind::NotFound, loc.path.clone()))?
+                .size
         };
         let mut t = self.inodes();
         let node = t.get_mut(ino)?;
@@ -470,7 +501,15 @@ impl Vfs {
         t.drop_if_unused(ino);
     }
 
-    async fn ensure_staging(&self, of: &OpenFile, store: &Store, path: &str) -> Result<Arc<oxidrive_cache::Staging>> {
+    /// The file's staging copy, fetched from the provider on first use. `discard`
+    /// means the caller is about to truncate it to zero, so nothing is fetched.
+    async fn ensure_staging(
+        &self,
+        of: &OpenFile,
+        store: &Store,
+        path: &str,
+        discard: bool,
+    ) -> Result<Arc<oxidrive_cache::Staging>> {
         if let Some(s) = of.staging() {
             return Ok(s);
         }
@@ -478,11 +517,7 @@ impl Vfs {
         if let Some(s) = of.staging() {
             return Ok(s);
         }
-        let staging = if path.is_empty() {
-            store.new_staging()
-        } else {
-            store.download(path).await
-        };
+        let staging = if path.is_empty() || discard { store.new_staging() } else { store.download(path).await };
         let staging = Arc::new(staging.map_err(|e| Error::from_cache(e, format!("fetch {path} for writing")))?);
         of.set_staging(staging.clone());
         Ok(staging)
@@ -556,7 +591,8 @@ impl Vfs {
     pub async fn unlink(&self, parent: u64, name: &OsStr) -> Result<()> {
         let name = name::check(name)?;
         let (store, _, path) = self.writable_dir(parent, name)?;
-        let entry = self.stat_path(&store, &path).await?.ok_or_else(|| Error::new(ErrorKind::NotFound, path.clone()))?;
+        let entry =
+            self.stat_path(&store, &path).await?.ok_or_else(|| Error::new(ErrorKind::NotFound, path.clone()))?;
         if entry.kind == EntryKind::Dir {
             return Err(Error::new(ErrorKind::IsADirectory, path));
         }
@@ -575,12 +611,19 @@ impl Vfs {
             t.child(parent, name).and_then(|ino| t.get(ino).ok().and_then(|n| n.open.clone()))
         };
         if let Some(of) = open {
-            self.ensure_staging(&of, store, path).await?;
+            self.ensure_staging(&of, store, path, false).await?;
         }
         Ok(())
     }
 
-    pub async fn rename(&self, parent: u64, name: &OsStr, newparent: u64, newname: &OsStr, mode: RenameMode) -> Result<()> {
+    pub async fn rename(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        newparent: u64,
+        newname: &OsStr,
+        mode: RenameMode,
+    ) -> Result<()> {
         let name = name::check(name)?;
         let newname = name::check(newname)?;
         let (store, from_dir, from) = self.writable_dir(parent, name)?;
@@ -635,12 +678,16 @@ impl Vfs {
 
     pub async fn symlink(&self, parent: u64, name: &OsStr, target: &OsStr, caller: Caller) -> Result<Attr> {
         let name = name::check(name)?;
-        let target = target.to_str().ok_or_else(|| Error::new(ErrorKind::IllegalName, "symlink target is not UTF-8"))?;
+        let target =
+            target.to_str().ok_or_else(|| Error::new(ErrorKind::IllegalName, "symlink target is not UTF-8"))?;
         let (store, _, path) = self.writable_dir(parent, name)?;
         if self.stat_path(&store, &path).await?.is_some() {
             return Err(Error::new(ErrorKind::AlreadyExists, path));
         }
-        store.symlink(&path, target, caller.uid, caller.gid).await.map_err(|e| Error::from_cache(e, format!("symlink {path}")))?;
+        store
+            .symlink(&path, target, caller.uid, caller.gid)
+            .await
+            .map_err(|e| Error::from_cache(e, format!("symlink {path}")))?;
         self.touch_dir(&store, parent);
         self.lookup(parent, OsStr::new(name)).await
     }
@@ -661,10 +708,26 @@ impl Vfs {
 
     pub fn statfs(&self) -> Result<StatFs> {
         let Some(store) = self.stores.first() else {
-            return Ok(StatFs { blocks: 0, bfree: 0, bavail: 0, files: 0, ffree: 0, bsize: 4096, namelen: name::NAME_MAX as u32 });
+            return Ok(StatFs {
+                blocks: 0,
+                bfree: 0,
+                bavail: 0,
+                files: 0,
+                ffree: 0,
+                bsize: 4096,
+                namelen: name::NAME_MAX as u32,
+            });
         };
         let s = store.statfs().map_err(|e| Error::from_cache(e, "statfs"))?;
-        Ok(StatFs { blocks: s.blocks, bfree: s.bfree, bavail: s.bavail, files: s.files, ffree: s.ffree, bsize: s.bsize, namelen: name::NAME_MAX as u32 })
+        Ok(StatFs {
+            blocks: s.blocks,
+            bfree: s.bfree,
+            bavail: s.bavail,
+            files: s.files,
+            ffree: s.ffree,
+            bsize: s.bsize,
+            namelen: name::NAME_MAX as u32,
+        })
     }
 
     // ---- extended attributes ----------------------------------------------------
@@ -744,8 +807,7 @@ impl Vfs {
 
     /// Uploads every changed open file; used before unmounting.
     pub async fn flush_all(&self) -> Result<()> {
-        let open: Vec<(u64, Arc<OpenFile>)> =
-            self.handles().values().map(|h| (h.ino, h.file.clone())).collect();
+        let open: Vec<(u64, Arc<OpenFile>)> = self.handles().values().map(|h| (h.ino, h.file.clone())).collect();
         let mut first_err = None;
         for (ino, of) in open {
             if let Err(e) = self.commit(ino, &of).await {

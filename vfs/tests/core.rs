@@ -4,8 +4,8 @@ use std::ffi::OsStr;
 use std::sync::Arc;
 
 use oxidrive_cache::{Index, Store};
-use oxidrive_providers::{ProviderKind, ProviderSpec, Provider};
-use oxidrive_vfs::{Caller, ErrorKind, FileKind, OpenMode, RenameMode, RootSpec, SetAttr, Vfs, ROOT_INO};
+use oxidrive_providers::{Provider, ProviderKind, ProviderSpec};
+use oxidrive_vfs::{Caller, ErrorKind, FileKind, OpenMode, ROOT_INO, RenameMode, RootSpec, SetAttr, Vfs};
 
 const ME: Caller = Caller { uid: 1000, gid: 1000 };
 const RW: OpenMode = OpenMode { write: true, truncate: false };
@@ -23,7 +23,8 @@ async fn fixture() -> Fixture {
     let backing = dir.path().join("store");
     let staging = dir.path().join("staging");
     std::fs::create_dir_all(&staging).unwrap();
-    let spec = ProviderSpec { name: "Local".into(), kind: ProviderKind::Local { path: backing.clone() }, shared: false };
+    let spec =
+        ProviderSpec { name: "Local".into(), kind: ProviderKind::Local { path: backing.clone() }, shared: false };
     let provider = Provider::from_spec(&spec).unwrap();
     let index = Arc::new(Index::in_memory().unwrap());
     let store = Arc::new(Store::new("Local", provider, index, &staging));
@@ -80,9 +81,18 @@ async fn rename_rules() {
     let (_, fh) = f.vfs.create(f.root, n("file"), 0o644, true, RW, ME).await.unwrap();
     f.vfs.release(fh).await.unwrap();
     let kind = |r: oxidrive_vfs::Result<()>| r.unwrap_err().kind();
-    assert_eq!(kind(f.vfs.rename(f.root, n("e"), f.root, n("d"), RenameMode::Replace).await), ErrorKind::DirectoryNotEmpty);
-    assert_eq!(kind(f.vfs.rename(f.root, n("file"), f.root, n("d"), RenameMode::Replace).await), ErrorKind::IsADirectory);
-    assert_eq!(kind(f.vfs.rename(f.root, n("d"), f.root, n("file"), RenameMode::Replace).await), ErrorKind::NotADirectory);
+    assert_eq!(
+        kind(f.vfs.rename(f.root, n("e"), f.root, n("d"), RenameMode::Replace).await),
+        ErrorKind::DirectoryNotEmpty
+    );
+    assert_eq!(
+        kind(f.vfs.rename(f.root, n("file"), f.root, n("d"), RenameMode::Replace).await),
+        ErrorKind::IsADirectory
+    );
+    assert_eq!(
+        kind(f.vfs.rename(f.root, n("d"), f.root, n("file"), RenameMode::Replace).await),
+        ErrorKind::NotADirectory
+    );
     assert_eq!(kind(f.vfs.rename(f.root, n("d"), d, n("inner"), RenameMode::Replace).await), ErrorKind::InvalidInput);
     assert_eq!(kind(f.vfs.rename(f.root, n("d"), f.root, n("e"), RenameMode::Exchange).await), ErrorKind::InvalidInput);
     assert_eq!(kind(f.vfs.rename(f.root, n("file"), d, n("x"), RenameMode::NoReplace).await), ErrorKind::AlreadyExists);
@@ -105,7 +115,11 @@ async fn truncate_without_handle_is_uploaded_at_once() {
     let a = f.vfs.setattr(attr.ino, SetAttr { size: Some(4), ..Default::default() }, None).await.unwrap();
     assert_eq!(a.size, 4);
     assert_eq!(std::fs::read(f.backing.join("t")).unwrap(), b"0123");
-    let a = f.vfs.setattr(attr.ino, SetAttr { size: Some(6), mode: Some(0o600), ..Default::default() }, None).await.unwrap();
+    let a = f
+        .vfs
+        .setattr(attr.ino, SetAttr { size: Some(6), mode: Some(0o600), ..Default::default() }, None)
+        .await
+        .unwrap();
     assert_eq!((a.size, a.perm), (6, 0o600));
     assert_eq!(std::fs::read(f.backing.join("t")).unwrap(), b"0123\0\0");
 }
