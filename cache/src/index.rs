@@ -58,8 +58,17 @@ impl std::fmt::Debug for Index {
 }
 
 impl Index {
-    pub fn open(path: &Path) -> Result<Self> {
+    /// Opens (or creates) the index. With a key the whole database file is encrypted
+    /// (SQLCipher, AES-256), so paths, names, symlink targets and xattrs stay unreadable
+    /// without it.
+    pub fn open(path: &Path, key: Option<&[u8; 32]>) -> Result<Self> {
         let conn = Connection::open(path)?;
+        if let Some(key) = key {
+            let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+            conn.execute_batch(&format!("PRAGMA key = \"x'{hex}'\";"))?;
+        }
+        // Fails here ("file is not a database") when the key does not match.
+        conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))?;
         Self::init(conn)
     }
 
@@ -310,6 +319,24 @@ mod tests {
         ix.remove_tree("r", "e").unwrap();
         assert!(ix.get("r", "e/x").unwrap().is_none());
         assert!(ix.xattr_get("r", "e/x/y", "user.k").unwrap().is_none());
+    }
+
+    #[test]
+    fn keyed_index_is_unreadable_without_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.sqlite");
+        {
+            let ix = Index::open(&path, Some(&[7u8; 32])).unwrap();
+            ix.update("r", "secret-name-marker", |o| o.symlink = Some("target-marker".into())).unwrap();
+        }
+        for file in std::fs::read_dir(dir.path()).unwrap() {
+            let bytes = std::fs::read(file.unwrap().path()).unwrap();
+            assert!(!bytes.windows(6).any(|w| w == b"marker"), "plaintext leaked into the index files");
+        }
+        assert!(Index::open(&path, Some(&[8u8; 32])).is_err());
+        assert!(Index::open(&path, None).is_err());
+        let ix = Index::open(&path, Some(&[7u8; 32])).unwrap();
+        assert_eq!(ix.get("r", "secret-name-marker").unwrap().unwrap().symlink.as_deref(), Some("target-marker"));
     }
 
     #[test]

@@ -77,8 +77,9 @@ impl Store {
             .collect())
     }
 
-    pub async fn read(&self, path: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
-        Ok(self.provider.read_range(path, offset, len).await?)
+    /// Reads from a file whose size (as last seen) is `size`.
+    pub async fn read(&self, path: &str, offset: u64, len: u64, size: u64) -> Result<Vec<u8>> {
+        Ok(self.provider.read_range(path, offset, len, size).await?)
     }
 
     pub fn new_staging(&self) -> Result<Staging> {
@@ -88,13 +89,15 @@ impl Store {
     /// A staging file holding the object's current contents.
     pub async fn download(&self, path: &str) -> Result<Staging> {
         let staging = self.new_staging()?;
-        self.provider.download_file(path, staging.path()).await?;
+        let size = self.provider.download(path, &staging).await?;
+        // A short download must not leave stale length: the copy is exactly the object.
+        staging.set_len(size)?;
         Ok(staging)
     }
 
     /// Uploads a staging file's contents to `path` and records `mtime` as the file's.
     pub async fn upload(&self, path: &str, staging: &Staging, mtime: Option<SystemTime>) -> Result<()> {
-        self.provider.upload_file(path, staging.path()).await?;
+        self.provider.upload(path, staging).await?;
         let remote = self.provider.stat(path).await?;
         self.index.update(&self.root, path, |ov| {
             if mtime.is_some() {

@@ -15,7 +15,7 @@ const RUN_FOR: Duration = Duration::from_secs(2);
 fn main() -> Result<(), oxidrive_crypto::Error> {
     let rng = SystemRandom::new();
     let master = MasterKey::generate(&rng)?;
-    let (header, key) = ContentHeader::new(&master, &rng)?;
+    let (header, key) = ContentHeader::new(&master, b"", &rng)?;
     let id = header.file_id();
     let mut plain = vec![0u8; CHUNK_SIZE as usize];
     rng.fill(&mut plain)?;

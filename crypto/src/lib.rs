@@ -10,6 +10,7 @@
 //! - [`content`]: file contents as a header plus 64 KiB AES-256-GCM chunks.
 //! - [`names`]: deterministic, directory-bound encryption of file names.
 //! - [`blob`]: small sealed records (symlink targets, metadata).
+//! - [`local`]: blocks of local scratch files under an ephemeral in-memory key.
 
 mod aead;
 mod base32;
@@ -17,6 +18,7 @@ pub mod blob;
 pub mod content;
 mod error;
 pub mod keys;
+pub mod local;
 pub mod names;
 pub mod rng;
 pub mod vault;

@@ -11,7 +11,7 @@ use ring::rand::SystemRandom;
 const C: usize = CHUNK_SIZE as usize;
 
 fn enc(plain: &[u8], label: &str) -> Vec<u8> {
-    encrypt_all(&fixed_master(), plain, &TestRandom::new(label)).unwrap()
+    encrypt_all(&fixed_master(), b"", plain, &TestRandom::new(label)).unwrap()
 }
 
 fn is_auth_err(r: Result<Vec<u8>, Error>) -> bool {
@@ -26,9 +26,9 @@ fn round_trips_edge_sizes() {
     let master = fixed_master();
     for n in [0, 1, 15, C - 1, C, C + 1, 2 * C, 3 * C + 7, 100_000] {
         let plain = pattern(n, 3);
-        let ct = encrypt_all(&master, &plain, &SystemRandom::new()).unwrap();
+        let ct = encrypt_all(&master, b"", &plain, &SystemRandom::new()).unwrap();
         assert_eq!(ct.len() as u64, encrypted_size(n as u64), "size {n}");
-        assert_eq!(decrypt_all(&master, &ct).unwrap(), plain, "size {n}");
+        assert_eq!(decrypt_all(&master, b"", &ct).unwrap(), plain, "size {n}");
     }
 }
 
@@ -37,7 +37,7 @@ fn empty_file_is_header_plus_one_empty_chunk() {
     let ct = enc(b"", "empty");
     assert_eq!(ct.len(), HEADER_LEN + 28);
     // Dropping the empty final chunk leaves an impossible size.
-    assert!(is_auth_err(decrypt_all(&fixed_master(), &ct[..HEADER_LEN])));
+    assert!(is_auth_err(decrypt_all(&fixed_master(), b"", &ct[..HEADER_LEN])));
 }
 
 #[test]
@@ -52,7 +52,7 @@ fn flipping_any_byte_fails() {
     for pos in positions {
         let mut bad = ct.clone();
         bad[pos] ^= 0x01;
-        let r = decrypt_all(&master, &bad);
+        let r = decrypt_all(&master, b"", &bad);
         assert!(r.is_err(), "flip at {pos} was accepted");
     }
 }
@@ -63,9 +63,9 @@ fn truncation_at_chunk_edge_fails() {
     let edge = HEADER_LEN + 2 * CIPHER_CHUNK_SIZE as usize;
     // Size is plausible (two full chunks) but chunk 1 was sealed as not-last.
     assert_eq!(plain_size(edge as u64).unwrap(), 2 * CHUNK_SIZE);
-    assert!(is_auth_err(decrypt_all(&fixed_master(), &ct[..edge])));
+    assert!(is_auth_err(decrypt_all(&fixed_master(), b"", &ct[..edge])));
     // Mid-chunk truncation is caught by the size alone.
-    assert!(is_auth_err(decrypt_all(&fixed_master(), &ct[..edge + 5])));
+    assert!(is_auth_err(decrypt_all(&fixed_master(), b"", &ct[..edge + 5])));
 }
 
 #[test]
@@ -74,7 +74,7 @@ fn appending_a_chunk_fails() {
     let ct = enc(&pattern(C, 1), "append");
     // Append a validly sealed extra last chunk under the same key and id.
     let header = ContentHeader::from_bytes(&ct[..HEADER_LEN]).unwrap();
-    let key = header.open_key(&master).unwrap();
+    let key = header.open_key(&master, b"").unwrap();
     let extra = seal_chunk(
         &key,
         &header.file_id(),
@@ -87,7 +87,7 @@ fn appending_a_chunk_fails() {
     let mut bad = ct.clone();
     bad.extend_from_slice(&extra);
     // Chunk 0 was sealed as last; now it is not.
-    assert!(is_auth_err(decrypt_all(&master, &bad)));
+    assert!(is_auth_err(decrypt_all(&master, b"", &bad)));
 }
 
 #[test]
@@ -98,7 +98,7 @@ fn swapping_chunks_fails() {
     let mut bad = ct.clone();
     bad[c0.clone()].copy_from_slice(&ct[c1.clone()]);
     bad[c1].copy_from_slice(&ct[c0]);
-    assert!(is_auth_err(decrypt_all(&fixed_master(), &bad)));
+    assert!(is_auth_err(decrypt_all(&fixed_master(), b"", &bad)));
 }
 
 #[test]
@@ -107,12 +107,12 @@ fn swapping_bodies_between_files_fails() {
     let b = enc(&pattern(2 * C, 2), "file b");
     let mut a_head_b_body = a[..HEADER_LEN].to_vec();
     a_head_b_body.extend_from_slice(&b[HEADER_LEN..]);
-    assert!(is_auth_err(decrypt_all(&fixed_master(), &a_head_b_body)));
+    assert!(is_auth_err(decrypt_all(&fixed_master(), b"", &a_head_b_body)));
     // One chunk from another file (same index, same size) also fails.
     let mut mixed = a.clone();
     let c1 = HEADER_LEN + CIPHER_CHUNK_SIZE as usize..a.len();
     mixed[c1.clone()].copy_from_slice(&b[c1]);
-    assert!(is_auth_err(decrypt_all(&fixed_master(), &mixed)));
+    assert!(is_auth_err(decrypt_all(&fixed_master(), b"", &mixed)));
 }
 
 #[test]
@@ -122,7 +122,7 @@ fn header_relabelled_with_other_id_fails() {
     let mut bad = a.clone();
     bad[5..21].copy_from_slice(&b[5..21]);
     assert!(matches!(
-        decrypt_all(&fixed_master(), &bad),
+        decrypt_all(&fixed_master(), b"", &bad),
         Err(Error::Authentication(_))
     ));
 }
@@ -132,7 +132,7 @@ fn wrong_master_key_fails() {
     let ct = enc(b"secret", "wrong master");
     let other = oxidrive_crypto::keys::MasterKey::from_bytes([0xEE; 32]);
     assert!(matches!(
-        decrypt_all(&other, &ct),
+        decrypt_all(&other, b"", &ct),
         Err(Error::Authentication(_))
     ));
 }
@@ -167,7 +167,7 @@ fn header_parsing_is_strict() {
 
 #[test]
 fn chunk_shape_rules_enforced() {
-    let (header, key) = ContentHeader::new(&fixed_master(), &SystemRandom::new()).unwrap();
+    let (header, key) = ContentHeader::new(&fixed_master(), b"", &SystemRandom::new()).unwrap();
     let id = header.file_id();
     let rng = SystemRandom::new();
     assert!(seal_chunk(&key, &id, 0, false, b"short", &rng).is_err());
@@ -275,19 +275,19 @@ proptest! {
     fn random_sizes_round_trip(n in size_strategy(), seed in any::<u8>()) {
         let master = fixed_master();
         let plain = pattern(n, seed);
-        let ct = encrypt_all(&master, &plain, &SystemRandom::new()).unwrap();
+        let ct = encrypt_all(&master, b"", &plain, &SystemRandom::new()).unwrap();
         prop_assert_eq!(ct.len() as u64, encrypted_size(n as u64));
         prop_assert_eq!(plain_size(ct.len() as u64).unwrap(), n as u64);
-        prop_assert_eq!(decrypt_all(&master, &ct).unwrap(), plain);
+        prop_assert_eq!(decrypt_all(&master, b"", &ct).unwrap(), plain);
     }
 
     #[test]
     fn random_range_reads(n in size_strategy(), reads in prop::collection::vec((any::<u64>(), 0u64..(3 * CHUNK_SIZE)), 1..8)) {
         let master = fixed_master();
         let plain = pattern(n, 7);
-        let ct = encrypt_all(&master, &plain, &SystemRandom::new()).unwrap();
+        let ct = encrypt_all(&master, b"", &plain, &SystemRandom::new()).unwrap();
         let header = ContentHeader::from_bytes(&ct[..HEADER_LEN]).unwrap();
-        let key = header.open_key(&master).unwrap();
+        let key = header.open_key(&master, b"").unwrap();
         for (off, len) in reads {
             let off = off % (n as u64 + 10);
             let got = read_range(&ct, &key, &header.file_id(), off, len);
@@ -304,9 +304,9 @@ proptest! {
     ) {
         let master = fixed_master();
         let mut model = pattern(n, 5);
-        let mut ct = encrypt_all(&master, &model, &SystemRandom::new()).unwrap();
+        let mut ct = encrypt_all(&master, b"", &model, &SystemRandom::new()).unwrap();
         let header = ContentHeader::from_bytes(&ct[..HEADER_LEN]).unwrap();
-        let key = header.open_key(&master).unwrap();
+        let key = header.open_key(&master, b"").unwrap();
         let id = header.file_id();
         for (pos, len, truncate) in ops {
             let limit = model.len() as u64 + 2 * CHUNK_SIZE;
@@ -327,7 +327,27 @@ proptest! {
                 prop_assert_eq!(&ct[..first], &before[..first]);
             }
             prop_assert_eq!(ct.len() as u64, encrypted_size(model.len() as u64));
-            prop_assert_eq!(decrypt_all(&master, &ct).unwrap(), model.clone());
+            prop_assert_eq!(decrypt_all(&master, b"", &ct).unwrap(), model.clone());
         }
     }
+}
+
+#[test]
+fn header_is_bound_to_its_name_and_rebind_moves_it() {
+    let master = fixed_master();
+    let rng = SystemRandom::new();
+    let ct = encrypt_all(&master, b"dir-a/name-a", b"payload", &rng).unwrap();
+    assert_eq!(decrypt_all(&master, b"dir-a/name-a", &ct).unwrap(), b"payload");
+    // The same object under another name (a swapped or renamed ciphertext) must not open.
+    assert!(is_auth_err(decrypt_all(&master, b"dir-a/name-b", &ct)));
+    assert!(is_auth_err(decrypt_all(&master, b"", &ct)));
+    // A legitimate rename re-binds the header only; every chunk stays as it was.
+    let header = ContentHeader::from_bytes(&ct[..HEADER_LEN]).unwrap();
+    let moved = header.rebind(&master, b"dir-a/name-a", b"dir-b/name-b", &rng).unwrap();
+    assert_eq!(moved.file_id(), header.file_id());
+    let mut renamed = moved.to_bytes().to_vec();
+    renamed.extend_from_slice(&ct[HEADER_LEN..]);
+    assert_eq!(decrypt_all(&master, b"dir-b/name-b", &renamed).unwrap(), b"payload");
+    assert!(is_auth_err(decrypt_all(&master, b"dir-a/name-a", &renamed)));
+    assert!(header.rebind(&master, b"wrong", b"x", &rng).is_err());
 }

@@ -71,24 +71,24 @@ const CONTENT_EMPTY: &[&str] = &[
 fn content_small_file() {
     let master = fixed_master();
     let plain = b"hello, oxidrive\n";
-    let ct = encrypt_all(&master, plain, &TestRandom::new("oxidrive content vector")).unwrap();
+    let ct = encrypt_all(&master, b"", plain, &TestRandom::new("oxidrive content vector")).unwrap();
     assert_eq!(ct, join(CONTENT_HELLO));
-    assert_eq!(decrypt_all(&master, &join(CONTENT_HELLO)).unwrap(), plain);
+    assert_eq!(decrypt_all(&master, b"", &join(CONTENT_HELLO)).unwrap(), plain);
 }
 
 #[test]
 fn content_empty_file() {
     let master = fixed_master();
-    let ct = encrypt_all(&master, b"", &TestRandom::new("oxidrive empty vector")).unwrap();
+    let ct = encrypt_all(&master, b"", b"", &TestRandom::new("oxidrive empty vector")).unwrap();
     assert_eq!(ct, join(CONTENT_EMPTY));
-    assert_eq!(decrypt_all(&master, &join(CONTENT_EMPTY)).unwrap(), b"");
+    assert_eq!(decrypt_all(&master, b"", &join(CONTENT_EMPTY)).unwrap(), b"");
 }
 
 #[test]
 fn content_100_000_bytes() {
     let master = fixed_master();
     let plain = pattern(100_000, 0);
-    let ct = encrypt_all(&master, &plain, &TestRandom::new("oxidrive 100k vector")).unwrap();
+    let ct = encrypt_all(&master, b"", &plain, &TestRandom::new("oxidrive 100k vector")).unwrap();
     assert_eq!(ct.len(), 100137);
     assert_eq!(
         hex::encode(&ct[..93]),
@@ -98,7 +98,7 @@ fn content_100_000_bytes() {
         hex::encode(digest::digest(&digest::SHA256, &ct)),
         "2a8da78bc6ad431efd98f91728a737cf59927906e28f4591d2b7fb45bea04b5a"
     );
-    assert_eq!(decrypt_all(&master, &ct).unwrap(), plain);
+    assert_eq!(decrypt_all(&master, b"", &ct).unwrap(), plain);
 }
 
 #[test]

@@ -27,6 +27,10 @@ pub struct MountArgs {
     /// Log debug details (RUST_LOG overrides).
     #[arg(short, long)]
     pub verbose: bool,
+    /// Read the passphrase from the first line of this file (else OXIDRIVE_PASSPHRASE,
+    /// else the terminal).
+    #[arg(long)]
+    pub passphrase_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

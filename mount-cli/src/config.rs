@@ -54,6 +54,7 @@ impl Config {
             name: "Local".into(),
             kind: ProviderKind::Local { path: default_local.to_owned() },
             shared: false,
+            encrypt: true,
         }]
     }
 }

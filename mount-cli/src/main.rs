@@ -5,6 +5,7 @@ mod config;
 mod mount_cmd;
 mod mountpoint;
 mod paths;
+mod unlock;
 mod unmount_cmd;
 
 use clap::Parser;

@@ -4,13 +4,13 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use oxidrive_cache::{Index, Store};
 use oxidrive_platform::MountOptions;
-use oxidrive_providers::Provider;
 use oxidrive_vfs::{Caller, RootSpec, Vfs};
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::MountArgs;
 use crate::config::Config;
 use crate::paths::{Dirs, default_mountpoint};
+use crate::unlock::{self, PassSource};
 use crate::{mountpoint, unmount_cmd};
 
 pub fn run(args: MountArgs) -> Result<()> {
@@ -30,35 +30,40 @@ pub fn run(args: MountArgs) -> Result<()> {
     let mountpoint = mountpoint::prepare(&mountpoint)?;
 
     std::fs::create_dir_all(&dirs.state).with_context(|| format!("cannot create {}", dirs.state.display()))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("oxidrive-io")
+        .enable_all()
+        .build()
+        .context("cannot start the I/O runtime")?;
+    let pass = PassSource { file: args.passphrase_file.clone() };
+    let unlocked = rt.block_on(unlock::open_all(specs, &dirs.state, &pass))?;
+
     let staging = dirs.cache.join("staging");
     // Staging files are never the only copy of acknowledged data: close/fsync upload
     // before returning. Leftovers from a crash are therefore safe to drop.
     let _ = std::fs::remove_dir_all(&staging);
     std::fs::create_dir_all(&staging).with_context(|| format!("cannot create {}", staging.display()))?;
-    let index = Arc::new(
-        Index::open(&dirs.state.join("index.sqlite"))
-            .with_context(|| format!("cannot open the metadata index in {}", dirs.state.display()))?,
-    );
+    // An encrypted index when anything is encrypted; a separate plain one otherwise, so
+    // the two never meet.
+    let index_file = if unlocked.local_key.is_some() { "index.sqlite" } else { "index-plain.sqlite" };
+    let index =
+        Arc::new(Index::open(&dirs.state.join(index_file), unlocked.local_key.as_ref()).with_context(|| {
+            format!("cannot open the metadata index {} (wrong key, or damaged)", dirs.state.join(index_file).display())
+        })?);
 
+    let names: Vec<String> = unlocked.providers.iter().map(|(s, _)| s.name.clone()).collect();
     let mut roots = Vec::new();
-    for spec in &specs {
-        let provider = Provider::from_spec(spec).with_context(|| format!("provider {:?}", spec.name))?;
+    for (spec, provider) in unlocked.providers {
         let store = Arc::new(Store::new(&spec.name, provider, index.clone(), &staging));
         roots.push(RootSpec { name: spec.name.clone(), shared: spec.shared, store });
     }
     let owner = Caller { uid: nix::unistd::getuid().as_raw(), gid: nix::unistd::getgid().as_raw() };
     let vfs = Arc::new(Vfs::new(roots, owner)?);
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .thread_name("oxidrive-io")
-        .enable_all()
-        .build()
-        .context("cannot start the I/O runtime")?;
     let privileged = nix::unistd::geteuid().is_root() || user_allow_other();
     let opts = MountOptions { auto_unmount: privileged, allow_other: false };
     let handle = oxidrive_platform::mount(vfs.clone(), &mountpoint, rt.handle().clone(), &opts)
         .with_context(|| format!("cannot mount at {}", mountpoint.display()))?;
-    let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
     tracing::info!(mountpoint = %mountpoint.display(), providers = ?names, "mounted; Ctrl-C or `oxidrive unmount` to stop");
 
     let signalled = rt.block_on(async {

@@ -4,12 +4,17 @@
 //! strings without a leading slash ("" is the root). Directory paths are passed to
 //! OpenDAL with a trailing `/`; callers never add it themselves.
 
+mod backend;
+mod encrypted;
 mod error;
+mod local_io;
 mod path;
 mod provider;
 mod spec;
 
+pub use backend::{Backend, Capabilities, ObjectKind, ObjectMeta};
 pub use error::{Error, ErrorKind, Result};
+pub use local_io::{LocalSink, LocalSource};
 pub use path::{META_DIR, join, parent_and_name};
-pub use provider::{Capabilities, ObjectKind, ObjectMeta, Provider};
+pub use provider::Provider;
 pub use spec::{ProviderKind, ProviderSpec};

@@ -1,240 +1,162 @@
-use std::path::Path;
-use std::time::SystemTime;
+//! `Provider`: one configured store as the layers above see it, with plaintext paths
+//! and bytes. Encryption is a layer over the backend, chosen per provider.
 
-use futures::TryStreamExt;
-use opendal::{Operator, services};
-use tokio::io::AsyncReadExt;
+use oxidrive_crypto::keys::MasterKey;
 
+use crate::backend::{Backend, Capabilities, ObjectKind, ObjectMeta};
+use crate::encrypted::Encrypted;
 use crate::error::{Error, ErrorKind, Result};
-use crate::path::{META_DIR, dir_key};
-use crate::spec::{ProviderKind, ProviderSpec};
+use crate::local_io::{LocalSink, LocalSource};
 
-/// Upload chunk size: bounds memory per upload and matches multipart minimums later.
-const UPLOAD_CHUNK: usize = 8 << 20;
+/// Plaintext read/written per request when no encryption is involved.
+const PLAIN_PIECE: u64 = 8 << 20;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ObjectKind {
-    File,
-    Dir,
+enum Layer {
+    Plain(Backend),
+    Encrypted(Box<Encrypted>),
 }
 
-/// What the provider knows of one object.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ObjectMeta {
-    pub kind: ObjectKind,
-    pub size: u64,
-    pub mtime: Option<SystemTime>,
-    pub etag: Option<String>,
-}
-
-/// What a provider can do natively; the rest is emulated here, never in `vfs`.
-#[derive(Debug, Clone, Copy)]
-pub struct Capabilities {
-    pub rename: bool,
-    pub copy: bool,
-    pub range_read: bool,
-    pub write_if_not_exists: bool,
-}
-
-/// One configured store.
-#[derive(Debug, Clone)]
 pub struct Provider {
     name: String,
-    op: Operator,
     caps: Capabilities,
+    layer: Layer,
+}
+
+impl std::fmt::Debug for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Provider").field("name", &self.name).field("encrypted", &self.is_encrypted()).finish()
+    }
 }
 
 impl Provider {
-    pub fn from_spec(spec: &ProviderSpec) -> Result<Self> {
-        let op = match &spec.kind {
-            ProviderKind::Local { path } => local_operator(path)?,
-        };
-        Ok(Self::from_operator(&spec.name, op))
+    pub fn plain(name: &str, backend: Backend) -> Self {
+        Self { name: name.to_owned(), caps: backend.capabilities(), layer: Layer::Plain(backend) }
     }
 
-    pub fn from_operator(name: &str, op: Operator) -> Self {
-        let cap = op.info().capability();
-        let caps = Capabilities {
-            rename: cap.rename,
-            copy: cap.copy,
-            range_read: cap.read,
-            write_if_not_exists: cap.write_with_if_not_exists,
-        };
-        Self { name: name.to_owned(), op, caps }
+    pub fn encrypted(name: &str, backend: Backend, master: MasterKey) -> Result<Self> {
+        let caps = backend.capabilities();
+        Ok(Self { name: name.to_owned(), caps, layer: Layer::Encrypted(Box::new(Encrypted::new(backend, master)?)) })
     }
 
     pub fn name(&self) -> &str {
         &self.name
     }
 
+    pub fn is_encrypted(&self) -> bool {
+        matches!(self.layer, Layer::Encrypted(_))
+    }
+
     pub fn capabilities(&self) -> Capabilities {
         self.caps
     }
 
-    /// Metadata of a file or directory, or `None` if neither exists.
     pub async fn stat(&self, path: &str) -> Result<Option<ObjectMeta>> {
-        if path.is_empty() {
-            return Ok(Some(ObjectMeta { kind: ObjectKind::Dir, size: 0, mtime: None, etag: None }));
-        }
-        match self.op.stat(path).await {
-            Ok(m) => return Ok(Some(meta_of(&m))),
-            Err(e) if e.kind() != opendal::ErrorKind::NotFound => {
-                return Err(Error::from_opendal(e, format!("stat {path}")));
-            }
-            Err(_) => {}
-        }
-        // Object stores only know a directory by its trailing slash.
-        match self.op.stat(&dir_key(path)).await {
-            Ok(m) if m.is_dir() => Ok(Some(meta_of(&m))),
-            Ok(_) => Ok(None),
-            Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::from_opendal(e, format!("stat {path}/"))),
+        match &self.layer {
+            Layer::Plain(b) => b.stat(path).await,
+            Layer::Encrypted(e) => e.stat(path).await,
         }
     }
 
-    /// Direct children of a directory as (name, meta), without our own meta folder.
     pub async fn list(&self, dir: &str) -> Result<Vec<(String, ObjectMeta)>> {
-        let key = dir_key(dir);
-        let entries = self.op.list(&key).await.map_err(|e| Error::from_opendal(e, format!("list {key}")))?;
-        let mut out = Vec::with_capacity(entries.len());
-        for entry in entries {
-            let p = entry.path();
-            let rel = p.strip_prefix(key.trim_start_matches('/')).unwrap_or(p);
-            let name = rel.trim_end_matches('/');
-            if name.is_empty() || name.contains('/') || (dir.is_empty() && name == META_DIR) {
-                continue;
-            }
-            out.push((name.to_owned(), meta_of(entry.metadata())));
+        match &self.layer {
+            Layer::Plain(b) => b.list(dir).await,
+            Layer::Encrypted(e) => e.list(dir).await,
         }
-        Ok(out)
     }
 
-    /// Reads `len` bytes at `offset`; shorter at end of file.
-    pub async fn read_range(&self, path: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
-        if len == 0 {
-            return Ok(Vec::new());
-        }
-        match self.op.read_with(path).range(offset..offset + len).await {
-            Ok(buf) => Ok(buf.to_vec()),
-            Err(e) if e.kind() == opendal::ErrorKind::RangeNotSatisfied => Ok(Vec::new()),
-            Err(e) => Err(Error::from_opendal(e, format!("read {path} @{offset}+{len}"))),
+    /// Bytes [offset, offset+len) of a file of plaintext size `size` (shorter at the end).
+    pub async fn read_range(&self, path: &str, offset: u64, len: u64, size: u64) -> Result<Vec<u8>> {
+        match &self.layer {
+            Layer::Plain(b) => b.read_range(path, offset, len).await,
+            Layer::Encrypted(e) => e.read_range(path, offset, len, size).await,
         }
     }
 
     pub async fn read_all(&self, path: &str) -> Result<Vec<u8>> {
-        self.op.read(path).await.map(|b| b.to_vec()).map_err(|e| Error::from_opendal(e, format!("read {path}")))
+        match &self.layer {
+            Layer::Plain(b) => b.read_all(path).await,
+            Layer::Encrypted(e) => e.read_all(path).await,
+        }
     }
 
     pub async fn write_all(&self, path: &str, data: Vec<u8>) -> Result<()> {
-        self.op.write(path, data).await.map(|_| ()).map_err(|e| Error::from_opendal(e, format!("write {path}")))
+        match &self.layer {
+            Layer::Plain(b) => b.write_all(path, data).await,
+            Layer::Encrypted(e) => e.write_all(path, data).await,
+        }
     }
 
-    /// Streams a local file to `path`, replacing it only once the upload completed.
-    pub async fn upload_file(&self, path: &str, local: &Path) -> Result<()> {
-        let ctx = || format!("upload {path}");
-        let mut file = tokio::fs::File::open(local)
-            .await
-            .map_err(|e| Error::new(ErrorKind::Other, format!("{}: open {}: {e}", ctx(), local.display())))?;
-        let mut writer =
-            self.op.writer_with(path).chunk(UPLOAD_CHUNK).await.map_err(|e| Error::from_opendal(e, ctx()))?;
-        let mut buf = vec![0u8; UPLOAD_CHUNK];
-        loop {
-            let n = match file.read(&mut buf).await {
-                Ok(n) => n,
-                Err(e) => {
-                    let _ = writer.abort().await;
-                    return Err(Error::new(ErrorKind::Other, format!("{}: read staging: {e}", ctx())));
+    /// Uploads a local file's plaintext to `path`, replacing it only once complete.
+    pub async fn upload(&self, path: &str, src: &dyn LocalSource) -> Result<()> {
+        match &self.layer {
+            Layer::Plain(b) => {
+                let len = src.len().map_err(|e| local_err(path, e))?;
+                let pieces = (0..len).step_by(PLAIN_PIECE as usize).map(move |o| {
+                    let n = PLAIN_PIECE.min(len - o) as usize;
+                    match src.read_at(o, n) {
+                        Ok(d) if d.len() == n => Ok(d),
+                        Ok(_) => {
+                            Err(Error::new(ErrorKind::Other, format!("{path}: staging changed size during upload")))
+                        }
+                        Err(e) => Err(local_err(path, e)),
+                    }
+                });
+                b.write_parts(path, futures::stream::iter(pieces)).await
+            }
+            Layer::Encrypted(e) => e.upload(path, src).await,
+        }
+    }
+
+    /// Writes the object's plaintext into `sink`; returns its size.
+    pub async fn download(&self, path: &str, sink: &dyn LocalSink) -> Result<u64> {
+        match &self.layer {
+            Layer::Plain(b) => {
+                let size = b.stat(path).await?.ok_or_else(|| Error::new(ErrorKind::NotFound, path.to_owned()))?.size;
+                let mut off = 0;
+                while off < size {
+                    let data = b.read_range(path, off, PLAIN_PIECE.min(size - off)).await?;
+                    if data.is_empty() {
+                        break;
+                    }
+                    sink.write_at(off, &data).map_err(|e| local_err(path, e))?;
+                    off += data.len() as u64;
                 }
-            };
-            if n == 0 {
-                break;
+                Ok(off)
             }
-            if let Err(e) = writer.write(buf[..n].to_vec()).await {
-                let _ = writer.abort().await;
-                return Err(Error::from_opendal(e, ctx()));
-            }
+            Layer::Encrypted(e) => e.download(path, sink).await,
         }
-        writer.close().await.map(|_| ()).map_err(|e| Error::from_opendal(e, ctx()))
-    }
-
-    /// Streams the whole object into a local file.
-    pub async fn download_file(&self, path: &str, local: &Path) -> Result<u64> {
-        use tokio::io::AsyncWriteExt;
-        let ctx = || format!("download {path}");
-        let reader = self.op.reader(path).await.map_err(|e| Error::from_opendal(e, ctx()))?;
-        let mut stream = reader.into_bytes_stream(..).await.map_err(|e| Error::from_opendal(e, ctx()))?;
-        let mut out = tokio::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(local)
-            .await
-            .map_err(|e| Error::new(ErrorKind::Other, format!("{}: create {}: {e}", ctx(), local.display())))?;
-        let mut total = 0u64;
-        while let Some(chunk) =
-            stream.try_next().await.map_err(|e| Error::new(ErrorKind::Other, format!("{}: {e}", ctx())))?
-        {
-            total += chunk.len() as u64;
-            out.write_all(&chunk).await.map_err(|e| Error::new(ErrorKind::Other, format!("{}: write: {e}", ctx())))?;
-        }
-        out.flush().await.map_err(|e| Error::new(ErrorKind::Other, format!("{}: flush: {e}", ctx())))?;
-        Ok(total)
     }
 
     pub async fn create_dir(&self, path: &str) -> Result<()> {
-        self.op.create_dir(&dir_key(path)).await.map_err(|e| Error::from_opendal(e, format!("mkdir {path}")))
+        match &self.layer {
+            Layer::Plain(b) => b.create_dir(path).await,
+            Layer::Encrypted(e) => e.create_dir(path).await,
+        }
     }
 
     pub async fn delete_file(&self, path: &str) -> Result<()> {
-        self.op.delete(path).await.map_err(|e| Error::from_opendal(e, format!("delete {path}")))
+        match &self.layer {
+            Layer::Plain(b) => b.delete_file(path).await,
+            Layer::Encrypted(e) => e.delete_file(path).await,
+        }
     }
 
     /// Removes an (empty) directory.
     pub async fn delete_dir(&self, path: &str) -> Result<()> {
-        self.op.delete(&dir_key(path)).await.map_err(|e| Error::from_opendal(e, format!("rmdir {path}")))
+        match &self.layer {
+            Layer::Plain(b) => b.delete_dir(path).await,
+            Layer::Encrypted(e) => e.delete_dir(path).await,
+        }
     }
 
-    /// Renames a file or a whole directory, natively when the provider can,
-    /// otherwise by copying then deleting each object.
     pub async fn rename(&self, from: &str, to: &str, kind: ObjectKind) -> Result<()> {
-        let ctx = || format!("rename {from} -> {to}");
-        if self.caps.rename {
-            return self.op.rename(from, to).await.map_err(|e| Error::from_opendal(e, ctx()));
-        }
-        match kind {
-            ObjectKind::File => {
-                self.op.copy(from, to).await.map_err(|e| Error::from_opendal(e, ctx()))?;
-                self.delete_file(from).await
-            }
-            ObjectKind::Dir => {
-                self.create_dir(to).await?;
-                for (name, meta) in Box::pin(self.list(from)).await? {
-                    let (f, t) = (crate::join(from, &name), crate::join(to, &name));
-                    Box::pin(self.rename(&f, &t, meta.kind)).await?;
-                }
-                self.delete_dir(from).await
-            }
+        match &self.layer {
+            Layer::Plain(b) => b.rename(from, to, kind).await,
+            Layer::Encrypted(e) => e.rename(from, to, kind).await,
         }
     }
 }
 
-fn local_operator(path: &Path) -> Result<Operator> {
-    let root = path.to_str().ok_or_else(|| {
-        Error::new(ErrorKind::ConfigInvalid, format!("local path {} is not valid UTF-8", path.display()))
-    })?;
-    // Uploads land in our meta folder first and are renamed into place, so a crash
-    // mid-upload never leaves a half-written file under the real name.
-    let tmp = path.join(META_DIR).join("tmp");
-    let tmp = tmp.to_str().ok_or_else(|| Error::new(ErrorKind::ConfigInvalid, "non-UTF-8 path"))?;
-    let builder = services::Fs::default().root(root).atomic_write_dir(tmp);
-    Operator::new(builder).map_err(|e| Error::from_opendal(e, format!("local provider at {root}")))
-}
-
-fn meta_of(m: &opendal::Metadata) -> ObjectMeta {
-    ObjectMeta {
-        kind: if m.is_dir() { ObjectKind::Dir } else { ObjectKind::File },
-        size: if m.is_dir() { 0 } else { m.content_length() },
-        mtime: m.last_modified().map(SystemTime::from),
-        etag: m.etag().map(str::to_owned),
-    }
+fn local_err(path: &str, e: std::io::Error) -> Error {
+    Error::new(ErrorKind::Other, format!("{path}: local staging: {e}"))
 }

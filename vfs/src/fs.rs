@@ -541,7 +541,7 @@ impl Vfs {
             return Ok(Vec::new());
         }
         let len = (len as u64).min(size - offset);
-        store.read(&loc.path, offset, len).await.map_err(|e| Error::from_cache(e, format!("read {}", loc.path)))
+        store.read(&loc.path, offset, len, size).await.map_err(|e| Error::from_cache(e, format!("read {}", loc.path)))
     }
 
     /// Writes go to the local staging copy: no provider I/O, so this never waits on one.

@@ -6,7 +6,10 @@
 //! ```
 //!
 //! The file key is wrapped with the master key's content-key-wrap subkey; the AAD is
-//! magic || version || file id, so a header cannot be re-labelled with another id.
+//! magic || version || file id || binding, so a header cannot be re-labelled with
+//! another id, nor moved to another name: the binding is the caller's identity for the
+//! object (the provider layer uses dir id || plaintext name; an empty binding is
+//! allowed for objects with no name to bind to). The binding is not stored.
 
 use std::fmt;
 
@@ -71,12 +74,16 @@ pub struct ContentHeader {
 impl ContentHeader {
     /// Creates a header for a new file: fresh id, fresh content key. Returns the key too,
     /// so the writer need not unwrap what it just wrapped.
-    pub fn new(master: &MasterKey, rng: &dyn RandomSource) -> Result<(ContentHeader, FileKey)> {
+    pub fn new(
+        master: &MasterKey,
+        binding: &[u8],
+        rng: &dyn RandomSource,
+    ) -> Result<(ContentHeader, FileKey)> {
         let file_id = FileId(random_array(rng)?);
         let file_key: Zeroizing<[u8; KEY_LEN]> = Zeroizing::new(random_array(rng)?);
         let sealed = aead::seal(
             &wrap_key(master)?,
-            &wrap_aad(&file_id),
+            &bound_aad(&file_id, binding),
             file_key.as_ref(),
             rng,
         )?;
@@ -95,19 +102,46 @@ impl ContentHeader {
         self.file_id
     }
 
-    /// Unwraps the file's content key.
-    pub fn open_key(&self, master: &MasterKey) -> Result<FileKey> {
-        let plain = Zeroizing::new(aead::open(
-            &wrap_key(master)?,
-            &wrap_aad(&self.file_id),
-            &self.wrapped,
-            "content header",
-        )?);
+    /// Unwraps the file's content key; fails unless `binding` is the one it was made for.
+    pub fn open_key(&self, master: &MasterKey, binding: &[u8]) -> Result<FileKey> {
+        let plain = self.unwrap_raw(master, binding)?;
         let bytes: &[u8; KEY_LEN] = plain
             .as_slice()
             .try_into()
             .map_err(|_| Error::Internal("unwrapped file key length"))?;
         Ok(FileKey(aead::key(bytes)?))
+    }
+
+    /// The same file (id and content key, so every chunk stays valid) bound to a new
+    /// identity: what a rename writes in place of the old header.
+    pub fn rebind(
+        &self,
+        master: &MasterKey,
+        old_binding: &[u8],
+        new_binding: &[u8],
+        rng: &dyn RandomSource,
+    ) -> Result<ContentHeader> {
+        let key = self.unwrap_raw(master, old_binding)?;
+        let sealed = aead::seal(
+            &wrap_key(master)?,
+            &bound_aad(&self.file_id, new_binding),
+            key.as_slice(),
+            rng,
+        )?;
+        let wrapped = sealed
+            .as_slice()
+            .try_into()
+            .map_err(|_| Error::Internal("wrapped file key length"))?;
+        Ok(ContentHeader { file_id: self.file_id, wrapped })
+    }
+
+    fn unwrap_raw(&self, master: &MasterKey, binding: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+        Ok(Zeroizing::new(aead::open(
+            &wrap_key(master)?,
+            &bound_aad(&self.file_id, binding),
+            &self.wrapped,
+            "content header",
+        )?))
     }
 
     /// Serializes to the 81-byte on-provider form.
@@ -160,5 +194,11 @@ fn wrap_aad(file_id: &FileId) -> [u8; ID_END] {
     aad[..4].copy_from_slice(&CONTENT_MAGIC);
     aad[4] = CONTENT_VERSION;
     aad[5..].copy_from_slice(&file_id.0);
+    aad
+}
+
+fn bound_aad(file_id: &FileId, binding: &[u8]) -> Vec<u8> {
+    let mut aad = wrap_aad(file_id).to_vec();
+    aad.extend_from_slice(binding);
     aad
 }

@@ -8,14 +8,15 @@ use crate::keys::MasterKey;
 use crate::rng::RandomSource;
 use crate::{Error, Result};
 
-/// Encrypts a whole file: new header, fresh file key, all chunks.
+/// Encrypts a whole file: new header (bound to `binding`), fresh file key, all chunks.
 pub fn encrypt_all(
     master: &MasterKey,
+    binding: &[u8],
     plaintext: &[u8],
     rng: &dyn RandomSource,
 ) -> Result<Vec<u8>> {
     let plain_len = plaintext.len() as u64;
-    let (header, key) = ContentHeader::new(master, rng)?;
+    let (header, key) = ContentHeader::new(master, binding, rng)?;
     let id = header.file_id();
     let mut out = Vec::with_capacity(usize::try_from(encrypted_size(plain_len)).unwrap_or(0));
     out.extend_from_slice(&header.to_bytes());
@@ -29,10 +30,10 @@ pub fn encrypt_all(
 
 /// Decrypts and authenticates a whole file, failing on any tampering, truncation or
 /// extension.
-pub fn decrypt_all(master: &MasterKey, ciphertext: &[u8]) -> Result<Vec<u8>> {
+pub fn decrypt_all(master: &MasterKey, binding: &[u8], ciphertext: &[u8]) -> Result<Vec<u8>> {
     let plain_len = plain_size(ciphertext.len() as u64)?;
     let header = ContentHeader::from_bytes(&ciphertext[..HEADER_LEN])?;
-    let key = header.open_key(master)?;
+    let key = header.open_key(master, binding)?;
     let id = header.file_id();
     let mut out = Vec::with_capacity(to_usize(plain_len)?);
     for i in 0..chunk_count(plain_len) {

@@ -1,0 +1,182 @@
+//! Passphrases, vaults and the local-state key: everything between a config and a set
+//! of ready providers. Nothing is written until every existing vault has opened.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use oxidrive_crypto::keys::{MasterKey, Purpose};
+use oxidrive_crypto::vault::{KdfParams, Vault};
+use oxidrive_providers::{Backend, Provider, ProviderSpec};
+use ring::rand::SystemRandom;
+
+/// Where a passphrase comes from, in order: a file, the environment, the terminal.
+#[derive(Debug, Clone, Default)]
+pub struct PassSource {
+    pub file: Option<PathBuf>,
+}
+
+impl PassSource {
+    /// `confirm`: ask twice on a terminal (a new passphrase).
+    pub fn get(&self, prompt: &str, confirm: bool) -> Result<Vec<u8>> {
+        if let Some(file) = &self.file {
+            let text =
+                std::fs::read(file).with_context(|| format!("cannot read passphrase file {}", file.display()))?;
+            let line = text.split(|&b| b == b'\n').next().unwrap_or_default();
+            return non_empty(line.strip_suffix(b"\r").unwrap_or(line).to_vec());
+        }
+        if let Some(p) = std::env::var_os("OXIDRIVE_PASSPHRASE") {
+            return non_empty(p.into_encoded_bytes());
+        }
+        if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+            bail!("a passphrase is needed: set OXIDRIVE_PASSPHRASE, pass --passphrase-file, or run in a terminal");
+        }
+        let first = rpassword::prompt_password(prompt).context("cannot read the passphrase")?;
+        if confirm {
+            let again = rpassword::prompt_password("Repeat the passphrase: ").context("cannot read the passphrase")?;
+            if again != first {
+                bail!("the two passphrases differ; nothing was changed");
+            }
+        }
+        non_empty(first.into_bytes())
+    }
+}
+
+fn non_empty(p: Vec<u8>) -> Result<Vec<u8>> {
+    if p.is_empty() {
+        bail!("the passphrase is empty");
+    }
+    Ok(p)
+}
+
+pub struct Unlocked {
+    pub providers: Vec<(ProviderSpec, Provider)>,
+    /// Key for local state (the metadata index); `None` when nothing is encrypted.
+    pub local_key: Option<[u8; 32]>,
+}
+
+/// Opens every provider: plain ones as they are, encrypted ones through their vault
+/// (created on first use with the same passphrase). The local vault in `state_dir`
+/// protects the key of oxidrive's local state the same way.
+pub async fn open_all(specs: Vec<ProviderSpec>, state_dir: &Path, pass: &PassSource) -> Result<Unlocked> {
+    let local_vault_path = state_dir.join("local.vault");
+    let mut backends = Vec::new();
+    for spec in specs {
+        let backend = Backend::from_spec(&spec).with_context(|| format!("provider {:?}", spec.name))?;
+        let vault = if spec.encrypt {
+            let bytes = backend
+                .read_vault()
+                .await
+                .with_context(|| format!("provider {:?} is unreachable: cannot read its vault header", spec.name))?;
+            Some(bytes.map(|b| Vault::from_bytes(&b)).transpose().with_context(|| {
+                format!("provider {:?}: its vault header (.oxidrive/oxidrive.vault) is damaged", spec.name)
+            })?)
+        } else {
+            None
+        };
+        backends.push((spec, backend, vault));
+    }
+    if !backends.iter().any(|(s, _, _)| s.encrypt) {
+        let providers = backends
+            .into_iter()
+            .map(|(s, b, _)| {
+                let p = Provider::plain(&s.name, b);
+                (s, p)
+            })
+            .collect();
+        return Ok(Unlocked { providers, local_key: None });
+    }
+    let local_vault = match std::fs::read(&local_vault_path) {
+        Ok(b) => Some(Vault::from_bytes(&b).with_context(|| format!("{} is damaged", local_vault_path.display()))?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", local_vault_path.display())),
+    };
+    let any_vault = local_vault.is_some() || backends.iter().any(|(_, _, v)| matches!(v, Some(Some(_))));
+    let passphrase = if any_vault {
+        pass.get("Passphrase: ", false)?
+    } else {
+        eprintln!("oxidrive: first use; choose a passphrase. It encrypts everything and cannot be recovered.");
+        pass.get("New passphrase: ", true)?
+    };
+
+    // Check the passphrase against every existing vault before writing anything.
+    let mut masters = Vec::new();
+    for (spec, backend, vault) in &backends {
+        let master = match vault {
+            Some(Some(v)) => Some(unlock(v, &passphrase, &format!("provider {:?}", spec.name))?),
+            Some(None) => {
+                if backend.has_user_objects().await.with_context(|| format!("provider {:?}", spec.name))? {
+                    bail!(
+                        "provider {:?} holds files but no oxidrive vault: it is not an encrypted oxidrive store. \
+                         Set `encrypt = false` for it, or point it at an empty folder",
+                        spec.name
+                    );
+                }
+                None
+            }
+            None => None,
+        };
+        masters.push(master);
+    }
+    let local_master = match &local_vault {
+        Some(v) => Some(unlock(v, &passphrase, "local state")?),
+        None => None,
+    };
+
+    let rng = SystemRandom::new();
+    let mut providers = Vec::new();
+    for ((spec, backend, vault), master) in backends.into_iter().zip(masters) {
+        let provider = match (vault, master) {
+            (None, _) => Provider::plain(&spec.name, backend),
+            (Some(_), Some(master)) => Provider::encrypted(&spec.name, backend, master)?,
+            (Some(_), None) => {
+                let (vault, master) = Vault::create(&passphrase, KdfParams::DEFAULT, &rng)
+                    .map_err(|e| anyhow::anyhow!("cannot create a vault: {e}"))?;
+                backend
+                    .write_vault(&vault.to_bytes())
+                    .await
+                    .with_context(|| format!("provider {:?}: cannot write its vault header", spec.name))?;
+                tracing::info!(provider = %spec.name, "created a new encrypted store");
+                Provider::encrypted(&spec.name, backend, master)?
+            }
+        };
+        providers.push((spec, provider));
+    }
+    let local_master = match local_master {
+        Some(m) => m,
+        None => {
+            let (vault, master) = Vault::create(&passphrase, KdfParams::DEFAULT, &rng)
+                .map_err(|e| anyhow::anyhow!("cannot create the local vault: {e}"))?;
+            write_private(&local_vault_path, &vault.to_bytes())?;
+            master
+        }
+    };
+    let local_key = *local_master.derive_subkey(Purpose::LocalState).expose_secret();
+    Ok(Unlocked { providers, local_key: Some(local_key) })
+}
+
+fn unlock(vault: &Vault, passphrase: &[u8], what: &str) -> Result<MasterKey> {
+    vault.unlock(passphrase).map_err(|e| match e {
+        oxidrive_crypto::Error::WrongPassphrase => {
+            anyhow::anyhow!("wrong passphrase for {what}; nothing was mounted or changed")
+        }
+        other => anyhow::anyhow!("cannot open the vault of {what}: {other}"),
+    })
+}
+
+/// Writes a file readable only by its owner, replacing it atomically.
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path.parent().context("file has no parent folder")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    f.write_all(bytes).and_then(|_| f.sync_all()).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+}

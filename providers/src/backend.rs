@@ -1,0 +1,241 @@
+use std::path::Path;
+use std::time::SystemTime;
+
+use opendal::{Operator, services};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::path::{META_DIR, dir_key};
+use crate::spec::{ProviderKind, ProviderSpec};
+
+/// Upload part size: bounds memory per upload and matches multipart minimums later.
+const UPLOAD_CHUNK: usize = 8 << 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectKind {
+    File,
+    Dir,
+}
+
+/// What the provider knows of one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    pub kind: ObjectKind,
+    pub size: u64,
+    pub mtime: Option<SystemTime>,
+    pub etag: Option<String>,
+}
+
+/// What a provider can do natively; the rest is emulated here, never in `vfs`.
+#[derive(Debug, Clone, Copy)]
+pub struct Capabilities {
+    pub rename: bool,
+    pub copy: bool,
+    pub range_read: bool,
+    pub write_if_not_exists: bool,
+}
+
+/// One store as OpenDAL sees it: raw object paths and bytes, no encryption.
+#[derive(Debug, Clone)]
+pub struct Backend {
+    op: Operator,
+    caps: Capabilities,
+}
+
+/// Where the vault header lives: our meta folder is never encrypted, so it can be
+/// found before the key is known.
+const VAULT_PATH: &str = ".oxidrive/oxidrive.vault";
+
+impl Backend {
+    pub fn from_spec(spec: &ProviderSpec) -> Result<Self> {
+        let op = match &spec.kind {
+            ProviderKind::Local { path } => local_operator(path)?,
+        };
+        Ok(Self::from_operator(op))
+    }
+
+    pub fn from_operator(op: Operator) -> Self {
+        let cap = op.info().capability();
+        let caps = Capabilities {
+            rename: cap.rename,
+            copy: cap.copy,
+            range_read: cap.read,
+            write_if_not_exists: cap.write_with_if_not_exists,
+        };
+        Self { op, caps }
+    }
+
+    pub fn capabilities(&self) -> Capabilities {
+        self.caps
+    }
+
+    pub async fn read_vault(&self) -> Result<Option<Vec<u8>>> {
+        match self.op.read(VAULT_PATH).await {
+            Ok(b) => Ok(Some(b.to_vec())),
+            Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::from_opendal(e, "read vault header")),
+        }
+    }
+
+    pub async fn write_vault(&self, bytes: &[u8]) -> Result<()> {
+        self.write_all(VAULT_PATH, bytes.to_vec()).await
+    }
+
+    /// Whether the store holds anything but our meta folder.
+    pub async fn has_user_objects(&self) -> Result<bool> {
+        Ok(!self.list("").await?.is_empty())
+    }
+
+    /// Metadata of a file or directory, or `None` if neither exists.
+    pub async fn stat(&self, path: &str) -> Result<Option<ObjectMeta>> {
+        if path.is_empty() {
+            return Ok(Some(ObjectMeta { kind: ObjectKind::Dir, size: 0, mtime: None, etag: None }));
+        }
+        match self.op.stat(path).await {
+            Ok(m) => return Ok(Some(meta_of(&m))),
+            Err(e) if e.kind() != opendal::ErrorKind::NotFound => {
+                return Err(Error::from_opendal(e, format!("stat {path}")));
+            }
+            Err(_) => {}
+        }
+        // Object stores only know a directory by its trailing slash.
+        match self.op.stat(&dir_key(path)).await {
+            Ok(m) if m.is_dir() => Ok(Some(meta_of(&m))),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::from_opendal(e, format!("stat {path}/"))),
+        }
+    }
+
+    /// Direct children of a directory as (name, meta), without our own meta folder.
+    pub async fn list(&self, dir: &str) -> Result<Vec<(String, ObjectMeta)>> {
+        let key = dir_key(dir);
+        let entries = self.op.list(&key).await.map_err(|e| Error::from_opendal(e, format!("list {key}")))?;
+        let mut out = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let p = entry.path();
+            let rel = p.strip_prefix(key.trim_start_matches('/')).unwrap_or(p);
+            let name = rel.trim_end_matches('/');
+            if name.is_empty() || name.contains('/') || (dir.is_empty() && name == META_DIR) {
+                continue;
+            }
+            out.push((name.to_owned(), meta_of(entry.metadata())));
+        }
+        Ok(out)
+    }
+
+    /// Reads `len` bytes at `offset`; shorter at end of file.
+    pub async fn read_range(&self, path: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        match self.op.read_with(path).range(offset..offset + len).await {
+            Ok(buf) => Ok(buf.to_vec()),
+            Err(e) if e.kind() == opendal::ErrorKind::RangeNotSatisfied => Ok(Vec::new()),
+            Err(e) => Err(Error::from_opendal(e, format!("read {path} @{offset}+{len}"))),
+        }
+    }
+
+    pub async fn read_all(&self, path: &str) -> Result<Vec<u8>> {
+        self.op.read(path).await.map(|b| b.to_vec()).map_err(|e| Error::from_opendal(e, format!("read {path}")))
+    }
+
+    pub async fn write_all(&self, path: &str, data: Vec<u8>) -> Result<()> {
+        self.op.write(path, data).await.map(|_| ()).map_err(|e| Error::from_opendal(e, format!("write {path}")))
+    }
+
+    /// Streams parts to `path`; the object appears (replacing any old one) only when
+    /// `parts` ends without error.
+    pub async fn write_parts<S>(&self, path: &str, parts: S) -> Result<()>
+    where
+        S: futures::Stream<Item = Result<Vec<u8>>>,
+    {
+        use futures::StreamExt;
+        let mut parts = std::pin::pin!(parts);
+        let ctx = || format!("upload {path}");
+        let mut writer =
+            self.op.writer_with(path).chunk(UPLOAD_CHUNK).await.map_err(|e| Error::from_opendal(e, ctx()))?;
+        let mut pending = Vec::with_capacity(UPLOAD_CHUNK);
+        loop {
+            let part = match parts.next().await {
+                Some(Ok(p)) => Some(p),
+                Some(Err(e)) => {
+                    let _ = writer.abort().await;
+                    return Err(e);
+                }
+                None => None,
+            };
+            let done = part.is_none();
+            if let Some(p) = part {
+                pending.extend_from_slice(&p);
+            }
+            if pending.len() >= UPLOAD_CHUNK || (done && !pending.is_empty()) {
+                let buf = std::mem::replace(&mut pending, Vec::with_capacity(UPLOAD_CHUNK));
+                if let Err(e) = writer.write(buf).await {
+                    let _ = writer.abort().await;
+                    return Err(Error::from_opendal(e, ctx()));
+                }
+            }
+            if done {
+                break;
+            }
+        }
+        writer.close().await.map(|_| ()).map_err(|e| Error::from_opendal(e, ctx()))
+    }
+
+    pub async fn create_dir(&self, path: &str) -> Result<()> {
+        self.op.create_dir(&dir_key(path)).await.map_err(|e| Error::from_opendal(e, format!("mkdir {path}")))
+    }
+
+    pub async fn delete_file(&self, path: &str) -> Result<()> {
+        self.op.delete(path).await.map_err(|e| Error::from_opendal(e, format!("delete {path}")))
+    }
+
+    /// Removes an (empty) directory.
+    pub async fn delete_dir(&self, path: &str) -> Result<()> {
+        self.op.delete(&dir_key(path)).await.map_err(|e| Error::from_opendal(e, format!("rmdir {path}")))
+    }
+
+    /// Renames a file or a whole directory, natively when the provider can,
+    /// otherwise by copying then deleting each object.
+    pub async fn rename(&self, from: &str, to: &str, kind: ObjectKind) -> Result<()> {
+        let ctx = || format!("rename {from} -> {to}");
+        if self.caps.rename {
+            return self.op.rename(from, to).await.map_err(|e| Error::from_opendal(e, ctx()));
+        }
+        match kind {
+            ObjectKind::File => {
+                self.op.copy(from, to).await.map_err(|e| Error::from_opendal(e, ctx()))?;
+                self.delete_file(from).await
+            }
+            ObjectKind::Dir => {
+                self.create_dir(to).await?;
+                for (name, meta) in Box::pin(self.list(from)).await? {
+                    let (f, t) = (crate::join(from, &name), crate::join(to, &name));
+                    Box::pin(self.rename(&f, &t, meta.kind)).await?;
+                }
+                self.delete_dir(from).await
+            }
+        }
+    }
+}
+
+fn local_operator(path: &Path) -> Result<Operator> {
+    let root = path.to_str().ok_or_else(|| {
+        Error::new(ErrorKind::ConfigInvalid, format!("local path {} is not valid UTF-8", path.display()))
+    })?;
+    // Uploads land in our meta folder first and are renamed into place, so a crash
+    // mid-upload never leaves a half-written file under the real name.
+    let tmp = path.join(META_DIR).join("tmp");
+    let tmp = tmp.to_str().ok_or_else(|| Error::new(ErrorKind::ConfigInvalid, "non-UTF-8 path"))?;
+    let builder = services::Fs::default().root(root).atomic_write_dir(tmp);
+    Operator::new(builder).map_err(|e| Error::from_opendal(e, format!("local provider at {root}")))
+}
+
+fn meta_of(m: &opendal::Metadata) -> ObjectMeta {
+    ObjectMeta {
+        kind: if m.is_dir() { ObjectKind::Dir } else { ObjectKind::File },
+        size: if m.is_dir() { 0 } else { m.content_length() },
+        mtime: m.last_modified().map(SystemTime::from),
+        etag: m.etag().map(str::to_owned),
+    }
+}
