@@ -15,6 +15,45 @@ pub enum Command {
     Mount(MountArgs),
     /// Unmount a running oxidrive mount.
     Unmount(UnmountArgs),
+    /// Create the vaults of encrypted providers (the first mount does it too).
+    Init(InitArgs),
+    /// Change the passphrase: re-wraps every vault, re-encrypts no data.
+    Passwd(PasswdArgs),
+    /// Restore a provider's whole tree to plain files, without mounting.
+    Decrypt(DecryptArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    #[arg(long, env = "OXIDRIVE_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[arg(long)]
+    pub passphrase_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct PasswdArgs {
+    #[arg(long, env = "OXIDRIVE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// The current passphrase (else OXIDRIVE_PASSPHRASE, else the terminal).
+    #[arg(long)]
+    pub passphrase_file: Option<PathBuf>,
+    /// The new passphrase (else OXIDRIVE_NEW_PASSPHRASE, else asked twice).
+    #[arg(long)]
+    pub new_passphrase_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DecryptArgs {
+    /// The provider's name in the config.
+    #[arg(long)]
+    pub provider: String,
+    /// An empty or new folder to restore into.
+    pub dest: PathBuf,
+    #[arg(long, env = "OXIDRIVE_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[arg(long)]
+    pub passphrase_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -2,6 +2,8 @@
 
 mod cli;
 mod config;
+mod decrypt_cmd;
+mod init_cmd;
 mod mount_cmd;
 mod mountpoint;
 mod paths;
@@ -12,9 +14,15 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
+    let verbose = matches!(&cli.command, cli::Command::Mount(a) if a.verbose);
+    let quiet = !matches!(&cli.command, cli::Command::Mount(_));
+    init_logging(verbose, quiet);
     let result = match cli.command {
         cli::Command::Mount(args) => mount_cmd::run(args),
         cli::Command::Unmount(args) => unmount_cmd::run(args),
+        cli::Command::Init(args) => init_cmd::init(args),
+        cli::Command::Passwd(args) => init_cmd::passwd(args),
+        cli::Command::Decrypt(args) => decrypt_cmd::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -23,4 +31,22 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// Logs go to stderr; `RUST_LOG` overrides. Tools other than `mount` log warnings only.
+fn init_logging(verbose: bool, quiet: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = if verbose {
+        "debug"
+    } else if quiet {
+        "warn"
+    } else {
+        "info"
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .try_init();
 }

@@ -5,7 +5,6 @@ use anyhow::{Context, Result};
 use oxidrive_cache::{Index, Store};
 use oxidrive_platform::MountOptions;
 use oxidrive_vfs::{Caller, RootSpec, Vfs};
-use tracing_subscriber::EnvFilter;
 
 use crate::cli::MountArgs;
 use crate::config::Config;
@@ -14,7 +13,6 @@ use crate::unlock::{self, PassSource};
 use crate::{mountpoint, unmount_cmd};
 
 pub fn run(args: MountArgs) -> Result<()> {
-    init_logging(args.verbose);
     // HTTP providers use rustls with ring (we already build ring; aws-lc is not needed).
     let _ = rustls::crypto::ring::default_provider().install_default();
 
@@ -35,7 +33,7 @@ pub fn run(args: MountArgs) -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the I/O runtime")?;
-    let pass = PassSource { file: args.passphrase_file.clone() };
+    let pass = PassSource::current(args.passphrase_file.clone());
     let unlocked = rt.block_on(unlock::open_all(specs, &dirs.state, &pass))?;
 
     let staging = dirs.cache.join("staging");
@@ -91,16 +89,6 @@ pub fn run(args: MountArgs) -> Result<()> {
     handle.join().context("filesystem session ended with an error")?;
     tracing::info!(mountpoint = %mountpoint.display(), "unmounted");
     Ok(())
-}
-
-fn init_logging(verbose: bool) {
-    let default = if verbose { "debug" } else { "info" };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .try_init();
 }
 
 /// Whether /etc/fuse.conf lets ordinary users pass allow_other/auto_unmount.

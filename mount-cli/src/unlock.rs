@@ -9,13 +9,24 @@ use oxidrive_crypto::vault::{KdfParams, Vault};
 use oxidrive_providers::{Backend, Provider, ProviderSpec};
 use ring::rand::SystemRandom;
 
-/// Where a passphrase comes from, in order: a file, the environment, the terminal.
-#[derive(Debug, Clone, Default)]
+/// Where a passphrase comes from, in order: a file, an environment variable, the terminal.
+#[derive(Debug, Clone)]
 pub struct PassSource {
     pub file: Option<PathBuf>,
+    pub env: &'static str,
 }
 
 impl PassSource {
+    /// The passphrase that unlocks: `--passphrase-file`, `OXIDRIVE_PASSPHRASE`, terminal.
+    pub fn current(file: Option<PathBuf>) -> Self {
+        Self { file, env: "OXIDRIVE_PASSPHRASE" }
+    }
+
+    /// A new passphrase: `--new-passphrase-file`, `OXIDRIVE_NEW_PASSPHRASE`, terminal.
+    pub fn new_one(file: Option<PathBuf>) -> Self {
+        Self { file, env: "OXIDRIVE_NEW_PASSPHRASE" }
+    }
+
     /// `confirm`: ask twice on a terminal (a new passphrase).
     pub fn get(&self, prompt: &str, confirm: bool) -> Result<Vec<u8>> {
         if let Some(file) = &self.file {
@@ -24,11 +35,11 @@ impl PassSource {
             let line = text.split(|&b| b == b'\n').next().unwrap_or_default();
             return non_empty(line.strip_suffix(b"\r").unwrap_or(line).to_vec());
         }
-        if let Some(p) = std::env::var_os("OXIDRIVE_PASSPHRASE") {
+        if let Some(p) = std::env::var_os(self.env) {
             return non_empty(p.into_encoded_bytes());
         }
         if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-            bail!("a passphrase is needed: set OXIDRIVE_PASSPHRASE, pass --passphrase-file, or run in a terminal");
+            bail!("a passphrase is needed: set {}, pass a passphrase file, or run in a terminal", self.env);
         }
         let first = rpassword::prompt_password(prompt).context("cannot read the passphrase")?;
         if confirm {
@@ -152,6 +163,22 @@ pub async fn open_all(specs: Vec<ProviderSpec>, state_dir: &Path, pass: &PassSou
     };
     let local_key = *local_master.derive_subkey(Purpose::LocalState).expose_secret();
     Ok(Unlocked { providers, local_key: Some(local_key) })
+}
+
+/// One provider, for offline tools: its vault must exist (nothing is created).
+pub async fn open_one(spec: ProviderSpec, pass: &PassSource) -> Result<Provider> {
+    let backend = Backend::from_spec(&spec).with_context(|| format!("provider {:?}", spec.name))?;
+    if !spec.encrypt {
+        return Ok(Provider::plain(&spec.name, backend));
+    }
+    let bytes = backend
+        .read_vault()
+        .await
+        .with_context(|| format!("provider {:?} is unreachable", spec.name))?
+        .with_context(|| format!("provider {:?} has no vault header: it was never used encrypted", spec.name))?;
+    let vault = Vault::from_bytes(&bytes).map_err(|e| anyhow::anyhow!("{:?}: vault header damaged: {e}", spec.name))?;
+    let master = unlock(&vault, &pass.get("Passphrase: ", false)?, &format!("provider {:?}", spec.name))?;
+    Ok(Provider::encrypted(&spec.name, backend, master)?)
 }
 
 fn unlock(vault: &Vault, passphrase: &[u8], what: &str) -> Result<MasterKey> {
