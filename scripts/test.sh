@@ -11,6 +11,8 @@ declare -A need=([fusermount3]=fuse3 [git]=git [sqlite3]=sqlite3 [rsync]=rsync [
                  [pkg-config]=pkg-config [cc]=gcc [python3]=python3)
 missing=()
 for prog in "${!need[@]}"; do command -v "$prog" >/dev/null 2>&1 || missing+=("${need[$prog]}"); done
+# The encrypted metadata index (SQLCipher) links the system libcrypto.
+pkg-config --exists openssl 2>/dev/null || missing+=(libssl-dev)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   as_root apt-get update -qq
