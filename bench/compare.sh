@@ -26,13 +26,30 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Two providers on the same disk: one encrypted, one not; the native runs use a plain
+# folder beside them.
+mkdir -p "$XDG_CONFIG_HOME/oxidrive" "$WORK/stores/plain" "$WORK/stores/enc"
+cat >"$XDG_CONFIG_HOME/oxidrive/config.toml" <<TOML
+[[provider]]
+name = "Plain"
+type = "local"
+path = "$WORK/stores/plain"
+encrypt = false
+
+[[provider]]
+name = "Encrypted"
+type = "local"
+path = "$WORK/stores/enc"
+TOML
+export OXIDRIVE_PASSPHRASE="bench passphrase"
 "$BIN" mount "$MNT" >"$WORK/mount.log" 2>&1 &
 PID=$!
 for _ in $(seq 100); do mountpoint -q "$MNT" && break; sleep 0.1; done
 mountpoint -q "$MNT" || { cat "$WORK/mount.log"; exit 1; }
-ON_MOUNT="$MNT/My Drive/Local/bench"
-NATIVE="$XDG_DATA_HOME/oxidrive/local/native-bench"
-mkdir -p "$ON_MOUNT" "$NATIVE"
+PLAIN="$MNT/My Drive/Plain/bench"
+ENC="$MNT/My Drive/Encrypted/bench"
+NATIVE="$WORK/native-bench"
+mkdir -p "$PLAIN" "$ENC" "$NATIVE"
 
 # A real source tree to untar: a crate from the cargo registry, or this repository.
 SRC=$(ls -d "${CARGO_HOME:-$REAL_HOME/.cargo}"/registry/src/*/tokio-1.* 2>/dev/null | head -1 || true)
@@ -46,12 +63,15 @@ now() { date +%s.%N; }
 timeit() { local t0 t1; drop_caches; t0=$(now); "$@" >/dev/null; t1=$(now); awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }'; }
 
 declare -a ROWS
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 measure() {
   local name=$1; shift
-  local native mount
+  local native plain enc
   native=$(timeit "$@" "$NATIVE")
-  mount=$(timeit "$@" "$ON_MOUNT")
-  ROWS+=("$(printf '%-34s %9.3f %9.3f %7.2f' "$name" "$native" "$mount" "$(awk -v m="$mount" -v n="$native" 'BEGIN { printf "%.3f", m / n }')")")
+  plain=$(timeit "$@" "$PLAIN")
+  enc=$(timeit "$@" "$ENC")
+  ROWS+=("$(printf '%-32s %8.3f %8.3f %8.3f %8s %8s %8s' "$name" "$native" "$plain" "$enc" \
+    "$(ratio "$plain" "$native")" "$(ratio "$enc" "$native")" "$(ratio "$enc" "$plain")")")
 }
 
 seq_write() { dd if=/dev/zero of="$1/big" bs=1M count="$SIZE_MIB" conv=fsync status=none; }
@@ -69,8 +89,9 @@ measure "cp -r out of the tree"             cp_out
 measure "rm -rf"                            remove
 
 echo
-echo "oxidrive mount vs its backing folder ($(nproc) cores, $(uname -r))"
-printf '%-34s %9s %9s %7s\n' "workload" "native s" "mount s" "ratio"
+echo "oxidrive mount vs a native folder on the same disk ($(nproc) cores, $(uname -r))"
+echo "seconds; ratios > 1 are slower than the reference"
+printf '%-32s %8s %8s %8s %8s %8s %8s\n' "workload" "native" "plain" "enc" "plain/n" "enc/n" "enc/pl"
 printf '%s\n' "${ROWS[@]}"
 if command -v rclone >/dev/null; then
   echo "(rclone is installed; the rclone mount comparison arrives with the block cache, issue #4)"

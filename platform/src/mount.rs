@@ -79,10 +79,10 @@ impl MountHandle {
 
 impl Drop for MountHandle {
     fn drop(&mut self) {
-        if let Some(s) = self.session.take() {
-            if let Err(e) = s.umount_and_join() {
-                tracing::warn!(error = %e, "unmount on drop failed");
-            }
+        if let Some(s) = self.session.take()
+            && let Err(e) = s.umount_and_join()
+        {
+            tracing::warn!(error = %e, "unmount on drop failed");
         }
     }
 }

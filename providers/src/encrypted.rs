@@ -9,10 +9,10 @@
 //!   therefore rewrites the header (a streamed copy).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use oxidrive_crypto::content::{
-    ContentHeader, HEADER_LEN, chunk_count, chunk_loc, chunk_range_for, decrypt_all, encrypt_all, open_chunk,
+    ContentHeader, FileKey, HEADER_LEN, chunk_count, chunk_loc, chunk_range_for, decrypt_all, encrypt_all, open_chunk,
     plain_size, seal_chunk,
 };
 use oxidrive_crypto::keys::MasterKey;
@@ -28,6 +28,10 @@ use crate::path::{join, parent_and_name};
 const CHUNKS_PER_FETCH: u64 = 128;
 /// Dir ids kept in memory; resolving a path needs one per component.
 const DIR_CACHE_MAX: usize = 65_536;
+/// Opened content headers kept in memory, so a read needs one request, not two.
+const HEADER_CACHE_MAX: usize = 4096;
+
+type OpenHeader = Arc<(ContentHeader, FileKey)>;
 
 pub(crate) struct Encrypted {
     backend: Backend,
@@ -36,6 +40,9 @@ pub(crate) struct Encrypted {
     rng: SystemRandom,
     /// Plaintext directory path → (backend path, dir id).
     dirs: Mutex<HashMap<String, (String, DirId)>>,
+    /// Backend path → its opened header. Dropped whenever we change that object; a
+    /// header changed by someone else shows up as a failed chunk, which retries fresh.
+    headers: Mutex<HashMap<String, OpenHeader>>,
 }
 
 /// Where a plaintext path lives in the backend.
@@ -55,7 +62,14 @@ fn crypto_err(e: oxidrive_crypto::Error, context: impl Into<String>) -> Error {
 impl Encrypted {
     pub(crate) fn new(backend: Backend, master: MasterKey) -> Result<Self> {
         let names = NameCipher::new(&master).map_err(|e| crypto_err(e, "name keys"))?;
-        Ok(Self { backend, master, names, rng: SystemRandom::new(), dirs: Mutex::new(HashMap::new()) })
+        Ok(Self {
+            backend,
+            master,
+            names,
+            rng: SystemRandom::new(),
+            dirs: Mutex::new(HashMap::new()),
+            headers: Mutex::new(HashMap::new()),
+        })
     }
 
     fn dirs(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, DirId)>> {
@@ -93,6 +107,24 @@ impl Encrypted {
     fn forget_dirs_under(&self, plain: &str) {
         let prefix = format!("{plain}/");
         self.dirs().retain(|k, _| k != plain && !k.starts_with(&prefix));
+        // Backend paths below a moved directory change too.
+        self.headers().clear();
+    }
+
+    fn headers(&self) -> std::sync::MutexGuard<'_, HashMap<String, OpenHeader>> {
+        self.headers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn forget_header(&self, raw: &str) {
+        self.headers().remove(raw);
+    }
+
+    fn remember_header(&self, raw: &str, header: OpenHeader) {
+        let mut cache = self.headers();
+        if cache.len() >= HEADER_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(raw.to_owned(), header);
     }
 
     async fn locate(&self, plain: &str) -> Result<Located> {
@@ -174,37 +206,85 @@ impl Encrypted {
         Ok(out)
     }
 
-    async fn header(&self, plain: &str, loc: &Located) -> Result<(ContentHeader, oxidrive_crypto::content::FileKey)> {
+    async fn header(&self, plain: &str, loc: &Located) -> Result<(ContentHeader, FileKey)> {
         let bytes = self.backend.read_range(&loc.raw, 0, HEADER_LEN as u64).await?;
-        let header = ContentHeader::from_bytes(&bytes).map_err(|e| crypto_err(e, format!("header of {plain}")))?;
-        let key =
-            header.open_key(&self.master, &loc.binding).map_err(|e| crypto_err(e, format!("header of {plain}")))?;
+        self.open_header(plain, loc, &bytes)
+    }
+
+    fn open_header(&self, plain: &str, loc: &Located, bytes: &[u8]) -> Result<(ContentHeader, FileKey)> {
+        let what = || format!("header of {plain}");
+        let bytes = bytes
+            .get(..HEADER_LEN)
+            .ok_or_else(|| Error::new(ErrorKind::Other, format!("{plain}: object shorter than a header")))?;
+        let header = ContentHeader::from_bytes(bytes).map_err(|e| crypto_err(e, what()))?;
+        let key = header.open_key(&self.master, &loc.binding).map_err(|e| crypto_err(e, what()))?;
         Ok((header, key))
     }
 
     /// Plaintext bytes [offset, offset+len) of a file whose plaintext size is `size`:
-    /// fetches and opens only the chunks covering the range.
+    /// fetches and opens only the chunks covering the range, in one request (the header
+    /// comes along when the range starts the file, else from the header cache).
     pub(crate) async fn read_range(&self, plain: &str, offset: u64, len: u64, size: u64) -> Result<Vec<u8>> {
         let span = chunk_range_for(offset, len, size);
         if span.is_empty() {
             return Ok(Vec::new());
         }
         let loc = self.locate(plain).await?;
-        let (header, key) = self.header(plain, &loc).await?;
+        match self.read_span(plain, &loc, offset, len, &span, true).await {
+            // A cached header may be stale if another device replaced the object.
+            Err(_) if self.headers().contains_key(&loc.raw) => {
+                self.forget_header(&loc.raw);
+                self.read_span(plain, &loc, offset, len, &span, false).await
+            }
+            other => other,
+        }
+    }
+
+    async fn read_span(
+        &self,
+        plain: &str,
+        loc: &Located,
+        offset: u64,
+        len: u64,
+        span: &oxidrive_crypto::content::ChunkSpan,
+        use_cache: bool,
+    ) -> Result<Vec<u8>> {
         let cipher = span.cipher_range();
-        let raw = self.backend.read_range(&loc.raw, cipher.start, cipher.end - cipher.start).await?;
-        let mut plain_bytes = Vec::with_capacity((span.plain_range().end - span.plain_range().start) as usize);
+        let cached = if use_cache { self.headers().get(&loc.raw).cloned() } else { None };
+        let (header, raw, base) = match cached {
+            Some(h) => {
+                (h, self.backend.read_range(&loc.raw, cipher.start, cipher.end - cipher.start).await?, cipher.start)
+            }
+            None if cipher.start <= 4 * HEADER_LEN as u64 => {
+                let raw = self.backend.read_range(&loc.raw, 0, cipher.end).await?;
+                let opened = Arc::new(self.open_header(plain, loc, &raw)?);
+                self.remember_header(&loc.raw, opened.clone());
+                (opened, raw, 0)
+            }
+            None => {
+                let opened = Arc::new(self.header(plain, loc).await?);
+                self.remember_header(&loc.raw, opened.clone());
+                (
+                    opened,
+                    self.backend.read_range(&loc.raw, cipher.start, cipher.end - cipher.start).await?,
+                    cipher.start,
+                )
+            }
+        };
+        let (header, key) = (&header.0, &header.1);
+        let plain_range = span.plain_range();
+        let mut plain_bytes = Vec::with_capacity((plain_range.end - plain_range.start) as usize);
         for c in span.chunks() {
-            let a = (c.cipher.start - cipher.start) as usize;
-            let b = (c.cipher.end - cipher.start) as usize;
+            let a = (c.cipher.start - base) as usize;
+            let b = (c.cipher.end - base) as usize;
             let sealed = raw
                 .get(a..b)
                 .ok_or_else(|| Error::new(ErrorKind::Other, format!("{plain}: object is shorter than its size")))?;
-            let opened = open_chunk(&key, &header.file_id(), c.index, c.is_last, sealed)
+            let opened = open_chunk(key, &header.file_id(), c.index, c.is_last, sealed)
                 .map_err(|e| crypto_err(e, format!("{plain} chunk {}", c.index)))?;
             plain_bytes.extend_from_slice(&opened);
         }
-        let start = (offset.max(span.plain_range().start) - span.plain_range().start) as usize;
+        let start = (offset.max(plain_range.start) - plain_range.start) as usize;
         let end = (start + len as usize).min(plain_bytes.len());
         Ok(plain_bytes.get(start..end).map(<[u8]>::to_vec).unwrap_or_default())
     }
@@ -218,6 +298,7 @@ impl Encrypted {
     pub(crate) async fn write_all(&self, plain: &str, data: Vec<u8>) -> Result<()> {
         let loc = self.locate(plain).await?;
         let ct = encrypt_all(&self.master, &loc.binding, &data, &self.rng).map_err(|e| crypto_err(e, plain))?;
+        self.forget_header(&loc.raw);
         self.write_side(&loc).await?;
         self.backend.write_all(&loc.raw, ct).await
     }
@@ -258,8 +339,11 @@ impl Encrypted {
             }
             seal_chunk(&key, &id, c.index, c.is_last, &data, &self.rng).map_err(|e| crypto_err(e, plain))
         });
+        self.forget_header(&loc.raw);
         self.write_side(&loc).await?;
-        self.backend.write_parts(&loc.raw, futures::stream::iter(first.chain(chunks))).await
+        let result = self.backend.write_parts(&loc.raw, futures::stream::iter(first.chain(chunks))).await;
+        self.forget_header(&loc.raw);
+        result
     }
 
     pub(crate) async fn download(&self, plain: &str, sink: &dyn LocalSink) -> Result<u64> {
@@ -303,6 +387,7 @@ impl Encrypted {
 
     pub(crate) async fn delete_file(&self, plain: &str) -> Result<()> {
         let loc = self.locate(plain).await?;
+        self.forget_header(&loc.raw);
         self.backend.delete_file(&loc.raw).await?;
         self.delete_side(&loc).await
     }
@@ -321,6 +406,8 @@ impl Encrypted {
     pub(crate) async fn rename(&self, from: &str, to: &str, kind: ObjectKind) -> Result<()> {
         let src = self.locate(from).await?;
         let dst = self.locate(to).await?;
+        self.forget_header(&src.raw);
+        self.forget_header(&dst.raw);
         self.write_side(&dst).await?;
         match kind {
             ObjectKind::Dir => {

@@ -426,10 +426,10 @@ impl Vfs {
         let attr = self.lookup(parent, OsStr::new(name)).await?;
         let fh = self.open(attr.ino, OpenMode { write: true, truncate: false }).await?;
         // `create` with O_RDONLY still returns a read-only descriptor.
-        if !open.write {
-            if let Some(h) = self.handles().get_mut(&fh) {
-                h.write = false;
-            }
+        if !open.write
+            && let Some(h) = self.handles().get_mut(&fh)
+        {
+            h.write = false;
         }
         Ok((attr, fh))
     }

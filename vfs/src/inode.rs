@@ -147,10 +147,10 @@ impl Inodes {
     pub fn locate(&self, ino: u64) -> Result<Located> {
         let node = self.get(ino)?;
         let mut path = String::new();
-        if let Place::Under(_) = node.place {
-            if !node.unlinked {
-                path = self.path_of(ino)?;
-            }
+        if let Place::Under(_) = node.place
+            && !node.unlinked
+        {
+            path = self.path_of(ino)?;
         }
         Ok(Located { place: node.place, kind: node.kind, path, unlinked: node.unlinked, open: node.open.clone() })
     }
@@ -179,12 +179,12 @@ impl Inodes {
 
     /// Takes a name out of the namespace; an open node stays reachable by number.
     pub fn detach(&mut self, parent: u64, name: &str) {
-        if let Some(ino) = self.by_name.remove(&(parent, name.to_owned())) {
-            if let Some(node) = self.nodes.get_mut(&ino) {
-                node.unlinked = true;
-                if node.lookups == 0 && node.handles == 0 {
-                    self.nodes.remove(&ino);
-                }
+        if let Some(ino) = self.by_name.remove(&(parent, name.to_owned()))
+            && let Some(node) = self.nodes.get_mut(&ino)
+        {
+            node.unlinked = true;
+            if node.lookups == 0 && node.handles == 0 {
+                self.nodes.remove(&ino);
             }
         }
     }
