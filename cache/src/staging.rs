@@ -241,7 +241,7 @@ fn too_large() -> io::Error {
 }
 
 impl oxidrive_providers::LocalSource for Staging {
-    fn len(&self) -> io::Result<u64> {
+    fn size(&self) -> io::Result<u64> {
         Ok(self.meta().len)
     }
 

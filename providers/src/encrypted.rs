@@ -326,7 +326,7 @@ impl Encrypted {
         let loc = self.locate(plain).await?;
         let (header, key) =
             ContentHeader::new(&self.master, &loc.binding, &self.rng).map_err(|e| crypto_err(e, plain))?;
-        let len = src.len().map_err(|e| Error::new(ErrorKind::Other, format!("{plain}: staging: {e}")))?;
+        let len = src.size().map_err(|e| Error::new(ErrorKind::Other, format!("{plain}: staging: {e}")))?;
         let id = header.file_id();
         let first = std::iter::once(Ok(header.to_bytes().to_vec()));
         let chunks = (0..chunk_count(len)).map(|i| {

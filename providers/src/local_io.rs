@@ -5,7 +5,7 @@ use std::io;
 
 /// What an upload reads: a file's current plaintext.
 pub trait LocalSource: Send + Sync {
-    fn len(&self) -> io::Result<u64>;
+    fn size(&self) -> io::Result<u64>;
     /// Up to `len` bytes at `offset`; shorter only at the end.
     fn read_at(&self, offset: u64, len: usize) -> io::Result<Vec<u8>>;
 }

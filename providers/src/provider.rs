@@ -90,7 +90,7 @@ impl Provider {
     pub async fn upload(&self, path: &str, src: &dyn LocalSource) -> Result<()> {
         match &self.layer {
             Layer::Plain(b) => {
-                let len = src.len().map_err(|e| local_err(path, e))?;
+                let len = src.size().map_err(|e| local_err(path, e))?;
                 let pieces = (0..len).step_by(PLAIN_PIECE as usize).map(move |o| {
                     let n = PLAIN_PIECE.min(len - o) as usize;
                     match src.read_at(o, n) {
