@@ -457,7 +457,7 @@ mod tests {
         let sink: &dyn LocalSink = &s;
         sink.write_at(BLOCK - 2, b"abcd").unwrap();
         let src: &dyn LocalSource = &s;
-        assert_eq!(src.len().unwrap(), BLOCK + 2);
+        assert_eq!(src.size().unwrap(), BLOCK + 2);
         assert_eq!(src.read_at(BLOCK - 3, 10).unwrap(), b"\0abcd");
         assert_eq!(sink.write_at(u64::MAX, b"x").unwrap_err().raw_os_error(), Some(libc::EFBIG));
     }
