@@ -24,6 +24,13 @@ CREATE TABLE IF NOT EXISTS attrs(
     PRIMARY KEY(root, path)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS attrs_parent ON attrs(root, parent);
+CREATE TABLE IF NOT EXISTS recents(
+    root TEXT NOT NULL,
+    path TEXT NOT NULL,
+    at_ns INTEGER NOT NULL,
+    PRIMARY KEY(root, path)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS recents_at ON recents(at_ns);
 CREATE TABLE IF NOT EXISTS xattrs(
     root TEXT NOT NULL,
     path TEXT NOT NULL,
@@ -45,6 +52,9 @@ pub struct Overlay {
     /// longer matches, another device changed it and our `mtime` no longer applies.
     pub remote: Option<(Option<SystemTime>, u64)>,
 }
+
+/// Rows kept in the recents table (the view shows fewer).
+const RECENTS_KEPT: i64 = 1000;
 
 /// Lock order: the connection mutex is a leaf; it is never held across an `.await`.
 pub struct Index {
@@ -167,7 +177,7 @@ impl Index {
         let tx = conn.transaction()?;
         delete_tree(&tx, root, to)?;
         let (flo, fhi) = subtree_bounds(from);
-        for table in ["attrs", "xattrs"] {
+        for table in PATH_TABLES {
             tx.execute(
                 &format!(
                     "UPDATE {table} SET path = ?2 || substr(path, length(?3) + 1)
@@ -183,6 +193,35 @@ impl Index {
         )?;
         tx.execute("UPDATE attrs SET parent = ?3 WHERE root = ?1 AND path = ?2", params![root, to, parent_of(to)])?;
         tx.commit()?;
+        Ok(())
+    }
+
+    /// Records that a file was just created or written.
+    pub fn recent_touch(&self, root: &str, path: &str, at: SystemTime) -> Result<()> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT OR REPLACE INTO recents (root, path, at_ns) VALUES (?1, ?2, ?3)",
+            params![root, path, to_ns(at)],
+        )?;
+        // Keep the table small: far more rows than any Recents view shows.
+        conn.execute(
+            "DELETE FROM recents WHERE at_ns < (SELECT at_ns FROM recents ORDER BY at_ns DESC LIMIT 1 OFFSET ?1)",
+            params![RECENTS_KEPT],
+        )?;
+        Ok(())
+    }
+
+    /// The newest `limit` recent paths of one root, newest first.
+    pub fn recent_list(&self, root: &str, limit: usize) -> Result<Vec<(String, SystemTime)>> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare_cached("SELECT path, at_ns FROM recents WHERE root = ?1 ORDER BY at_ns DESC LIMIT ?2")?;
+        let rows = stmt.query_map(params![root, limit as i64], |r| Ok((r.get(0)?, from_ns(r.get(1)?))))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn recent_remove(&self, root: &str, path: &str) -> Result<()> {
+        self.conn().execute("DELETE FROM recents WHERE root = ?1 AND path = ?2", params![root, path])?;
         Ok(())
     }
 
@@ -216,9 +255,12 @@ impl Index {
     }
 }
 
+/// Tables keyed by (root, path) that follow their paths through renames and deletes.
+const PATH_TABLES: [&str; 3] = ["attrs", "xattrs", "recents"];
+
 fn delete_tree(tx: &rusqlite::Transaction<'_>, root: &str, path: &str) -> rusqlite::Result<()> {
     let (lo, hi) = subtree_bounds(path);
-    for table in ["attrs", "xattrs"] {
+    for table in PATH_TABLES {
         tx.execute(
             &format!("DELETE FROM {table} WHERE root = ?1 AND (path = ?2 OR (path > ?3 AND path < ?4))"),
             params![root, path, lo, hi],
@@ -337,6 +379,23 @@ mod tests {
         assert!(Index::open(&path, None).is_err());
         let ix = Index::open(&path, Some(&[7u8; 32])).unwrap();
         assert_eq!(ix.get("r", "secret-name-marker").unwrap().unwrap().symlink.as_deref(), Some("target-marker"));
+    }
+
+    #[test]
+    fn recents_follow_renames_and_deletes() {
+        let ix = Index::in_memory().unwrap();
+        let t = |s| UNIX_EPOCH + Duration::from_secs(s);
+        ix.recent_touch("r", "d/a", t(1)).unwrap();
+        ix.recent_touch("r", "b", t(2)).unwrap();
+        ix.recent_touch("other", "c", t(3)).unwrap();
+        ix.recent_touch("r", "d/a", t(4)).unwrap();
+        let names = |ix: &Index| ix.recent_list("r", 10).unwrap().into_iter().map(|(p, _)| p).collect::<Vec<_>>();
+        assert_eq!(names(&ix), ["d/a", "b"]);
+        ix.rename_tree("r", "d", "e").unwrap();
+        assert_eq!(names(&ix), ["e/a", "b"]);
+        ix.remove_tree("r", "e").unwrap();
+        assert_eq!(names(&ix), ["b"]);
+        assert_eq!(ix.recent_list("other", 10).unwrap().len(), 1);
     }
 
     #[test]

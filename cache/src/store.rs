@@ -178,6 +178,19 @@ impl Store {
         self.index.update(&self.root, path, change)
     }
 
+    /// Notes that a file was just created or written (the Recents view).
+    pub fn touch_recent(&self, path: &str) -> Result<()> {
+        self.index.recent_touch(&self.root, path, SystemTime::now())
+    }
+
+    pub fn recents(&self, limit: usize) -> Result<Vec<(String, SystemTime)>> {
+        self.index.recent_list(&self.root, limit)
+    }
+
+    pub fn forget_recent(&self, path: &str) -> Result<()> {
+        self.index.recent_remove(&self.root, path)
+    }
+
     pub fn xattr_get(&self, path: &str, name: &str) -> Result<Option<Vec<u8>>> {
         self.index.xattr_get(&self.root, path, name)
     }

@@ -21,6 +21,8 @@ pub enum Command {
     Passwd(PasswdArgs),
     /// Restore a provider's whole tree to plain files, without mounting.
     Decrypt(DecryptArgs),
+    /// Add, list, remove or check the configured providers.
+    Provider(ProviderArgs),
 }
 
 #[derive(Debug, Args)]
@@ -78,4 +80,45 @@ pub struct UnmountArgs {
     /// Detach now even if files are open; the mount ends when they are closed.
     #[arg(long)]
     pub lazy: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ProviderArgs {
+    /// Config file. Default: $XDG_CONFIG_HOME/oxidrive/config.toml
+    #[arg(long, env = "OXIDRIVE_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub action: ProviderAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProviderAction {
+    /// Add a provider to the config (created with mode 0600).
+    ///
+    /// Settings are KEY=VALUE (see README). A secret can be given as KEY=- (read from
+    /// stdin, one line) or KEY=env:VAR (the config names the variable, not the value).
+    ///
+    /// Example: oxidrive provider add "Work S3" --type s3 bucket=team
+    /// endpoint=https://s3.example.com access_key_id=AKIA.. secret_access_key=-
+    Add {
+        name: String,
+        /// local, s3, webdav, sftp, gdrive, dropbox or onedrive.
+        #[arg(long = "type", value_name = "TYPE")]
+        kind: String,
+        /// Show it under Shared/ instead of My Drive/.
+        #[arg(long)]
+        shared: bool,
+        /// Store names and contents as they are (readable in the provider's own tools).
+        #[arg(long)]
+        no_encrypt: bool,
+        #[arg(value_name = "KEY=VALUE")]
+        settings: Vec<String>,
+    },
+    /// List the providers (never their secrets).
+    List,
+    /// Remove a provider from the config (its data stays where it is).
+    Remove { name: String },
+    /// Reach each provider (or only NAME), write, read and delete a probe object
+    /// under .oxidrive/, and print what it can do.
+    Check { name: Option<String> },
 }

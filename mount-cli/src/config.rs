@@ -28,7 +28,7 @@ impl Config {
         Ok(config)
     }
 
-    fn validate(&self) -> Result<()> {
+    pub fn validate(&self) -> Result<()> {
         let mut seen = std::collections::HashSet::new();
         for p in &self.provider {
             if p.name.is_empty() || p.name.contains('/') || p.name == "." || p.name == ".." {
@@ -37,10 +37,7 @@ impl Config {
             if !seen.insert((&p.name, p.shared)) {
                 bail!("two providers are named {:?}", p.name);
             }
-            let ProviderKind::Local { path } = &p.kind;
-            if !path.is_absolute() {
-                bail!("provider {:?}: path {} must be absolute", p.name, path.display());
-            }
+            validate_kind(&p.name, &p.kind)?;
         }
         Ok(())
     }
@@ -57,6 +54,54 @@ impl Config {
             encrypt: true,
         }]
     }
+}
+
+/// Checks what serde cannot: absolute paths, URLs with a scheme, sane limits.
+fn validate_kind(name: &str, kind: &ProviderKind) -> Result<()> {
+    let url = |what: &str, u: &str| -> Result<()> {
+        if !(u.starts_with("http://") || u.starts_with("https://")) {
+            bail!("provider {name:?}: {what} {u:?} must start with http:// or https://");
+        }
+        Ok(())
+    };
+    match kind {
+        ProviderKind::Local { path } => {
+            if !path.is_absolute() {
+                bail!("provider {name:?}: path {} must be absolute", path.display());
+            }
+        }
+        ProviderKind::S3 { bucket, endpoint, .. } => {
+            if bucket.is_empty() || bucket.contains('/') {
+                bail!("provider {name:?}: bucket {bucket:?} is not a bucket name (put folders in `prefix`)");
+            }
+            if let Some(e) = endpoint {
+                url("endpoint", e)?;
+            }
+        }
+        ProviderKind::Webdav { endpoint, .. } => url("endpoint", endpoint)?,
+        ProviderKind::Sftp { endpoint, root, key, known_hosts_strategy, .. } => {
+            if endpoint.is_empty() {
+                bail!("provider {name:?}: endpoint is empty");
+            }
+            if let Some(r) = root.as_deref().filter(|r| !r.starts_with('/')) {
+                bail!("provider {name:?}: root {r:?} must be an absolute path on the server");
+            }
+            if let Some(k) = key.as_deref().filter(|k| !k.is_absolute()) {
+                bail!("provider {name:?}: key {} must be an absolute path", k.display());
+            }
+            if let Some(s) = known_hosts_strategy {
+                if !["strict", "accept", "add"].contains(&s.to_lowercase().as_str()) {
+                    bail!("provider {name:?}: known_hosts_strategy {s:?} is not strict, accept or add");
+                }
+            }
+        }
+        ProviderKind::Gdrive { .. } | ProviderKind::Dropbox { .. } | ProviderKind::Onedrive { .. } => {}
+    }
+    let t = kind.tuning();
+    if t.concurrency == Some(0) || t.timeout_secs == Some(0) {
+        bail!("provider {name:?}: concurrency and timeout_secs must be at least 1");
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -90,6 +135,26 @@ mod tests {
             "[[provider]]\nname = \"A\"\ntype = \"local\"\npath = \"/a\"\n[[provider]]\nname = \"A\"\ntype = \"local\"\npath = \"/b\"\n",
         );
         assert!(format!("{:#}", dup.unwrap_err()).contains("two providers"));
+    }
+
+    #[test]
+    fn parses_and_checks_network_providers() {
+        let c = parse(
+            "[[provider]]\nname = \"S\"\ntype = \"s3\"\nbucket = \"b\"\nendpoint = \"http://127.0.0.1:9000\"\n\
+             prefix = \"team\"\nsecret_access_key = { env = \"S3_SECRET\" }\naccess_key_id = \"k\"\n\
+             [[provider]]\nname = \"W\"\ntype = \"webdav\"\nendpoint = \"https://dav.example\"\nusername = \"u\"\n\
+             password = \"p\"\nconcurrency = 4\n\
+             [[provider]]\nname = \"F\"\ntype = \"sftp\"\nendpoint = \"ssh://h:2222\"\nroot = \"/srv\"\n\
+             [[provider]]\nname = \"D\"\ntype = \"dropbox\"\nrefresh_token = \"r\"\nclient_id = \"i\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.provider.len(), 4);
+        let e = parse("[[provider]]\nname = \"W\"\ntype = \"webdav\"\nendpoint = \"dav.example\"\n").unwrap_err();
+        assert!(format!("{e:#}").contains("http://"), "{e:#}");
+        let e = parse("[[provider]]\nname = \"F\"\ntype = \"sftp\"\nendpoint = \"h\"\nroot = \"srv\"\n").unwrap_err();
+        assert!(format!("{e:#}").contains("absolute"), "{e:#}");
+        let e = parse("[[provider]]\nname = \"S\"\ntype = \"s3\"\nbucket = \"b/c\"\n").unwrap_err();
+        assert!(format!("{e:#}").contains("prefix"), "{e:#}");
     }
 
     #[test]

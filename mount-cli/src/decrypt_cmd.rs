@@ -50,7 +50,11 @@ pub fn run(args: DecryptArgs) -> Result<()> {
 }
 
 async fn walk(provider: &Provider, dir: &str, dest: &Path, tally: &mut (u64, u64)) -> Result<()> {
-    let entries = provider.list(dir).await.with_context(|| format!("cannot list {dir:?}"))?;
+    let (entries, rejects) = provider.list_checked(dir).await.with_context(|| format!("cannot list {dir:?}"))?;
+    for (object, reason) in rejects {
+        eprintln!("FAILED {}: {reason}", join(dir, &format!("<object {object}>")));
+        tally.1 += 1;
+    }
     for (name, meta) in entries {
         let path = join(dir, &name);
         let out = dest.join(&path);

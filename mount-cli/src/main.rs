@@ -7,6 +7,7 @@ mod init_cmd;
 mod mount_cmd;
 mod mountpoint;
 mod paths;
+mod provider_cmd;
 mod unlock;
 mod unmount_cmd;
 
@@ -23,6 +24,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::Init(args) => init_cmd::init(args),
         cli::Command::Passwd(args) => init_cmd::passwd(args),
         cli::Command::Decrypt(args) => decrypt_cmd::run(args),
+        cli::Command::Provider(args) => provider_cmd::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -101,6 +101,18 @@ pub async fn open_all(specs: Vec<ProviderSpec>, state_dir: &Path, pass: &PassSou
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", local_vault_path.display())),
     };
+    // A folder with files but no vault is not ours to encrypt: refuse before asking.
+    for (spec, backend, vault) in &backends {
+        if matches!(vault, Some(None))
+            && backend.has_user_objects().await.with_context(|| format!("provider {:?}", spec.name))?
+        {
+            bail!(
+                "provider {:?} holds files but no oxidrive vault: it is not an encrypted oxidrive store. \
+                 Set `encrypt = false` for it, or point it at an empty folder",
+                spec.name
+            );
+        }
+    }
     let any_vault = local_vault.is_some() || backends.iter().any(|(_, _, v)| matches!(v, Some(Some(_))));
     let passphrase = if any_vault {
         pass.get("Passphrase: ", false)?
@@ -111,20 +123,10 @@ pub async fn open_all(specs: Vec<ProviderSpec>, state_dir: &Path, pass: &PassSou
 
     // Check the passphrase against every existing vault before writing anything.
     let mut masters = Vec::new();
-    for (spec, backend, vault) in &backends {
+    for (spec, _, vault) in &backends {
         let master = match vault {
             Some(Some(v)) => Some(unlock(v, &passphrase, &format!("provider {:?}", spec.name))?),
-            Some(None) => {
-                if backend.has_user_objects().await.with_context(|| format!("provider {:?}", spec.name))? {
-                    bail!(
-                        "provider {:?} holds files but no oxidrive vault: it is not an encrypted oxidrive store. \
-                         Set `encrypt = false` for it, or point it at an empty folder",
-                        spec.name
-                    );
-                }
-                None
-            }
-            None => None,
+            Some(None) | None => None,
         };
         masters.push(master);
     }

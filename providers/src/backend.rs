@@ -1,11 +1,10 @@
-use std::path::Path;
 use std::time::SystemTime;
 
-use opendal::{Operator, services};
+use opendal::Operator;
 
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 use crate::path::{META_DIR, dir_key};
-use crate::spec::{ProviderKind, ProviderSpec};
+use crate::spec::ProviderSpec;
 
 /// Upload part size: bounds memory per upload and matches multipart minimums later.
 const UPLOAD_CHUNK: usize = 8 << 20;
@@ -39,7 +38,14 @@ pub struct Capabilities {
 pub struct Backend {
     op: Operator,
     caps: Capabilities,
+    /// Writes go to `.oxidrive/tmp/<random>` and are renamed into place, because a
+    /// plain file write is visible (half-written) while it runs. Object stores publish
+    /// an object only when its upload completes, so they write in place.
+    write_via_tmp: bool,
 }
+
+/// Where temporary uploads go; short random names, so any final name length works.
+const TMP_DIR: &str = ".oxidrive/tmp";
 
 /// Where the vault header lives: our meta folder is never encrypted, so it can be
 /// found before the key is known.
@@ -47,10 +53,7 @@ const VAULT_PATH: &str = ".oxidrive/oxidrive.vault";
 
 impl Backend {
     pub fn from_spec(spec: &ProviderSpec) -> Result<Self> {
-        let op = match &spec.kind {
-            ProviderKind::Local { path } => local_operator(path)?,
-        };
-        Ok(Self::from_operator(op))
+        Ok(Self::from_operator(crate::services::operator(spec)?))
     }
 
     pub fn from_operator(op: Operator) -> Self {
@@ -61,7 +64,27 @@ impl Backend {
             range_read: cap.read,
             write_if_not_exists: cap.write_with_if_not_exists,
         };
-        Self { op, caps }
+        let write_via_tmp = op.info().scheme() == "fs";
+        Self { op, caps, write_via_tmp }
+    }
+
+    /// The path to write to, and whether it must be renamed into place afterwards.
+    fn write_target(&self, path: &str) -> (String, bool) {
+        if !self.write_via_tmp {
+            return (path.to_owned(), false);
+        }
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        (format!("{TMP_DIR}/{}-{n}", std::process::id()), true)
+    }
+
+    /// Moves a finished temporary object into place (atomically replacing the old one).
+    async fn publish(&self, tmp: &str, path: &str) -> Result<()> {
+        if let Err(e) = self.op.rename(tmp, path).await {
+            let _ = self.op.delete(tmp).await;
+            return Err(Error::from_opendal(e, format!("publish {path}")));
+        }
+        Ok(())
     }
 
     pub fn capabilities(&self) -> Capabilities {
@@ -140,7 +163,9 @@ impl Backend {
     }
 
     pub async fn write_all(&self, path: &str, data: Vec<u8>) -> Result<()> {
-        self.op.write(path, data).await.map(|_| ()).map_err(|e| Error::from_opendal(e, format!("write {path}")))
+        let (target, via_tmp) = self.write_target(path);
+        self.op.write(&target, data).await.map_err(|e| Error::from_opendal(e, format!("write {path}")))?;
+        if via_tmp { self.publish(&target, path).await } else { Ok(()) }
     }
 
     /// Streams parts to `path`; the object appears (replacing any old one) only when
@@ -152,8 +177,9 @@ impl Backend {
         use futures::StreamExt;
         let mut parts = std::pin::pin!(parts);
         let ctx = || format!("upload {path}");
+        let (target, via_tmp) = self.write_target(path);
         let mut writer =
-            self.op.writer_with(path).chunk(UPLOAD_CHUNK).await.map_err(|e| Error::from_opendal(e, ctx()))?;
+            self.op.writer_with(&target).chunk(UPLOAD_CHUNK).await.map_err(|e| Error::from_opendal(e, ctx()))?;
         let mut pending = Vec::with_capacity(UPLOAD_CHUNK);
         loop {
             let part = match parts.next().await {
@@ -179,7 +205,8 @@ impl Backend {
                 break;
             }
         }
-        writer.close().await.map(|_| ()).map_err(|e| Error::from_opendal(e, ctx()))
+        writer.close().await.map_err(|e| Error::from_opendal(e, ctx()))?;
+        if via_tmp { self.publish(&target, path).await } else { Ok(()) }
     }
 
     pub async fn create_dir(&self, path: &str) -> Result<()> {
@@ -217,18 +244,6 @@ impl Backend {
             }
         }
     }
-}
-
-fn local_operator(path: &Path) -> Result<Operator> {
-    let root = path.to_str().ok_or_else(|| {
-        Error::new(ErrorKind::ConfigInvalid, format!("local path {} is not valid UTF-8", path.display()))
-    })?;
-    // Uploads land in our meta folder first and are renamed into place, so a crash
-    // mid-upload never leaves a half-written file under the real name.
-    let tmp = path.join(META_DIR).join("tmp");
-    let tmp = tmp.to_str().ok_or_else(|| Error::new(ErrorKind::ConfigInvalid, "non-UTF-8 path"))?;
-    let builder = services::Fs::default().root(root).atomic_write_dir(tmp);
-    Operator::new(builder).map_err(|e| Error::from_opendal(e, format!("local provider at {root}")))
 }
 
 fn meta_of(m: &opendal::Metadata) -> ObjectMeta {

@@ -167,11 +167,13 @@ impl Encrypted {
         }
     }
 
-    /// Lists a directory, decrypting names; entries that fail to decrypt are logged and
-    /// left out (never shown under a garbled name).
-    pub(crate) async fn list(&self, plain_dir: &str) -> Result<Vec<(String, ObjectMeta)>> {
+    /// Lists a directory, decrypting names. Entries that fail to decrypt are logged and
+    /// left out (never shown under a garbled name), and returned as rejects:
+    /// (backend object name, reason).
+    pub(crate) async fn list(&self, plain_dir: &str) -> Result<(Vec<(String, ObjectMeta)>, Vec<(String, String)>)> {
         let (raw_dir, id) = self.dir(plain_dir).await?;
         let mut out = Vec::new();
+        let mut rejects = Vec::new();
         for (stored, meta) in self.backend.list(&raw_dir).await? {
             let encoded = match classify(&stored) {
                 EntryKind::Encrypted => stored.clone(),
@@ -183,7 +185,7 @@ impl Encrypted {
                     {
                         Ok(enc) => enc,
                         Err(e) => {
-                            tracing::warn!(dir = plain_dir, object = %stored, error = %e, "long name unreadable; skipped");
+                            rejects.push((stored, format!("long name unreadable: {e}")));
                             continue;
                         }
                     }
@@ -193,17 +195,20 @@ impl Encrypted {
             let name = match self.names.decrypt(&id, &encoded).map(String::from_utf8) {
                 Ok(Ok(n)) => n,
                 _ => {
-                    tracing::warn!(dir = plain_dir, object = %stored, "name failed authentication; skipped");
+                    rejects.push((stored, "name failed authentication".to_owned()));
                     continue;
                 }
             };
             let path = join(plain_dir, &name);
             match self.plain_meta(&path, meta) {
                 Ok(m) => out.push((name, m)),
-                Err(e) => tracing::warn!(path, error = %e, "object has an impossible size; skipped"),
+                Err(e) => rejects.push((stored, e.to_string())),
             }
         }
-        Ok(out)
+        for (object, reason) in &rejects {
+            tracing::warn!(dir = plain_dir, object = %object, reason = %reason, "entry skipped");
+        }
+        Ok((out, rejects))
     }
 
     async fn header(&self, plain: &str, loc: &Located) -> Result<(ContentHeader, FileKey)> {

@@ -10,6 +10,7 @@ mod error;
 mod local_io;
 mod path;
 mod provider;
+mod services;
 mod spec;
 
 pub use backend::{Backend, Capabilities, ObjectKind, ObjectMeta};
@@ -17,4 +18,4 @@ pub use error::{Error, ErrorKind, Result};
 pub use local_io::{LocalSink, LocalSource};
 pub use path::{META_DIR, join, parent_and_name};
 pub use provider::Provider;
-pub use spec::{ProviderKind, ProviderSpec};
+pub use spec::{OAuth, ProviderKind, ProviderSpec, Secret, Tuning};

@@ -58,8 +58,14 @@ impl Provider {
     }
 
     pub async fn list(&self, dir: &str) -> Result<Vec<(String, ObjectMeta)>> {
+        Ok(self.list_checked(dir).await?.0)
+    }
+
+    /// `list`, plus the backend objects that were left out because they failed
+    /// authentication, as (object name, reason).
+    pub async fn list_checked(&self, dir: &str) -> Result<(Vec<(String, ObjectMeta)>, Vec<(String, String)>)> {
         match &self.layer {
-            Layer::Plain(b) => b.list(dir).await,
+            Layer::Plain(b) => Ok((b.list(dir).await?, Vec::new())),
             Layer::Encrypted(e) => e.list(dir).await,
         }
     }
