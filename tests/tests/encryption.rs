@@ -668,6 +668,73 @@ fn decrypt_restores_intact_files_and_reports_every_tampered_one() {
 /// An object moved into another directory fails its name's authentication there; the
 /// offline restore must say so (and fail), not silently drop it.
 #[test]
+fn decrypt_reports_an_object_moved_into_another_directory() {
+    let mut m = TestMount::start();
+    fs::create_dir(m.local().join("sub")).unwrap();
+    fs::write(m.local().join("sub/keep.txt"), b"kept").unwrap();
+    let moved = pattern(3333, 7);
+    fs::write(m.local().join("moved.bin"), &moved).unwrap();
+    m.unmount();
+    let obj = object_of_size(&m.backing(), 3333);
+    let sub = only_subdir(&m.backing());
+    fs::rename(&obj, sub.join(obj.file_name().unwrap())).unwrap();
+
+    let dest = m.dir.path().join("restore");
+    let out = decrypt(&m, &dest);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "decrypt must fail when an object fails authentication:\n{err}");
+    assert!(err.lines().any(|l| l.contains("FAILED") && l.contains("sub")), "a FAILED line names the directory:\n{err}");
+    assert_eq!(fs::read(dest.join("sub/keep.txt")).unwrap(), b"kept");
+    let restored = readable_files(&dest);
+    assert!(restored.iter().all(|(_, bytes)| bytes != &moved), "the moved object's bytes were written: {restored:?}");
+}
+
+// ---------------------------------------------------------------------------------
+// 4. Wrong passphrase.
+// ---------------------------------------------------------------------------------
+
+#[test]
+fn wrong_passphrase_mounts_nothing_and_changes_nothing() {
+    let mut m = TestMount::start();
+    fs::write(m.local().join("a.txt"), b"secret text").unwrap();
+    m.unmount();
+    let before = disk_state(&local_dirs(&m));
+    let out = mount_fails_with(&m, "not the passphrase");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let last = err.lines().last().unwrap_or_default();
+    assert!(last.contains("wrong passphrase"), "one clear line:\n{err}");
+    let diff = state_diff(&before, &disk_state(&local_dirs(&m)));
+    assert!(diff.is_empty(), "a failed unlock changed files:\n{}", diff.join("\n"));
+    // decrypt with the wrong passphrase fails too and creates nothing.
+    let dest = m.dir.path().join("never");
+    let out = m
+        .oxidrive()
+        .args(["decrypt", "--provider", "Local"])
+        .arg(&dest)
+        .env("OXIDRIVE_PASSPHRASE", "not the passphrase")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(!dest.exists(), "decrypt with a wrong passphrase created {}", dest.display());
+    // The right one still mounts and reads.
+    m.mount();
+    assert_eq!(fs::read(m.local().join("a.txt")).unwrap(), b"secret text");
+}
+
+// ---------------------------------------------------------------------------------
+// 5. Changing the passphrase.
+// ---------------------------------------------------------------------------------
+
+#[test]
+fn passwd_changes_the_passphrase_and_only_the_vaults() {
+    let mut m = TestMount::start();
+    let data = pattern(200_000, 3);
+    fs::write(m.local().join("old.bin"), &data).unwrap();
+    fs::create_dir(m.local().join("dir")).unwrap();
+    fs::write(m.local().join("dir/x.txt"), b"x in dir").unwrap();
+    m.unmount();
+    let store_before = disk_state(&[m.backing()]);
 
     const NEW: &str = "a brand new passphrase, tests only";
     // Wrong current passphrase: refused, nothing changed.
