@@ -23,6 +23,12 @@ pub fn init(args: InitArgs) -> Result<()> {
         let mode = if provider.is_encrypted() { "encrypted" } else { "not encrypted (encrypt = false)" };
         eprintln!("oxidrive: provider {:?}: ready, {mode}", spec.name);
     }
+    for (spec, why) in &unlocked.failed {
+        eprintln!("oxidrive: provider {:?}: unavailable: {why}", spec.name);
+    }
+    if !unlocked.failed.is_empty() {
+        bail!("{} provider(s) could not be initialised", unlocked.failed.len());
+    }
     Ok(())
 }
 

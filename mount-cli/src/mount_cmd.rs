@@ -4,7 +4,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use oxidrive_cache::{Index, Store};
 use oxidrive_platform::MountOptions;
-use oxidrive_vfs::{Caller, RootSpec, Vfs};
+use oxidrive_vfs::{Caller, RootSpec, Vfs, ViewConfig};
 
 use crate::cli::MountArgs;
 use crate::config::Config;
@@ -53,10 +53,13 @@ pub fn run(args: MountArgs) -> Result<()> {
     let mut roots = Vec::new();
     for (spec, provider) in unlocked.providers {
         let store = Arc::new(Store::new(&spec.name, provider, index.clone(), &staging));
-        roots.push(RootSpec { name: spec.name.clone(), shared: spec.shared, store });
+        roots.push(RootSpec { name: spec.name.clone(), shared: spec.shared, store: Ok(store) });
+    }
+    for (spec, why) in unlocked.failed {
+        roots.push(RootSpec { name: spec.name.clone(), shared: spec.shared, store: Err(why) });
     }
     let owner = Caller { uid: nix::unistd::getuid().as_raw(), gid: nix::unistd::getgid().as_raw() };
-    let vfs = Arc::new(Vfs::new(roots, owner)?);
+    let vfs = Arc::new(Vfs::new(roots, ViewConfig::default(), owner)?);
 
     let privileged = nix::unistd::geteuid().is_root() || user_allow_other();
     let opts = MountOptions { auto_unmount: privileged, allow_other: false };

@@ -61,6 +61,9 @@ fn non_empty(p: Vec<u8>) -> Result<Vec<u8>> {
 
 pub struct Unlocked {
     pub providers: Vec<(ProviderSpec, Provider)>,
+    /// Providers that could not start, with the reason: shown as empty read-only
+    /// folders, never failing the whole mount.
+    pub failed: Vec<(ProviderSpec, String)>,
     /// Key for local state (the metadata index); `None` when nothing is encrypted.
     pub local_key: Option<[u8; 32]>,
 }
@@ -71,20 +74,30 @@ pub struct Unlocked {
 pub async fn open_all(specs: Vec<ProviderSpec>, state_dir: &Path, pass: &PassSource) -> Result<Unlocked> {
     let local_vault_path = state_dir.join("local.vault");
     let mut backends = Vec::new();
+    let mut failed = Vec::new();
     for spec in specs {
-        let backend = Backend::from_spec(&spec).with_context(|| format!("provider {:?}", spec.name))?;
-        let vault = if spec.encrypt {
-            let bytes = backend
-                .read_vault()
-                .await
-                .with_context(|| format!("provider {:?} is unreachable: cannot read its vault header", spec.name))?;
-            Some(bytes.map(|b| Vault::from_bytes(&b)).transpose().with_context(|| {
-                format!("provider {:?}: its vault header (.oxidrive/oxidrive.vault) is damaged", spec.name)
-            })?)
-        } else {
-            None
-        };
-        backends.push((spec, backend, vault));
+        let started =
+            async {
+                let backend = Backend::from_spec(&spec)?;
+                let vault =
+                    if spec.encrypt {
+                        let bytes = backend.read_vault().await.context("unreachable: cannot read its vault header")?;
+                        Some(bytes.map(|b| Vault::from_bytes(&b)).transpose().map_err(|e| {
+                            anyhow::anyhow!("its vault header (.oxidrive/oxidrive.vault) is damaged: {e}")
+                        })?)
+                    } else {
+                        None
+                    };
+                Ok::<_, anyhow::Error>((backend, vault))
+            };
+        match started.await {
+            Ok((backend, vault)) => backends.push((spec, backend, vault)),
+            Err(e) => {
+                let why = format!("{e:#}");
+                tracing::error!(provider = %spec.name, error = %why, "provider unavailable; its folder stays empty");
+                failed.push((spec, why));
+            }
+        }
     }
     if !backends.iter().any(|(s, _, _)| s.encrypt) {
         let providers = backends
@@ -94,7 +107,7 @@ pub async fn open_all(specs: Vec<ProviderSpec>, state_dir: &Path, pass: &PassSou
                 (s, p)
             })
             .collect();
-        return Ok(Unlocked { providers, local_key: None });
+        return Ok(Unlocked { providers, failed, local_key: None });
     }
     let local_vault = match std::fs::read(&local_vault_path) {
         Ok(b) => Some(Vault::from_bytes(&b).with_context(|| format!("{} is damaged", local_vault_path.display()))?),
@@ -164,7 +177,7 @@ pub async fn open_all(specs: Vec<ProviderSpec>, state_dir: &Path, pass: &PassSou
         }
     };
     let local_key = *local_master.derive_subkey(Purpose::LocalState).expose_secret();
-    Ok(Unlocked { providers, local_key: Some(local_key) })
+    Ok(Unlocked { providers, failed, local_key: Some(local_key) })
 }
 
 /// One provider, for offline tools: its vault must exist (nothing is created).

@@ -12,9 +12,10 @@ use oxidrive_providers::{META_DIR, join};
 use crate::attr::{Attr, Caller, DirEntry, FileKind, SetAttr, StatFs};
 use crate::error::{Error, ErrorKind, Result};
 use crate::inode::{Inodes, Located, Place};
-use crate::layout::{MY_DRIVE_INO, ROOT_INO, SHARED_INO, VIEWS};
+use crate::layout::{MY_DRIVE_INO, RECENTS_INO, ROOT_INO, SHARED_INO, VIEWS};
 use crate::name;
 use crate::open_file::OpenFile;
+use crate::recents::{Recent, display_names};
 
 /// Extended attributes in this namespace are ours: computed, not stored.
 const OUR_XATTR_PREFIX: &str = "user.oxidrive.";
@@ -24,7 +25,29 @@ const XATTR_STATE: &str = "user.oxidrive.state";
 pub struct RootSpec {
     pub name: String,
     pub shared: bool,
-    pub store: Arc<Store>,
+    /// The store, or why the provider could not start: then its folder is empty and
+    /// read-only, and the rest of the mount works.
+    pub store: std::result::Result<Arc<Store>, String>,
+}
+
+/// Settings of the views.
+#[derive(Debug, Clone, Copy)]
+pub struct ViewConfig {
+    /// How many files `Recents/` shows.
+    pub recents: usize,
+}
+
+impl Default for ViewConfig {
+    fn default() -> Self {
+        Self { recents: 50 }
+    }
+}
+
+/// One root: its folder name, inode and store (or why it has none).
+struct Root {
+    name: String,
+    ino: u64,
+    store: std::result::Result<Arc<Store>, String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,7 +70,8 @@ struct Handle {
 }
 
 pub struct Vfs {
-    stores: Vec<Arc<Store>>,
+    roots: Vec<Root>,
+    views: ViewConfig,
     inodes: Mutex<Inodes>,
     handles: Mutex<HashMap<u64, Handle>>,
     dirs: Mutex<HashMap<u64, Arc<Vec<DirEntry>>>>,
@@ -58,14 +82,14 @@ pub struct Vfs {
 
 impl Vfs {
     /// `owner` owns the fixed folders and every file whose owner was never set.
-    pub fn new(roots: Vec<RootSpec>, owner: Caller) -> Result<Self> {
+    pub fn new(specs: Vec<RootSpec>, views: ViewConfig, owner: Caller) -> Result<Self> {
         let mut inodes = Inodes::new();
         inodes.add_fixed(ROOT_INO, ROOT_INO, "", Place::Virtual);
         for (ino, name) in VIEWS {
             inodes.add_fixed(ino, ROOT_INO, name, Place::Virtual);
         }
-        let mut stores = Vec::new();
-        for (i, root) in roots.into_iter().enumerate() {
+        let mut roots = Vec::new();
+        for (i, root) in specs.into_iter().enumerate() {
             let parent = if root.shared { SHARED_INO } else { MY_DRIVE_INO };
             name::check(OsStr::new(&root.name))?;
             if inodes.child(parent, &root.name).is_some() {
@@ -73,10 +97,11 @@ impl Vfs {
             }
             let ino = inodes.alloc();
             inodes.add_fixed(ino, parent, &root.name, Place::Root(i));
-            stores.push(root.store);
+            roots.push(Root { name: root.name, ino, store: root.store });
         }
         Ok(Self {
-            stores,
+            roots,
+            views,
             inodes: Mutex::new(inodes),
             handles: Mutex::new(HashMap::new()),
             dirs: Mutex::new(HashMap::new()),
@@ -99,9 +124,17 @@ impl Vfs {
     }
 
     fn store(&self, loc: &Located) -> Result<&Arc<Store>> {
-        loc.root()
-            .and_then(|r| self.stores.get(r))
-            .ok_or_else(|| Error::new(ErrorKind::NotPermitted, "not inside a provider folder"))
+        let root = loc
+            .root()
+            .and_then(|r| self.roots.get(r))
+            .ok_or_else(|| Error::new(ErrorKind::NotPermitted, "not inside a provider folder"))?;
+        root.store
+            .as_ref()
+            .map_err(|why| Error::new(ErrorKind::ReadOnly, format!("provider {:?} is unavailable: {why}", root.name)))
+    }
+
+    fn stores(&self) -> impl Iterator<Item = (usize, &Arc<Store>)> {
+        self.roots.iter().enumerate().filter_map(|(i, r)| r.store.as_ref().ok().map(|s| (i, s)))
     }
 
     /// The directory `parent` as a place new names can go, and the child's path.
@@ -196,6 +229,16 @@ impl Vfs {
         if loc.kind != FileKind::Dir {
             return Err(Error::new(ErrorKind::NotADirectory, "lookup in a non-directory"));
         }
+        if parent == RECENTS_INO {
+            let view = self.recent_view().await?;
+            let (_, root, path, entry) = view
+                .into_iter()
+                .find(|(n, ..)| n == name)
+                .ok_or_else(|| Error::new(ErrorKind::NotFound, name.to_owned()))?;
+            let ino = self.resolve_path(root, &path, FileKind::File, true)?;
+            let open = self.inodes().get(ino)?.open.clone();
+            return self.entry_attr(ino, &entry, open.as_ref());
+        }
         if loc.place == Place::Virtual {
             let ino =
                 self.inodes().child(parent, name).ok_or_else(|| Error::new(ErrorKind::NotFound, name.to_owned()))?;
@@ -204,7 +247,9 @@ impl Vfs {
         if matches!(loc.place, Place::Root(_)) && name == META_DIR {
             return Err(Error::new(ErrorKind::NotFound, name.to_owned()));
         }
-        let store = self.store(&loc)?.clone();
+        let Ok(store) = self.store(&loc).cloned() else {
+            return Err(Error::new(ErrorKind::NotFound, "provider unavailable"));
+        };
         let path = join(&loc.path, name);
         let entry =
             self.stat_path(&store, &path).await?.ok_or_else(|| Error::new(ErrorKind::NotFound, path.clone()))?;
@@ -232,7 +277,16 @@ impl Vfs {
         if loc.place == Place::Virtual {
             return Ok(self.virtual_attr(ino));
         }
-        let store = self.store(&loc)?.clone();
+        let store = match self.store(&loc) {
+            Ok(s) => s.clone(),
+            Err(_) if matches!(loc.place, Place::Root(_)) => {
+                // An unavailable provider: an empty folder nobody can write to.
+                let mut attr = self.virtual_attr(ino);
+                attr.perm = 0o555;
+                return Ok(attr);
+            }
+            Err(e) => return Err(e),
+        };
         if loc.unlinked {
             // Only an open file survives unlinking; its staging copy has the truth.
             let of = loc.open.as_ref().ok_or_else(|| Error::new(ErrorKind::NotFound, "file was removed"))?;
@@ -298,6 +352,69 @@ impl Vfs {
         self.getattr(ino).await
     }
 
+    // ---- views --------------------------------------------------------------------
+
+    /// The Recents view now, newest first: (display name, root, path, entry). Files that
+    /// vanished are dropped from the record.
+    async fn recent_view(&self) -> Result<Vec<(String, usize, String, Entry)>> {
+        let mut all = Vec::new();
+        for (i, store) in self.stores() {
+            match store.recents(self.views.recents) {
+                Ok(v) => all.extend(v.into_iter().map(|(path, at)| (at, i, path))),
+                Err(e) => tracing::warn!(provider = store.name(), error = %e, "cannot read recent files"),
+            }
+        }
+        all.sort_by(|a, b| b.0.cmp(&a.0));
+        all.truncate(self.views.recents);
+        let mut live = Vec::new();
+        for (_, i, path) in all {
+            let Ok(store) = self.roots[i].store.as_ref() else { continue };
+            match self.stat_path(store, &path).await {
+                Ok(Some(e)) if e.kind == EntryKind::File => live.push((i, path, e)),
+                Ok(_) => {
+                    let _ = store.forget_recent(&path);
+                }
+                Err(e) => tracing::warn!(path, error = %e, "recent file unreachable; not shown"),
+            }
+        }
+        let keys: Vec<Recent> = live
+            .iter()
+            .map(|(i, p, _)| Recent { root: *i, path: p.clone(), root_name: self.roots[*i].name.clone() })
+            .collect();
+        let names = display_names(&keys);
+        Ok(names.into_iter().zip(live).map(|(n, (i, p, e))| (n, i, p, e)).collect())
+    }
+
+    /// The inode of `path` in root `root`, numbering the folders on the way if needed.
+    fn resolve_path(&self, root: usize, path: &str, kind: FileKind, count: bool) -> Result<u64> {
+        let mut t = self.inodes();
+        let mut cur = self.roots.get(root).ok_or_else(|| Error::new(ErrorKind::NotFound, "no such root"))?.ino;
+        let parts: Vec<&str> = path.split('/').collect();
+        for (k, part) in parts.iter().enumerate() {
+            let last = k + 1 == parts.len();
+            cur = t.get_or_insert(cur, part, if last { kind } else { FileKind::Dir }, last && count)?;
+        }
+        Ok(cur)
+    }
+
+    /// Records a file as recently changed; the view is a convenience, so failures only log.
+    fn note_recent(&self, store: &Store, path: &str) {
+        if let Err(e) = store.touch_recent(path) {
+            tracing::warn!(path, error = %e, "cannot record recent file");
+        }
+    }
+
+    /// `rm` in Recents forgets the entry; the file stays where it is.
+    async fn forget_recent(&self, name: &str) -> Result<()> {
+        let view = self.recent_view().await?;
+        let (_, root, path, _) = view
+            .into_iter()
+            .find(|(n, ..)| n == name)
+            .ok_or_else(|| Error::new(ErrorKind::NotFound, name.to_owned()))?;
+        let store = self.roots[root].store.as_ref().map_err(|w| Error::new(ErrorKind::NotFound, w.clone()))?;
+        store.forget_recent(&path).map_err(|e| Error::from_cache(e, "forget recent"))
+    }
+
     // ---- directories ------------------------------------------------------------
 
     /// Lists a directory once per open; readdir pages through this snapshot.
@@ -311,13 +428,19 @@ impl Vfs {
             DirEntry { name: ".".into(), attr: self.getattr(ino).await? },
             DirEntry { name: "..".into(), attr: self.virtual_attr(parent) },
         ];
-        if loc.place == Place::Virtual {
+        if ino == RECENTS_INO {
+            for (name, root, path, entry) in self.recent_view().await? {
+                let ino = self.resolve_path(root, &path, FileKind::File, false)?;
+                let open = self.inodes().get(ino)?.open.clone();
+                out.push(DirEntry { attr: self.entry_attr(ino, &entry, open.as_ref())?, name });
+            }
+        } else if loc.place == Place::Virtual {
             let kids = self.inodes().children_of(ino);
             for (name, child) in kids {
-                out.push(DirEntry { name, attr: self.virtual_attr(child) });
+                let attr = self.getattr(child).await?;
+                out.push(DirEntry { name, attr });
             }
-        } else {
-            let store = self.store(&loc)?.clone();
+        } else if let Ok(store) = self.store(&loc).cloned() {
             let list = store.list(&loc.path).await.map_err(|e| Error::from_cache(e, format!("list {}", loc.path)))?;
             let mut t = self.inodes();
             for (name, entry) in list {
@@ -422,6 +545,7 @@ impl Vfs {
             .create_file(&path, mode & 0o7777, caller.uid, caller.gid)
             .await
             .map_err(|e| Error::from_cache(e, format!("create {path}")))?;
+        self.note_recent(&store, &path);
         self.touch_dir(&store, parent);
         let attr = self.lookup(parent, OsStr::new(name)).await?;
         let fh = self.open(attr.ino, OpenMode { write: true, truncate: false }).await?;
@@ -446,6 +570,9 @@ impl Vfs {
         // Count the handle before any await so a concurrent release keeps the file.
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         self.handles().insert(fh, Handle { ino, file: of.clone(), write: mode.write });
+        if mode.write && !loc.unlinked {
+            self.note_recent(&store, &loc.path);
+        }
         let result = async {
             if mode.write || mode.truncate {
                 let staging = self.ensure_staging(&of, &store, &loc.path, mode.truncate).await?;
@@ -576,6 +703,7 @@ impl Vfs {
             tracing::error!(path = %loc.path, error = %e, "upload failed; the change is not on the provider");
             Error::from_cache(e, format!("upload {}", loc.path))
         })?;
+        self.note_recent(&store, &loc.path);
         of.committed_up_to(generation);
         Ok(())
     }
@@ -590,6 +718,9 @@ impl Vfs {
 
     pub async fn unlink(&self, parent: u64, name: &OsStr) -> Result<()> {
         let name = name::check(name)?;
+        if parent == RECENTS_INO {
+            return self.forget_recent(name).await;
+        }
         let (store, _, path) = self.writable_dir(parent, name)?;
         let entry =
             self.stat_path(&store, &path).await?.ok_or_else(|| Error::new(ErrorKind::NotFound, path.clone()))?;
@@ -707,7 +838,7 @@ impl Vfs {
     }
 
     pub fn statfs(&self) -> Result<StatFs> {
-        let Some(store) = self.stores.first() else {
+        let Some((_, store)) = self.stores().next() else {
             return Ok(StatFs {
                 blocks: 0,
                 bfree: 0,

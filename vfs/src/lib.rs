@@ -10,8 +10,9 @@ mod inode;
 mod layout;
 mod name;
 mod open_file;
+mod recents;
 
 pub use attr::{Attr, Caller, DirEntry, FileKind, SetAttr, StatFs, TimeSet};
 pub use error::{Error, ErrorKind, Result};
-pub use fs::{OpenMode, RenameMode, RootSpec, Vfs};
+pub use fs::{OpenMode, RenameMode, RootSpec, Vfs, ViewConfig};
 pub use layout::ROOT_INO;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use oxidrive_cache::{Index, Store};
 use oxidrive_crypto::keys::MasterKey;
 use oxidrive_providers::{Backend, Provider, ProviderKind, ProviderSpec};
-use oxidrive_vfs::{Caller, ErrorKind, FileKind, OpenMode, ROOT_INO, RenameMode, RootSpec, SetAttr, Vfs};
+use oxidrive_vfs::{Caller, ErrorKind, FileKind, OpenMode, ROOT_INO, RenameMode, RootSpec, SetAttr, Vfs, ViewConfig};
 
 const ME: Caller = Caller { uid: 1000, gid: 1000 };
 const RW: OpenMode = OpenMode { write: true, truncate: false };
@@ -42,7 +42,9 @@ async fn fixture_with(encrypt: bool) -> Fixture {
     };
     let index = Arc::new(Index::in_memory().unwrap());
     let store = Arc::new(Store::new("Local", provider, index, &staging));
-    let vfs = Vfs::new(vec![RootSpec { name: "Local".into(), shared: false, store }], ME).unwrap();
+    let vfs =
+        Vfs::new(vec![RootSpec { name: "Local".into(), shared: false, store: Ok(store) }], ViewConfig::default(), ME)
+            .unwrap();
     let drive = vfs.lookup(ROOT_INO, OsStr::new("My Drive")).await.unwrap().ino;
     let root = vfs.lookup(drive, OsStr::new("Local")).await.unwrap().ino;
     Fixture { _dir: dir, backing, vfs, root }
