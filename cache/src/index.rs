@@ -138,16 +138,7 @@ impl Index {
             .optional()?
             .unwrap_or_default();
         change(&mut ov);
-        let (rm, rs) = match ov.remote {
-            Some((m, s)) => (m.map(to_ns), Some(s as i64)),
-            None => (None, None),
-        };
-        tx.execute(
-            "INSERT OR REPLACE INTO attrs
-             (root, path, parent, mode, uid, gid, mtime_ns, symlink, remote_mtime_ns, remote_size)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            params![root, path, parent_of(path), ov.mode, ov.uid, ov.gid, ov.mtime.map(to_ns), ov.symlink, rm, rs],
-        )?;
+        insert(&tx, root, path, &ov)?;
         tx.commit()?;
         Ok(())
     }
