@@ -2,7 +2,7 @@ use std::time::SystemTime;
 
 use opendal::Operator;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::path::{META_DIR, dir_key};
 use crate::spec::ProviderSpec;
 
@@ -84,7 +84,13 @@ impl Backend {
             let _ = self.op.delete(tmp).await;
             return Err(Error::from_opendal(e, format!("publish {path}")));
         }
-        Ok(())
+        // The file's bytes were synced before the rename; the new name lives in the
+        // directory, which must be synced too or a power cut can undo the rename.
+        let dir = std::path::Path::new(&self.op.info().root()).join(crate::parent_and_name(path).0);
+        tokio::task::spawn_blocking(move || std::fs::File::open(&dir).and_then(|d| d.sync_all()))
+            .await
+            .map_err(|e| Error::new(ErrorKind::Other, format!("sync directory of {path}: {e}")))?
+            .map_err(|e| Error::new(ErrorKind::Other, format!("sync directory of {path}: {e}")))
     }
 
     pub fn capabilities(&self) -> Capabilities {
