@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod servers;
+
 /// The `oxidrive` binary: `$OXIDRIVE_BIN`, or the one cargo built next to this test.
 pub fn oxidrive_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("OXIDRIVE_BIN") {
@@ -22,17 +24,57 @@ pub fn oxidrive_bin() -> PathBuf {
     bin
 }
 
+/// Every test mount unlocks with this (builds without encryption ignore it).
+pub const TEST_PASSPHRASE: &str = "correct horse battery staple (tests only)";
+
+/// Whether this build of oxidrive encrypts stores by default (it then takes a
+/// passphrase). Asked once, from `oxidrive mount --help`.
+pub fn build_encrypts() -> bool {
+    static ENCRYPTS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ENCRYPTS.get_or_init(|| {
+        let out = Command::new(oxidrive_bin()).args(["mount", "--help"]).output().expect("oxidrive mount --help");
+        String::from_utf8_lossy(&out.stdout).contains("passphrase")
+    })
+}
+
 pub struct TestMount {
     pub dir: tempfile::TempDir,
     pub mnt: PathBuf,
     child: Option<Child>,
     log: PathBuf,
+    /// The "Local" store keeps plaintext in `backing()`.
+    plain: bool,
 }
 
 impl TestMount {
-    /// Zero-config mount: one local store at `$XDG_DATA_HOME/oxidrive/local`.
+    /// Zero-config mount: one local store at `$XDG_DATA_HOME/oxidrive/local`
+    /// (encrypted, in builds that encrypt by default).
     pub fn start() -> Self {
         Self::start_with(None)
+    }
+
+    /// Like `start()`, but the "Local" store keeps plaintext names and contents in
+    /// `backing()`, so a test can check byte for byte what reached the provider. Same
+    /// folder, same name; configured with `encrypt = false` when this build encrypts.
+    pub fn plain() -> Self {
+        let mut m = Self::unstarted_plain();
+        m.mount();
+        m
+    }
+
+    /// `unstarted(None)` with the plain "Local" store of `plain()`.
+    pub fn unstarted_plain() -> Self {
+        let mut m = Self::unstarted(None);
+        m.plain = true;
+        if build_encrypts() {
+            let backing = m.backing();
+            std::fs::create_dir_all(&backing).expect("backing dir");
+            m.write_config(&format!(
+                "[[provider]]\nname = \"Local\"\ntype = \"local\"\npath = \"{}\"\nencrypt = false\n",
+                backing.display()
+            ));
+        }
+        m
     }
 
     /// Mount with this config file text.
@@ -46,6 +88,7 @@ impl TestMount {
         let mut m = Self::unstarted(None);
         let text = make(m.dir.path());
         m.write_config(&text);
+        m.plain = false;
         m.mount();
         m
     }
@@ -61,7 +104,8 @@ impl TestMount {
     pub fn unstarted(config: Option<&str>) -> Self {
         let dir = tempfile::Builder::new().prefix("oxidrive-test-").tempdir().expect("tempdir");
         let mnt = dir.path().join("mnt");
-        let m = TestMount { mnt, dir, child: None, log: PathBuf::new() };
+        let plain = config.is_none() && !build_encrypts();
+        let m = TestMount { mnt, dir, child: None, log: PathBuf::new(), plain };
         if let Some(text) = config {
             m.write_config(text);
         }
@@ -106,6 +150,7 @@ impl TestMount {
             cmd.env(k, v);
         }
         cmd.env_remove("OXIDRIVE_CONFIG");
+        cmd.env("OXIDRIVE_PASSPHRASE", TEST_PASSPHRASE);
         cmd
     }
 
@@ -124,12 +169,12 @@ impl TestMount {
             .spawn()
             .expect("spawn oxidrive");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(60);
         while !is_mounted(&self.mnt) {
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 panic!("oxidrive exited with {status} before mounting:\n{}", self.log());
             }
-            assert!(Instant::now() < deadline, "mount did not appear in 20 s:\n{}", self.log());
+            assert!(Instant::now() < deadline, "mount did not appear in 60 s:\n{}", self.log());
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -139,9 +184,14 @@ impl TestMount {
         self.mnt.join("My Drive/Local")
     }
 
-    /// The folder behind the zero-config store.
+    /// The folder behind the zero-config store (plaintext only for `plain()` mounts).
     pub fn backing(&self) -> PathBuf {
         self.dir.path().join("data/oxidrive/local")
+    }
+
+    /// `backing()` if it holds plaintext (so a test can check it byte for byte).
+    pub fn plain_backing(&self) -> Option<PathBuf> {
+        self.plain.then(|| self.backing())
     }
 
     pub fn log(&self) -> String {
@@ -195,16 +245,17 @@ impl TestMount {
 impl Drop for TestMount {
     fn drop(&mut self) {
         if is_mounted(&self.mnt) {
-            let ok = Command::new("fusermount3").arg("-u").arg(&self.mnt).status().map(|s| s.success()).unwrap_or(false);
+            let ok =
+                Command::new("fusermount3").arg("-u").arg(&self.mnt).status().map(|s| s.success()).unwrap_or(false);
             if !ok {
                 let _ = Command::new("fusermount3").arg("-uz").arg(&self.mnt).status();
             }
         }
-        if self.wait_exit(Duration::from_secs(10)).is_none() {
-            if let Some(child) = self.child.as_mut() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
+        if self.wait_exit(Duration::from_secs(10)).is_none()
+            && let Some(child) = self.child.as_mut()
+        {
+            let _ = child.kill();
+            let _ = child.wait();
         }
         if is_mounted(&self.mnt) {
             let _ = Command::new("umount").arg("-l").arg(&self.mnt).status();
@@ -216,6 +267,25 @@ pub fn is_mounted(path: &Path) -> bool {
     let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return false };
     let want = path.to_string_lossy().replace(' ', "\\040");
     info.lines().any(|l| l.split(' ').nth(4) == Some(want.as_str()))
+}
+
+/// Defines `mod $name { plain_store, default_store }`: two tests that call
+/// `$name(m: TestMount)` with a `TestMount::plain()` and a `TestMount::start()` mount.
+/// The body checks the backing folder through `m.plain_backing()`.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn plain_store() {
+                super::$name($crate::TestMount::plain())
+            }
+            #[test]
+            fn default_store() {
+                super::$name($crate::TestMount::start())
+            }
+        }
+    )+};
 }
 
 /// Runs `cmd` to completion, killing it after `timeout` (then panicking): for commands
@@ -342,10 +412,10 @@ pub fn snapshot_diff(a: &BTreeMap<PathBuf, Node>, b: &BTreeMap<PathBuf, Node>) -
         let (x, y) = (a.get(key), b.get(key));
         if x != y {
             let mut msg = format!("{}: {} vs {}", key.display(), short(x), short(y));
-            if let (Some(Node::File(x)), Some(Node::File(y))) = (x, y) {
-                if let Some(i) = x.iter().zip(y.iter()).position(|(p, q)| p != q) {
-                    msg += &format!(" (first differing byte at offset {i}: {:#04x} vs {:#04x})", x[i], y[i]);
-                }
+            if let (Some(Node::File(x)), Some(Node::File(y))) = (x, y)
+                && let Some(i) = x.iter().zip(y.iter()).position(|(p, q)| p != q)
+            {
+                msg += &format!(" (first differing byte at offset {i}: {:#04x} vs {:#04x})", x[i], y[i]);
             }
             return Some(msg);
         }
@@ -412,4 +482,20 @@ pub fn make_tree(root: &Path, seed: u64, files: usize) -> usize {
     std::os::unix::fs::symlink(".", root.join("self-dir")).expect("symlink");
     std::fs::create_dir_all(root.join("empty/nested/dirs")).expect("mkdir");
     made + 5
+}
+
+/// The names in `dir`, sorted (lossy UTF-8).
+pub fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("read_dir {}: {e}", dir.display()))
+        .map(|e| e.expect("dir entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// `len` bytes of a recognisable pattern that differs per `seed` and never repeats
+/// within 64 KiB, so misplaced blocks show up.
+pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 8) as u8).collect()
 }
