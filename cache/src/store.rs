@@ -163,9 +163,24 @@ impl Store {
     }
 
     pub async fn rename(&self, from: &str, to: &str, kind: EntryKind) -> Result<()> {
-        let kind = if kind == EntryKind::Dir { ObjectKind::Dir } else { ObjectKind::File };
-        self.provider.rename(from, to, kind).await?;
-        self.index.rename_tree(&self.root, from, to)
+        let object_kind = if kind == EntryKind::Dir { ObjectKind::Dir } else { ObjectKind::File };
+        // Providers that rewrite a file to rename it (encrypted, or copy + delete) give
+        // it a new provider mtime; keep recognising it as ours if it was before.
+        let ours_before = match kind {
+            EntryKind::Dir => false,
+            _ => match (self.index.get(&self.root, from)?, self.provider.stat(from).await?) {
+                (Some(ov), Some(meta)) => ov.remote == Some((meta.mtime, meta.size)),
+                _ => false,
+            },
+        };
+        self.provider.rename(from, to, object_kind).await?;
+        self.index.rename_tree(&self.root, from, to)?;
+        if ours_before {
+            if let Some(meta) = self.provider.stat(to).await? {
+                self.index.update(&self.root, to, |ov| ov.remote = Some((meta.mtime, meta.size)))?;
+            }
+        }
+        Ok(())
     }
 
     /// The recorded overlay of a path, if any.

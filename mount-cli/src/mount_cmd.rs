@@ -89,7 +89,12 @@ pub fn run(args: MountArgs) -> Result<()> {
             unmount_cmd::unmount(&mountpoint, true)?;
         }
     }
-    handle.join().context("filesystem session ended with an error")?;
+    match handle.join() {
+        // After our own (possibly lazy) unmount the kernel may abort the connection
+        // instead of closing it; that is the end we asked for.
+        Err(e) if signalled && e.raw_os_error() == Some(libc::ECONNABORTED) => {}
+        other => other.context("filesystem session ended with an error")?,
+    }
     tracing::info!(mountpoint = %mountpoint.display(), "unmounted");
     Ok(())
 }

@@ -218,7 +218,6 @@ fn data_written_before_sigterm_reaches_the_backing_folder() {
 
 /// Repeated, because the failure is a race (about 1 run in 25 on a loaded machine).
 #[test]
-#[ignore = "bug (intermittent): SIGTERM with a file open sometimes exits 1: `filesystem session ended with an error: Software caused connection abort (os error 103)` after the lazy unmount"]
 fn sigterm_with_an_open_file_exits_zero() {
     for _ in 0..30 {
         sigterm_with_an_open_file(true);

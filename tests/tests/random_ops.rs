@@ -439,16 +439,9 @@ fn short(o: &Outcome) -> String {
     }
 }
 
-/// The default (encrypted) store loses a file's set mtime when the file is renamed
-/// (a bug: `posix::rename_keeps_a_files_mode_mtime_and_xattrs` is ignored for it).
-/// Until it is fixed, the default-store run compares everything but mtimes;
-/// `OXIDRIVE_RANDOM_MTIMES=1` compares them anyway.
-const DEFAULT_STORE_COMPARES_MTIMES: bool = false;
-
 /// Runs one seed on a fresh folder in `m` and in a temp dir. `plain`: `m` stores
 /// plaintext, so the backing folder is compared too.
 fn run_seed(m: &mut TestMount, plain: bool, seed: u64, steps: usize) {
-    let mtimes = plain || DEFAULT_STORE_COMPARES_MTIMES || std::env::var_os("OXIDRIVE_RANDOM_MTIMES").is_some();
     eprintln!("random_ops: seed {seed}, {steps} steps");
     let ref_dir = tempfile::tempdir().unwrap();
     let name = format!("rnd-{seed}-{}", oxidrive_tests::names(&m.local()).len());
@@ -483,7 +476,7 @@ fn run_seed(m: &mut TestMount, plain: bool, seed: u64, steps: usize) {
             run.mount_log = m.log();
             run.fail(step, format!("after `{op}` the trees differ (mount vs reference): {d}"));
         }
-        if let Some(d) = meta_diff(&mnt_root, &ref_root, mtimes) {
+        if let Some(d) = meta_diff(&mnt_root, &ref_root) {
             run.mount_log = m.log();
             run.fail(step, format!("after `{op}` the metadata differs (mount vs reference): {d}"));
         }
@@ -543,7 +536,7 @@ fn compare_backing(m: &TestMount, run: &mut Run, name: &str, sr: &std::collectio
 
 /// Modes of files and directories, and file mtimes where either side holds a time set
 /// by `SetMtime` (other mtimes are "now" on both sides, a few microseconds apart).
-fn meta_diff(mnt: &Path, reference: &Path, mtimes: bool) -> Option<String> {
+fn meta_diff(mnt: &Path, reference: &Path) -> Option<String> {
     use std::os::unix::fs::MetadataExt;
     fn walk(root: &Path, rel: &Path, out: &mut std::collections::BTreeMap<PathBuf, (bool, u32, i64)>) {
         for e in fs::read_dir(root.join(rel)).unwrap() {
@@ -567,7 +560,7 @@ fn meta_diff(mnt: &Path, reference: &Path, mtimes: bool) -> Option<String> {
             return Some(format!("{}: mode {mode:o} vs {rmode:o}", path.display()));
         }
         let old = |t: i64| t < OLD_TIME + 2_000_000;
-        if mtimes && !dir && (old(mtime) || old(rtime)) && mtime != rtime {
+        if !dir && (old(mtime) || old(rtime)) && mtime != rtime {
             return Some(format!("{}: mtime {mtime} vs {rtime}", path.display()));
         }
     }

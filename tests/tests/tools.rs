@@ -221,7 +221,6 @@ fn rsync_twice_has_nothing_to_do_on_a_plain_store() {
 }
 
 #[test]
-#[ignore = "bug: on an encrypted store, renaming a file resets its mtime, so rsync's temp-file-then-rename loses every file time"]
 fn rsync_twice_has_nothing_to_do_on_the_default_store() {
     rsync_twice_has_nothing_to_do(TestMount::start());
 }

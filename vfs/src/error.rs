@@ -73,6 +73,8 @@ fn io_kind(e: &std::io::Error) -> ErrorKind {
     match e.raw_os_error() {
         Some(libc::ENOSPC) | Some(libc::EDQUOT) => ErrorKind::NoSpace,
         Some(libc::ENOENT) => ErrorKind::NotFound,
+        // A backing path over PATH_MAX (encrypted names are longer than plain ones).
+        Some(libc::ENAMETOOLONG) => ErrorKind::NameTooLong,
         _ => ErrorKind::Io,
     }
 }
