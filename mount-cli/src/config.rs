@@ -24,7 +24,7 @@ impl Config {
         };
         let config: Config =
             toml::from_str(&text).with_context(|| format!("config file {} is not valid", path.display()))?;
-        config.validate()?;
+        config.validate().with_context(|| format!("config file {} is not valid", path.display()))?;
         Ok(config)
     }
 
@@ -89,10 +89,11 @@ fn validate_kind(name: &str, kind: &ProviderKind) -> Result<()> {
             if let Some(k) = key.as_deref().filter(|k| !k.is_absolute()) {
                 bail!("provider {name:?}: key {} must be an absolute path", k.display());
             }
-            if let Some(s) = known_hosts_strategy {
-                if !["strict", "accept", "add"].contains(&s.to_lowercase().as_str()) {
-                    bail!("provider {name:?}: known_hosts_strategy {s:?} is not strict, accept or add");
-                }
+            if let Some(s) = known_hosts_strategy
+                .as_deref()
+                .filter(|s| !["strict", "accept", "add"].contains(&s.to_lowercase().as_str()))
+            {
+                bail!("provider {name:?}: known_hosts_strategy {s:?} is not strict, accept or add");
             }
         }
         ProviderKind::Gdrive { .. } | ProviderKind::Dropbox { .. } | ProviderKind::Onedrive { .. } => {}

@@ -87,7 +87,6 @@ fn malformed_config_names_the_file() {
 
 /// Values that parse but make no sense: the message names the file too.
 #[test]
-#[ignore = "bug: a config that parses but fails validation (relative path, duplicate name) is reported without the config file's path"]
 fn invalid_config_values_name_the_file() {
     for (what, text) in [
         ("relative path", "[[provider]]\nname = \"A\"\ntype = \"local\"\npath = \"relative\"\n"),
