@@ -8,9 +8,12 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # program -> Debian package
 declare -A need=([fusermount3]=fuse3 [git]=git [sqlite3]=sqlite3 [rsync]=rsync [tar]=tar [diff]=diffutils
-                 [pkg-config]=pkg-config [cc]=gcc [python3]=python3)
+                 [pkg-config]=pkg-config [cc]=gcc [python3]=python3
+                 [rclone]=rclone [ssh]=openssh-client [ssh-keygen]=openssh-client [/usr/sbin/sshd]=openssh-server)
 missing=()
 for prog in "${!need[@]}"; do command -v "$prog" >/dev/null 2>&1 || missing+=("${need[$prog]}"); done
+# The provider conformance tests run moto_server (S3) from a venv.
+python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 # The encrypted metadata index (SQLCipher) links the system libcrypto.
 pkg-config --exists openssl 2>/dev/null || missing+=(libssl-dev)
 if [ ${#missing[@]} -gt 0 ]; then
@@ -23,6 +26,14 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 [ -e /dev/fuse ] || as_root modprobe fuse || { echo "/dev/fuse is missing and the fuse module cannot be loaded" >&2; exit 1; }
+
+# moto_server for the S3 conformance tests, in a venv under target/ (the tests create it
+# too when missing; doing it here keeps pip's time out of the test timings).
+if [ ! -x target/test-venv/bin/moto_server ]; then
+  echo "installing moto[server] into target/test-venv"
+  python3 -m venv target/test-venv
+  target/test-venv/bin/pip install -q 'moto[server]'
+fi
 
 echo "== build"
 cargo build --workspace --all-targets

@@ -109,7 +109,7 @@ impl Store {
 
     /// Creates an empty file (or replaces one with emptiness).
     pub async fn create_file(&self, path: &str, mode: u32, uid: u32, gid: u32) -> Result<()> {
-        self.provider.write_all(path, Vec::new()).await?;
+        self.provider.create_empty(path).await?;
         let remote = self.provider.stat(path).await?;
         let now = SystemTime::now();
         let ov = Overlay {

@@ -45,7 +45,11 @@ fn init_logging(verbose: bool, quiet: bool) {
     } else {
         "info"
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // reqsign (OpenDAL's request signer) logs credentials, keys included, at debug.
+    if let Ok(quiet_signer) = "reqsign=info".parse() {
+        filter = filter.add_directive(quiet_signer);
+    }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -86,6 +86,10 @@ pub async fn open_all(specs: Vec<ProviderSpec>, state_dir: &Path, pass: &PassSou
                             anyhow::anyhow!("its vault header (.oxidrive/oxidrive.vault) is damaged: {e}")
                         })?)
                     } else {
+                        // A plain provider is contacted too, so one that is unreachable
+                        // shows as unavailable rather than failing every access later.
+                        backend.stat("").await.context("unreachable")?;
+                        backend.list("").await.context("unreachable: cannot list its top folder")?;
                         None
                     };
                 Ok::<_, anyhow::Error>((backend, vault))

@@ -168,6 +168,24 @@ impl Backend {
         self.op.read(path).await.map(|b| b.to_vec()).map_err(|e| Error::from_opendal(e, format!("read {path}")))
     }
 
+    /// Writes a small object. `durable: false` is for placeholders whose loss in a power
+    /// cut loses nothing acknowledged (a just-created file before its first close): a
+    /// local provider then skips the temp file and both fsyncs.
+    pub async fn write_small(&self, path: &str, data: Vec<u8>, durable: bool) -> Result<()> {
+        if durable || !self.write_via_tmp {
+            return self.write_all(path, data).await;
+        }
+        let full = std::path::Path::new(&self.op.info().root()).join(path);
+        tokio::task::spawn_blocking(move || std::fs::write(&full, data))
+            .await
+            .map_err(|e| Error::new(ErrorKind::Other, format!("write {path}: {e}")))?
+            .map_err(|e| {
+                // Keep the io::Error as the cause, so a full disk still reads as ENOSPC above.
+                let err = opendal::Error::new(opendal::ErrorKind::Unexpected, "write").set_source(e);
+                Error::from_opendal(err, format!("write {path}"))
+            })
+    }
+
     pub async fn write_all(&self, path: &str, data: Vec<u8>) -> Result<()> {
         let (target, via_tmp) = self.write_target(path);
         self.op.write(&target, data).await.map_err(|e| Error::from_opendal(e, format!("write {path}")))?;
@@ -184,6 +202,16 @@ impl Backend {
         let mut parts = std::pin::pin!(parts);
         let ctx = || format!("upload {path}");
         let (target, via_tmp) = self.write_target(path);
+        if !self.op.info().capability().write_can_multi {
+            // WebDAV takes one PUT per object: the body is gathered, then sent at once
+            // (memory then grows with the file; such services have no other way).
+            let mut body = Vec::new();
+            while let Some(part) = parts.next().await {
+                body.push(bytes::Bytes::from(part?));
+            }
+            self.op.write(&target, opendal::Buffer::from(body)).await.map_err(|e| Error::from_opendal(e, ctx()))?;
+            return if via_tmp { self.publish(&target, path).await } else { Ok(()) };
+        }
         let mut writer =
             self.op.writer_with(&target).chunk(UPLOAD_CHUNK).await.map_err(|e| Error::from_opendal(e, ctx()))?;
         let mut pending = Vec::with_capacity(UPLOAD_CHUNK);

@@ -300,12 +300,12 @@ impl Encrypted {
         decrypt_all(&self.master, &loc.binding, &ct).map_err(|e| crypto_err(e, plain))
     }
 
-    pub(crate) async fn write_all(&self, plain: &str, data: Vec<u8>) -> Result<()> {
+    pub(crate) async fn write_all(&self, plain: &str, data: Vec<u8>, durable: bool) -> Result<()> {
         let loc = self.locate(plain).await?;
         let ct = encrypt_all(&self.master, &loc.binding, &data, &self.rng).map_err(|e| crypto_err(e, plain))?;
         self.forget_header(&loc.raw);
         self.write_side(&loc).await?;
-        self.backend.write_all(&loc.raw, ct).await
+        self.backend.write_small(&loc.raw, ct, durable).await
     }
 
     /// A long name's side object goes first, so a listing never meets the short form

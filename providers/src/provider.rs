@@ -88,7 +88,16 @@ impl Provider {
     pub async fn write_all(&self, path: &str, data: Vec<u8>) -> Result<()> {
         match &self.layer {
             Layer::Plain(b) => b.write_all(path, data).await,
-            Layer::Encrypted(e) => e.write_all(path, data).await,
+            Layer::Encrypted(e) => e.write_all(path, data, true).await,
+        }
+    }
+
+    /// Makes a new, empty file visible at once without paying for durability: its
+    /// first close uploads (durably) whatever it then holds.
+    pub async fn create_empty(&self, path: &str) -> Result<()> {
+        match &self.layer {
+            Layer::Plain(b) => b.write_small(path, Vec::new(), false).await,
+            Layer::Encrypted(e) => e.write_all(path, Vec::new(), false).await,
         }
     }
 

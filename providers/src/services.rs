@@ -8,7 +8,6 @@ use opendal::layers::{ConcurrentLimitLayer, RetryEvent, RetryLayer, TimeoutLayer
 use opendal::{Operator, services};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::path::META_DIR;
 use crate::spec::{OAuth, ProviderKind, ProviderSpec, Secret, Tuning};
 
 const DEFAULT_CONCURRENCY: usize = 16;
@@ -18,6 +17,9 @@ const DEFAULT_RETRIES: usize = 4;
 /// The operator for `spec`, layered.
 pub(crate) fn operator(spec: &ProviderSpec) -> Result<Operator> {
     let name = &spec.name;
+    if !matches!(spec.kind, ProviderKind::Local { .. }) {
+        install_http_transport();
+    }
     let op = match &spec.kind {
         // A local folder neither throttles nor hangs like a network store: no layers.
         ProviderKind::Local { path } => return local(path),
@@ -126,15 +128,25 @@ pub(crate) fn operator(spec: &ProviderSpec) -> Result<Operator> {
     Ok(layered(name, op, spec.kind.tuning()))
 }
 
+/// OpenDAL's process-wide HTTP transport (reqwest, built on first request) and
+/// rustls's ring provider; both are first-installed-wins, so a caller's own choice
+/// made earlier stays.
+fn install_http_transport() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        opendal_http_transport_reqwest::install_default();
+    });
+}
+
 fn local(path: &Path) -> Result<Operator> {
     let root = path.to_str().ok_or_else(|| {
         Error::new(ErrorKind::ConfigInvalid, format!("local path {} is not valid UTF-8", path.display()))
     })?;
-    // Uploads land in our meta folder first and are renamed into place, so a crash
-    // mid-upload never leaves a half-written file under the real name.
-    let tmp = path.join(META_DIR).join("tmp");
-    let tmp = tmp.to_str().ok_or_else(|| Error::new(ErrorKind::ConfigInvalid, "non-UTF-8 path"))?;
-    let builder = services::Fs::default().root(root).atomic_write_dir(tmp);
+    // No OpenDAL atomic_write_dir: it is created when the operator is built (before we
+    // know the folder is ours) and names temp files after the target (too long for
+    // 255-byte names). `Backend` writes to `.oxidrive/tmp/<short name>` and renames.
+    let builder = services::Fs::default().root(root);
     Operator::new(builder).map_err(|e| Error::from_opendal(e, format!("local provider at {root}")))
 }
 

@@ -1,8 +1,8 @@
 //! Real storage servers for provider tests, on 127.0.0.1 only: moto_server (S3),
 //! `rclone serve webdav`, and a private sshd (SFTP). Each guard starts its server in
 //! its own temp dir on a free port, waits until it listens, and on drop ends only the
-//! processes it started (for sshd also its per-connection children). A missing program fails the test with the package to install; nothing
-//! is skipped silently.
+//! processes it started (for sshd also its per-connection children). A missing
+//! program fails the test with the package to install; nothing is skipped silently.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

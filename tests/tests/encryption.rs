@@ -934,8 +934,6 @@ fn plaintext_folder_configured_encrypted_is_refused_untouched() {
 /// The refusal must leave the user's folder exactly as it was: no new entries, same
 /// directory mtime.
 #[test]
-#[ignore = "bug: a refused mount still creates <folder>/.oxidrive/tmp (OpenDAL Fs atomic_write_dir, \
-            made by Backend::from_spec before any check) and so changes the folder's mtime"]
 fn plaintext_folder_configured_encrypted_gets_no_oxidrive_dir() {
     let m = TestMount::unstarted(None);
     let folder = plaintext_folder_configured_encrypted(&m);

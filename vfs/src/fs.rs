@@ -549,6 +549,10 @@ impl Vfs {
         self.touch_dir(&store, parent);
         let attr = self.lookup(parent, OsStr::new(name)).await?;
         let fh = self.open(attr.ino, OpenMode { write: true, truncate: false }).await?;
+        // The placeholder made above is not durable; the first close uploads the file
+        // (even if still empty), so close still means "on the provider".
+        let (_, of, _) = self.handle(fh)?;
+        of.mark_changed(SystemTime::now());
         // `create` with O_RDONLY still returns a read-only descriptor.
         if !open.write
             && let Some(h) = self.handles().get_mut(&fh)
