@@ -1,5 +1,5 @@
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use fuser::{BackgroundSession, Config, MountOption, SessionACL};
@@ -18,7 +18,6 @@ pub struct MountOptions {
 /// A live mount. Dropping it unmounts.
 pub struct MountHandle {
     session: Option<BackgroundSession>,
-    mountpoint: PathBuf,
 }
 
 /// Mounts `vfs` at `mountpoint`, serving requests on the given runtime.
@@ -55,14 +54,10 @@ pub fn mount(
     config.clone_fd = true;
     let fs = FuseAdapter::new(vfs, rt);
     let session = fuser::spawn_mount(fs, mountpoint, &config)?;
-    Ok(MountHandle { session: Some(session), mountpoint: mountpoint.to_owned() })
+    Ok(MountHandle { session: Some(session) })
 }
 
 impl MountHandle {
-    pub fn mountpoint(&self) -> &Path {
-        &self.mountpoint
-    }
-
     /// True once the kernel side is gone (unmounted from elsewhere).
     pub fn is_finished(&self) -> bool {
         self.session.as_ref().is_none_or(|s| s.guard.is_finished())

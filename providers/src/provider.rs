@@ -3,7 +3,7 @@
 
 use oxidrive_crypto::keys::MasterKey;
 
-use crate::backend::{Backend, Capabilities, ObjectKind, ObjectMeta};
+use crate::backend::{Backend, ObjectKind, ObjectMeta};
 use crate::encrypted::Encrypted;
 use crate::error::{Error, ErrorKind, Result};
 use crate::local_io::{LocalSink, LocalSource};
@@ -18,7 +18,6 @@ enum Layer {
 
 pub struct Provider {
     name: String,
-    caps: Capabilities,
     layer: Layer,
 }
 
@@ -30,12 +29,11 @@ impl std::fmt::Debug for Provider {
 
 impl Provider {
     pub fn plain(name: &str, backend: Backend) -> Self {
-        Self { name: name.to_owned(), caps: backend.capabilities(), layer: Layer::Plain(backend) }
+        Self { name: name.to_owned(), layer: Layer::Plain(backend) }
     }
 
     pub fn encrypted(name: &str, backend: Backend, master: MasterKey) -> Result<Self> {
-        let caps = backend.capabilities();
-        Ok(Self { name: name.to_owned(), caps, layer: Layer::Encrypted(Box::new(Encrypted::new(backend, master)?)) })
+        Ok(Self { name: name.to_owned(), layer: Layer::Encrypted(Box::new(Encrypted::new(backend, master)?)) })
     }
 
     pub fn name(&self) -> &str {
@@ -44,10 +42,6 @@ impl Provider {
 
     pub fn is_encrypted(&self) -> bool {
         matches!(self.layer, Layer::Encrypted(_))
-    }
-
-    pub fn capabilities(&self) -> Capabilities {
-        self.caps
     }
 
     pub async fn stat(&self, path: &str) -> Result<Option<ObjectMeta>> {
