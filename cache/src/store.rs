@@ -175,10 +175,8 @@ impl Store {
         };
         self.provider.rename(from, to, object_kind).await?;
         self.index.rename_tree(&self.root, from, to)?;
-        if ours_before {
-            if let Some(meta) = self.provider.stat(to).await? {
-                self.index.update(&self.root, to, |ov| ov.remote = Some((meta.mtime, meta.size)))?;
-            }
+        if ours_before && let Some(meta) = self.provider.stat(to).await? {
+            self.index.update(&self.root, to, |ov| ov.remote = Some((meta.mtime, meta.size)))?;
         }
         Ok(())
     }

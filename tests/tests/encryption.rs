@@ -683,7 +683,10 @@ fn decrypt_reports_an_object_moved_into_another_directory() {
     let out = decrypt(&m, &dest);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "decrypt must fail when an object fails authentication:\n{err}");
-    assert!(err.lines().any(|l| l.contains("FAILED") && l.contains("sub")), "a FAILED line names the directory:\n{err}");
+    assert!(
+        err.lines().any(|l| l.contains("FAILED") && l.contains("sub")),
+        "a FAILED line names the directory:\n{err}"
+    );
     assert_eq!(fs::read(dest.join("sub/keep.txt")).unwrap(), b"kept");
     let restored = readable_files(&dest);
     assert!(restored.iter().all(|(_, bytes)| bytes != &moved), "the moved object's bytes were written: {restored:?}");

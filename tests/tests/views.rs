@@ -59,7 +59,7 @@ fn recents_lists_changed_files_across_providers_as_the_same_inodes() {
             (e.file_name().to_string_lossy().into_owned(), md.mtime(), md.mtime_nsec())
         })
         .collect();
-    listed.sort_by(|a, b| (b.1, b.2).cmp(&(a.1, a.2)));
+    listed.sort_by_key(|r| std::cmp::Reverse((r.1, r.2)));
     let order: Vec<&str> = listed.iter().map(|(n, ..)| n.as_str()).collect();
     assert_eq!(order, ["agenda", "notes.txt", "report.pdf", "report (Work).pdf"]);
 

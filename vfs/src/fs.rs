@@ -364,7 +364,7 @@ impl Vfs {
                 Err(e) => tracing::warn!(provider = store.name(), error = %e, "cannot read recent files"),
             }
         }
-        all.sort_by(|a, b| b.0.cmp(&a.0));
+        all.sort_by_key(|r| std::cmp::Reverse(r.0));
         all.truncate(self.views.recents);
         let mut live = Vec::new();
         for (_, i, path) in all {
