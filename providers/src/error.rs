@@ -22,6 +22,8 @@ pub enum ErrorKind {
     RateLimited,
     ConditionNotMatch,
     ConfigInvalid,
+    /// A name this provider cannot store faithfully.
+    InvalidName,
     Other,
 }
 

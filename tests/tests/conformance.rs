@@ -596,18 +596,30 @@ fn provider_check_sftp_and_unreachable() {
     assert!(text.contains("Dead (webdav): FAILED") && text.contains("Box (sftp): ok"), "{text}");
 }
 
-/// Names that begin or end with a space must keep them. Through a plain (unencrypted)
-/// provider they do not: OpenDAL's `normalize_path` trims whitespace from the whole
-/// path, so `"x "` is stored (and listed back) as `"x"`. Encrypted providers are not
-/// affected (stored names are encoded).
+/// OpenDAL's `normalize_path` trims white space at the ends of paths, so a plain
+/// (unencrypted) provider cannot store `"x "`: such names get EINVAL instead of being
+/// silently stored as `"x"` (possibly over another file). Encrypted providers keep them
+/// (stored names are encoded).
 #[test]
-#[ignore = "bug in providers/backend.rs: OpenDAL trims whitespace at the ends of a path"]
-fn names_with_edge_spaces_survive_plain_providers() {
+fn names_with_edge_spaces_are_refused_on_plain_providers_and_kept_on_encrypted() {
     let server = Server::start("local");
     let m = TestMount::with_config(&server.table(false));
+    let root = store(&m);
+    fs::write(root.join("x"), b"original").unwrap();
+    for n in ["x ", " x", " both "] {
+        let err = fs::write(root.join(n), n).expect_err(n);
+        assert_eq!(err.raw_os_error(), Some(libc::EINVAL), "{n:?}: {err}");
+    }
+    assert_eq!(names(&root), ["x"]);
+    assert_eq!(fs::read(root.join("x")).unwrap(), b"original");
+    drop(m);
+
+    let server = Server::start("local");
+    let m = TestMount::with_config(&server.table(true));
     let root = store(&m);
     for n in ["trailing ", " leading", " both "] {
         fs::write(root.join(n), n).unwrap_or_else(|e| panic!("create {n:?}: {e}"));
     }
     assert_eq!(names(&root), [" both ", " leading", "trailing "]);
+    assert_eq!(fs::read(root.join(" both ")).unwrap(), b" both ");
 }

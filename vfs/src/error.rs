@@ -60,6 +60,7 @@ impl Error {
                 P::NotADirectory => ErrorKind::NotADirectory,
                 P::Unsupported => ErrorKind::Unsupported,
                 P::RateLimited => ErrorKind::Busy,
+                P::InvalidName => ErrorKind::InvalidInput,
                 P::ConditionNotMatch | P::ConfigInvalid | P::Other => io_kind_in(e),
             },
             C::Io { source, .. } => io_kind(source),
