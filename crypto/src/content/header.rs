@@ -81,20 +81,8 @@ impl ContentHeader {
     ) -> Result<(ContentHeader, FileKey)> {
         let file_id = FileId(random_array(rng)?);
         let file_key: Zeroizing<[u8; KEY_LEN]> = Zeroizing::new(random_array(rng)?);
-        let sealed = aead::seal(
-            &wrap_key(master)?,
-            &bound_aad(&file_id, binding),
-            file_key.as_ref(),
-            rng,
-        )?;
-        let wrapped = sealed
-            .as_slice()
-            .try_into()
-            .map_err(|_| Error::Internal("wrapped file key length"))?;
-        Ok((
-            ContentHeader { file_id, wrapped },
-            FileKey(aead::key(&file_key)?),
-        ))
+        let header = Self::wrap(master, file_id, binding, file_key.as_ref(), rng)?;
+        Ok((header, FileKey(aead::key(&file_key)?)))
     }
 
     /// The file id every chunk of this file is bound to.
@@ -122,17 +110,21 @@ impl ContentHeader {
         rng: &dyn RandomSource,
     ) -> Result<ContentHeader> {
         let key = self.unwrap_raw(master, old_binding)?;
-        let sealed = aead::seal(
-            &wrap_key(master)?,
-            &bound_aad(&self.file_id, new_binding),
-            key.as_slice(),
-            rng,
-        )?;
-        let wrapped = sealed
-            .as_slice()
-            .try_into()
-            .map_err(|_| Error::Internal("wrapped file key length"))?;
-        Ok(ContentHeader { file_id: self.file_id, wrapped })
+        Self::wrap(master, self.file_id, new_binding, key.as_slice(), rng)
+    }
+
+    /// Wraps `file_key` for `file_id` under `binding`.
+    fn wrap(
+        master: &MasterKey,
+        file_id: FileId,
+        binding: &[u8],
+        file_key: &[u8],
+        rng: &dyn RandomSource,
+    ) -> Result<ContentHeader> {
+        let sealed = aead::seal(&wrap_key(master)?, &bound_aad(&file_id, binding), file_key, rng)?;
+        let wrapped =
+            sealed.as_slice().try_into().map_err(|_| Error::Internal("wrapped file key length"))?;
+        Ok(ContentHeader { file_id, wrapped })
     }
 
     fn unwrap_raw(&self, master: &MasterKey, binding: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
@@ -165,28 +157,18 @@ impl ContentHeader {
             });
         }
         if bytes[4] != CONTENT_VERSION {
-            return Err(Error::UnsupportedVersion {
-                what: "content",
-                version: bytes[4],
-            });
+            return Err(Error::UnsupportedVersion { what: "content", version: bytes[4] });
         }
         let mut id = [0u8; FILE_ID_LEN];
         id.copy_from_slice(&bytes[5..ID_END]);
         let mut wrapped = [0u8; aead::OVERHEAD + KEY_LEN];
         wrapped.copy_from_slice(&bytes[ID_END..]);
-        Ok(ContentHeader {
-            file_id: FileId(id),
-            wrapped,
-        })
+        Ok(ContentHeader { file_id: FileId(id), wrapped })
     }
 }
 
 fn wrap_key(master: &MasterKey) -> Result<LessSafeKey> {
-    aead::key(
-        master
-            .derive_subkey(Purpose::ContentKeyWrap)
-            .expose_secret(),
-    )
+    aead::key(master.derive_subkey(Purpose::ContentKeyWrap).expose_secret())
 }
 
 fn wrap_aad(file_id: &FileId) -> [u8; ID_END] {
