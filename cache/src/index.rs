@@ -31,6 +31,49 @@ CREATE TABLE IF NOT EXISTS recents(
     PRIMARY KEY(root, path)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS recents_at ON recents(at_ns);
+CREATE TABLE IF NOT EXISTS journal(
+    root TEXT NOT NULL,
+    path TEXT NOT NULL,
+    parent TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    copy TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    is_new INTEGER NOT NULL,
+    since_ns INTEGER NOT NULL,
+    PRIMARY KEY(root, path)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS remote(
+    root TEXT NOT NULL,
+    path TEXT NOT NULL,
+    parent TEXT NOT NULL,
+    is_dir INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER,
+    PRIMARY KEY(root, path)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS remote_parent ON remote(root, parent);
+CREATE TABLE IF NOT EXISTS listed(
+    root TEXT NOT NULL,
+    path TEXT NOT NULL,
+    PRIMARY KEY(root, path)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS cached(
+    root TEXT NOT NULL,
+    path TEXT NOT NULL,
+    copy TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    version_ns INTEGER,
+    bytes INTEGER NOT NULL,
+    pinned INTEGER NOT NULL,
+    used_ns INTEGER NOT NULL,
+    PRIMARY KEY(root, path)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS cached_used ON cached(pinned, used_ns);
+CREATE TABLE IF NOT EXISTS pins(
+    root TEXT NOT NULL,
+    path TEXT NOT NULL,
+    PRIMARY KEY(root, path)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS xattrs(
     root TEXT NOT NULL,
     path TEXT NOT NULL,
@@ -51,6 +94,54 @@ pub struct Overlay {
     /// The provider's (mtime, size) right after our last upload: if the object no
     /// longer matches, another device changed it and our `mtime` no longer applies.
     pub remote: Option<(Option<SystemTime>, u64)>,
+}
+
+/// A file's contents waiting to be uploaded: the journal row of one path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalEntry {
+    /// Grows with every commit (across all paths), so an upload knows whether the row
+    /// it uploaded is still the newest.
+    pub seq: u64,
+    /// The local copy holding the committed contents (`LocalCopy` file name).
+    pub copy: String,
+    /// The committed size in bytes.
+    pub size: u64,
+    /// True while the provider is known to hold nothing at this path (a new file never
+    /// uploaded): then deleting or renaming it needs no provider call.
+    pub is_new: bool,
+    /// When the oldest change not yet uploaded was committed.
+    pub since: SystemTime,
+}
+
+/// What the provider last showed at a path: the namespace while it is unreachable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RemoteEntry {
+    pub is_dir: bool,
+    pub size: u64,
+    pub mtime: Option<SystemTime>,
+}
+
+/// Cached contents of one provider file (clean: equal to the provider's version).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedEntry {
+    /// The `LocalCopy` holding the blocks fetched so far.
+    pub copy: String,
+    pub size: u64,
+    /// The provider mtime of the version cached (with `size`, what a stat must match).
+    pub version: Option<SystemTime>,
+    /// Bytes on local disk.
+    pub bytes: u64,
+    pub pinned: bool,
+}
+
+/// What a commit records: the copy holding the contents, their size, whether the
+/// provider holds nothing at the path yet, and the file's mtime to keep.
+#[derive(Debug, Clone, Copy)]
+pub struct Commit<'a> {
+    pub copy: &'a str,
+    pub size: u64,
+    pub is_new: bool,
+    pub mtime: Option<SystemTime>,
 }
 
 /// Rows kept in the recents table (the view shows fewer).
@@ -177,14 +268,329 @@ impl Index {
                 params![root, to, from, flo, fhi],
             )?;
         }
-        tx.execute(
-            "UPDATE attrs SET parent = ?2 || substr(parent, length(?3) + 1)
-             WHERE root = ?1 AND (parent = ?3 OR (parent > ?4 AND parent < ?5))",
-            params![root, to, from, flo, fhi],
-        )?;
-        tx.execute("UPDATE attrs SET parent = ?3 WHERE root = ?1 AND path = ?2", params![root, to, parent_of(to)])?;
+        for table in PARENT_TABLES {
+            tx.execute(
+                &format!(
+                    "UPDATE {table} SET parent = ?2 || substr(parent, length(?3) + 1)
+                     WHERE root = ?1 AND (parent = ?3 OR (parent > ?4 AND parent < ?5))"
+                ),
+                params![root, to, from, flo, fhi],
+            )?;
+            tx.execute(
+                &format!("UPDATE {table} SET parent = ?3 WHERE root = ?1 AND path = ?2"),
+                params![root, to, parent_of(to)],
+            )?;
+        }
         tx.commit()?;
         Ok(())
+    }
+
+    /// Commits a file's new contents to the journal, with its mtime, in one transaction.
+    /// `durable` syncs it to disk before returning (power-cut safe); otherwise it
+    /// survives a crash of this process only. Returns the new sequence number.
+    pub fn journal_commit(&self, root: &str, path: &str, c: &Commit<'_>, durable: bool) -> Result<JournalEntry> {
+        let Commit { copy, size, is_new, mtime } = *c;
+        let mut conn = self.conn();
+        if durable {
+            conn.pragma_update(None, "synchronous", "FULL")?;
+        }
+        let result = (|| {
+            let tx = conn.transaction()?;
+            let old: Option<(bool, i64)> = tx
+                .query_row(
+                    "SELECT is_new, since_ns FROM journal WHERE root = ?1 AND path = ?2",
+                    params![root, path],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let seq: i64 = tx.query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM journal", [], |r| r.get(0))?;
+            let entry = JournalEntry {
+                seq: seq as u64,
+                copy: copy.to_owned(),
+                size,
+                // Once something may be on the provider, it stays "maybe there".
+                is_new: old.map_or(is_new, |(was_new, _)| was_new && is_new),
+                since: old.map_or_else(SystemTime::now, |(_, since)| from_ns(since)),
+            };
+            tx.execute(
+                "INSERT OR REPLACE INTO journal (root, path, parent, seq, copy, size, is_new, since_ns)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![root, path, parent_of(path), seq, copy, size as i64, entry.is_new, to_ns(entry.since)],
+            )?;
+            if mtime.is_some() {
+                let mut ov = tx
+                    .query_row(
+                        "SELECT mode, uid, gid, mtime_ns, symlink, remote_mtime_ns, remote_size
+                         FROM attrs WHERE root = ?1 AND path = ?2",
+                        params![root, path],
+                        row_to_overlay,
+                    )
+                    .optional()?
+                    .unwrap_or_default();
+                ov.mtime = mtime;
+                insert(&tx, root, path, &ov)?;
+            }
+            tx.commit()?;
+            Ok(entry)
+        })();
+        if durable {
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+        }
+        result
+    }
+
+    /// Every journal row of one root, by path.
+    pub fn journal(&self, root: &str) -> Result<Vec<(String, JournalEntry)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT path, seq, copy, size, is_new, since_ns FROM journal WHERE root = ?1 ORDER BY seq",
+        )?;
+        let rows = stmt.query_map(params![root], |r| {
+            Ok((
+                r.get(0)?,
+                JournalEntry {
+                    seq: r.get::<_, i64>(1)? as u64,
+                    copy: r.get(2)?,
+                    size: r.get::<_, i64>(3)? as u64,
+                    is_new: r.get(4)?,
+                    since: from_ns(r.get(5)?),
+                },
+            ))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The local copies every journal row (of any root) refers to.
+    pub fn journal_copies(&self) -> Result<Vec<String>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached("SELECT copy FROM journal")?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// After an upload of row `seq`: drops the row unless a newer commit replaced it,
+    /// and records the provider's (mtime, size) as ours. Returns whether it dropped it.
+    pub fn journal_uploaded(
+        &self,
+        root: &str,
+        path: &str,
+        seq: u64,
+        remote: Option<(Option<SystemTime>, u64)>,
+    ) -> Result<bool> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let n = tx.execute(
+            "DELETE FROM journal WHERE root = ?1 AND path = ?2 AND seq = ?3",
+            params![root, path, seq as i64],
+        )?;
+        if n == 0 {
+            tx.execute("UPDATE journal SET is_new = 0 WHERE root = ?1 AND path = ?2", params![root, path])?;
+        }
+        let (rm, rs) = match remote {
+            Some((m, s)) => (m.map(to_ns), Some(s as i64)),
+            None => (None, None),
+        };
+        tx.execute(
+            "INSERT INTO attrs (root, path, parent, remote_mtime_ns, remote_size) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(root, path) DO UPDATE SET remote_mtime_ns = ?4, remote_size = ?5",
+            params![root, path, parent_of(path), rm, rs],
+        )?;
+        tx.commit()?;
+        Ok(n > 0)
+    }
+
+    /// Records that the provider may now hold something at `path` (a pending new file
+    /// was renamed over an existing one).
+    pub fn journal_maybe_remote(&self, root: &str, path: &str) -> Result<()> {
+        self.conn().execute("UPDATE journal SET is_new = 0 WHERE root = ?1 AND path = ?2", params![root, path])?;
+        Ok(())
+    }
+
+    /// Forgets the pending change of one path (the file was deleted before upload).
+    pub fn journal_remove(&self, root: &str, path: &str) -> Result<()> {
+        self.conn().execute("DELETE FROM journal WHERE root = ?1 AND path = ?2", params![root, path])?;
+        Ok(())
+    }
+
+    /// Records what the provider shows at `path` (`None`: nothing).
+    pub fn remote_put(&self, root: &str, path: &str, entry: Option<RemoteEntry>) -> Result<()> {
+        let conn = self.conn();
+        match entry {
+            Some(e) => conn.execute(
+                "INSERT OR REPLACE INTO remote (root, path, parent, is_dir, size, mtime_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![root, path, parent_of(path), e.is_dir, e.size as i64, e.mtime.map(to_ns)],
+            )?,
+            None => conn.execute("DELETE FROM remote WHERE root = ?1 AND path = ?2", params![root, path])?,
+        };
+        Ok(())
+    }
+
+    pub fn remote_get(&self, root: &str, path: &str) -> Result<Option<RemoteEntry>> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare_cached("SELECT is_dir, size, mtime_ns FROM remote WHERE root = ?1 AND path = ?2")?;
+        Ok(stmt.query_row(params![root, path], row_to_remote).optional()?)
+    }
+
+    /// Replaces what is recorded of a directory's children with a fresh listing.
+    pub fn remote_set_children(&self, root: &str, dir: &str, children: &[(String, RemoteEntry)]) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        // Unchanged listings (the common case) write nothing.
+        let old: std::collections::HashMap<String, RemoteEntry> = {
+            let mut stmt =
+                tx.prepare_cached("SELECT is_dir, size, mtime_ns, path FROM remote WHERE root = ?1 AND parent = ?2")?;
+            let rows = stmt.query_map(params![root, dir], |r| {
+                Ok((name_of(&r.get::<_, String>(3)?).to_owned(), row_to_remote(r)?))
+            })?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        let listed: bool = tx
+            .query_row("SELECT 1 FROM listed WHERE root = ?1 AND path = ?2", params![root, dir], |_| Ok(true))
+            .optional()?
+            .unwrap_or(false);
+        let same = listed && old.len() == children.len() && children.iter().all(|(n, e)| old.get(n) == Some(e));
+        if !same {
+            tx.execute("DELETE FROM remote WHERE root = ?1 AND parent = ?2", params![root, dir])?;
+            for (name, e) in children {
+                let path = if dir.is_empty() { name.clone() } else { format!("{dir}/{name}") };
+                tx.execute(
+                    "INSERT OR REPLACE INTO remote (root, path, parent, is_dir, size, mtime_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![root, path, dir, e.is_dir, e.size as i64, e.mtime.map(to_ns)],
+                )?;
+            }
+            tx.execute("INSERT OR IGNORE INTO listed (root, path) VALUES (?1, ?2)", params![root, dir])?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    /// The recorded children of `dir`, or `None` if it was never listed completely.
+    pub fn remote_children(&self, root: &str, dir: &str) -> Result<Option<Vec<(String, RemoteEntry)>>> {
+        let conn = self.conn();
+        let listed = conn
+            .query_row("SELECT 1 FROM listed WHERE root = ?1 AND path = ?2", params![root, dir], |_| Ok(()))
+            .optional()?;
+        if listed.is_none() {
+            return Ok(None);
+        }
+        let mut stmt =
+            conn.prepare_cached("SELECT is_dir, size, mtime_ns, path FROM remote WHERE root = ?1 AND parent = ?2")?;
+        let rows = stmt
+            .query_map(params![root, dir], |r| Ok((name_of(&r.get::<_, String>(3)?).to_owned(), row_to_remote(r)?)))?;
+        Ok(Some(rows.collect::<rusqlite::Result<_>>()?))
+    }
+
+    /// Whether `dir`'s listing is recorded (so a name missing from it is known absent).
+    pub fn remote_listed(&self, root: &str, dir: &str) -> Result<bool> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached("SELECT 1 FROM listed WHERE root = ?1 AND path = ?2")?;
+        Ok(stmt.query_row(params![root, dir], |_| Ok(())).optional()?.is_some())
+    }
+
+    pub fn cached_get(&self, root: &str, path: &str) -> Result<Option<CachedEntry>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT copy, size, version_ns, bytes, pinned FROM cached WHERE root = ?1 AND path = ?2")?;
+        Ok(stmt.query_row(params![root, path], row_to_cached).optional()?)
+    }
+
+    pub fn cached_put(&self, root: &str, path: &str, e: &CachedEntry) -> Result<()> {
+        self.conn().execute(
+            "INSERT OR REPLACE INTO cached (root, path, copy, size, version_ns, bytes, pinned, used_ns)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                root,
+                path,
+                e.copy,
+                e.size as i64,
+                e.version.map(to_ns),
+                e.bytes as i64,
+                e.pinned,
+                to_ns(SystemTime::now())
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Notes a use (for LRU eviction) and the bytes the copy now takes.
+    pub fn cached_touch(&self, root: &str, path: &str, bytes: u64) -> Result<()> {
+        self.conn().execute(
+            "UPDATE cached SET used_ns = ?3, bytes = ?4 WHERE root = ?1 AND path = ?2",
+            params![root, path, to_ns(SystemTime::now()), bytes as i64],
+        )?;
+        Ok(())
+    }
+
+    pub fn cached_set_pinned(&self, root: &str, path: &str, pinned: bool) -> Result<()> {
+        self.conn()
+            .execute("UPDATE cached SET pinned = ?3 WHERE root = ?1 AND path = ?2", params![root, path, pinned])?;
+        Ok(())
+    }
+
+    /// Drops a cache row; returns the copy it named.
+    pub fn cached_remove(&self, root: &str, path: &str) -> Result<Option<String>> {
+        let conn = self.conn();
+        let copy: Option<String> = conn
+            .query_row("SELECT copy FROM cached WHERE root = ?1 AND path = ?2", params![root, path], |r| r.get(0))
+            .optional()?;
+        conn.execute("DELETE FROM cached WHERE root = ?1 AND path = ?2", params![root, path])?;
+        Ok(copy)
+    }
+
+    /// Total bytes of all cached copies, and those of pinned ones.
+    pub fn cached_totals(&self) -> Result<(u64, u64)> {
+        let conn = self.conn();
+        let (all, pinned): (i64, i64) = conn.query_row(
+            "SELECT COALESCE(SUM(bytes), 0), COALESCE(SUM(CASE WHEN pinned THEN bytes ELSE 0 END), 0) FROM cached",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok((all as u64, pinned as u64))
+    }
+
+    /// Unpinned cache rows of all roots, least recently used first: (root, path, bytes).
+    pub fn cached_lru(&self, limit: usize) -> Result<Vec<(String, String, u64)>> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare_cached("SELECT root, path, bytes FROM cached WHERE pinned = 0 ORDER BY used_ns LIMIT ?1")?;
+        let rows = stmt.query_map(params![limit as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Every local copy a cache row names (of any root).
+    pub fn cached_copies(&self) -> Result<Vec<String>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached("SELECT copy FROM cached")?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Marks a folder pinned (new files under it are kept too) or not.
+    pub fn pin_dir(&self, root: &str, path: &str, pinned: bool) -> Result<()> {
+        let conn = self.conn();
+        if pinned {
+            conn.execute("INSERT OR IGNORE INTO pins (root, path) VALUES (?1, ?2)", params![root, path])?;
+        } else {
+            conn.execute("DELETE FROM pins WHERE root = ?1 AND path = ?2", params![root, path])?;
+        }
+        Ok(())
+    }
+
+    /// Whether `path` is a pinned folder or lies below one.
+    pub fn under_pin(&self, root: &str, path: &str) -> Result<bool> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached("SELECT 1 FROM pins WHERE root = ?1 AND path = ?2")?;
+        let mut p = path;
+        loop {
+            if stmt.query_row(params![root, p], |_| Ok(())).optional()?.is_some() {
+                return Ok(true);
+            }
+            if p.is_empty() {
+                return Ok(false);
+            }
+            p = parent_of(p);
+        }
     }
 
     /// Records that a file was just created or written.
@@ -247,7 +653,9 @@ impl Index {
 }
 
 /// Tables keyed by (root, path) that follow their paths through renames and deletes.
-const PATH_TABLES: [&str; 3] = ["attrs", "xattrs", "recents"];
+const PATH_TABLES: [&str; 8] = ["attrs", "xattrs", "recents", "journal", "remote", "listed", "cached", "pins"];
+/// Those of them that also record the parent directory.
+const PARENT_TABLES: [&str; 3] = ["attrs", "journal", "remote"];
 
 fn delete_tree(tx: &rusqlite::Transaction<'_>, root: &str, path: &str) -> rusqlite::Result<()> {
     let (lo, hi) = subtree_bounds(path);
@@ -272,6 +680,24 @@ fn insert(tx: &rusqlite::Transaction<'_>, root: &str, path: &str, ov: &Overlay) 
         params![root, path, parent_of(path), ov.mode, ov.uid, ov.gid, ov.mtime.map(to_ns), ov.symlink, rm, rs],
     )?;
     Ok(())
+}
+
+fn row_to_remote(row: &rusqlite::Row<'_>) -> rusqlite::Result<RemoteEntry> {
+    Ok(RemoteEntry {
+        is_dir: row.get(0)?,
+        size: row.get::<_, i64>(1)? as u64,
+        mtime: row.get::<_, Option<i64>>(2)?.map(from_ns),
+    })
+}
+
+fn row_to_cached(row: &rusqlite::Row<'_>) -> rusqlite::Result<CachedEntry> {
+    Ok(CachedEntry {
+        copy: row.get(0)?,
+        size: row.get::<_, i64>(1)? as u64,
+        version: row.get::<_, Option<i64>>(2)?.map(from_ns),
+        bytes: row.get::<_, i64>(3)? as u64,
+        pinned: row.get(4)?,
+    })
 }
 
 fn row_to_overlay(row: &rusqlite::Row<'_>) -> rusqlite::Result<Overlay> {

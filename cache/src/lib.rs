@@ -1,15 +1,22 @@
-//! Local state between the namespace and the providers.
-//!
-//! Today: the metadata index (POSIX attributes providers cannot hold: mode, owner,
-//! mtime set by the user, symlinks, xattrs) and staging files for open, written files.
-//! The block cache, journal and uploader grow here; `vfs` only ever talks to [`Store`].
+//! Local state between the namespace and the providers: the metadata index (POSIX
+//! attributes providers cannot hold, symlinks, xattrs, and a mirror of what providers
+//! showed, for working offline), encrypted local copies (the block cache and files
+//! being changed), the journal of committed changes and the uploader that takes them
+//! to the provider. `vfs` only ever talks to [`Store`].
 
+mod copies;
 mod error;
+mod health;
 mod index;
-mod staging;
+mod local_copy;
+mod path_locks;
+mod reads;
 mod store;
+mod uploader;
 
+pub use copies::{Copies, sweep_copies};
 pub use error::{Error, Result};
-pub use index::{Index, Overlay};
-pub use staging::Staging;
-pub use store::{Entry, EntryKind, FsStats, Store};
+pub use index::{CachedEntry, Index, JournalEntry, Overlay, RemoteEntry};
+pub use local_copy::{CopyId, LocalCopy};
+pub use store::{Entry, EntryKind, FsStats, Store, StoreConfig};
+pub use uploader::{FileState, StoreStatus};

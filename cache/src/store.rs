@@ -1,16 +1,20 @@
-//! The one interface `vfs` uses to reach a provider root. Today it passes content
-//! through to the provider and merges in the metadata index; the block cache and the
-//! write-back journal will sit behind these same calls.
+//! The one interface `vfs` uses to reach a provider root. Reads of files pass through
+//! to the provider; file contents written locally are committed to the journal and
+//! uploaded in the background (`uploader`); names change on the provider at once.
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::SystemTime;
+use std::collections::HashMap;
 
-use oxidrive_providers::{ObjectKind, ObjectMeta, Provider};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
 
+use oxidrive_providers::{ErrorKind, ObjectKind, ObjectMeta, Provider};
+
+use crate::copies::{Copies, is_below};
 use crate::error::{Error, Result};
-use crate::index::{Index, Overlay};
-use crate::staging::Staging;
+use crate::index::{Commit, Index, JournalEntry, Overlay, RemoteEntry};
+use crate::local_copy::LocalCopy;
+use crate::path_locks::PathLocks;
+use crate::uploader::Uploads;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EntryKind {
@@ -40,98 +44,279 @@ pub struct FsStats {
     pub bsize: u32,
 }
 
+/// Where local copies live and how uploads are paced; shared by all roots.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub copies: Arc<Copies>,
+    /// How long a committed change waits before upload, so repeated saves coalesce.
+    pub write_back: Duration,
+}
+
+/// A file whose newest contents are in a local copy, committed to the journal and not
+/// yet (completely) on the provider.
+#[derive(Debug)]
+pub(crate) struct Pending {
+    pub copy: Arc<LocalCopy>,
+    pub entry: JournalEntry,
+    /// `copy.generation()` when committed: a different value means it changed since.
+    pub committed_gen: u64,
+    pub committed_at: Instant,
+    pub uploading: bool,
+    pub attempts: u32,
+    pub retry_at: Option<Instant>,
+}
+
 #[derive(Debug)]
 pub struct Store {
-    root: String,
-    provider: Provider,
-    index: Arc<Index>,
-    staging_dir: PathBuf,
+    pub(crate) root: String,
+    pub(crate) provider: Provider,
+    pub(crate) index: Arc<Index>,
+    pub(crate) config: StoreConfig,
+    /// Pending files by path. Lock order: a leaf, never held across an `.await`.
+    pub(crate) pending: Mutex<HashMap<String, Pending>>,
+    pub(crate) locks: PathLocks,
+    pub(crate) uploads: Arc<Uploads>,
 }
 
 impl Store {
     /// `root` keys this store's rows in the shared index (the provider's configured name).
-    pub fn new(root: &str, provider: Provider, index: Arc<Index>, staging_dir: &Path) -> Self {
-        Self { root: root.to_owned(), provider, index, staging_dir: staging_dir.to_owned() }
+    /// Picks up the changes an earlier run committed and did not upload.
+    pub fn new(root: &str, provider: Provider, index: Arc<Index>, config: StoreConfig) -> Result<Self> {
+        let mut pending = HashMap::new();
+        for (path, entry) in index.journal(root)? {
+            match config.copies.open(&entry.copy, entry.size) {
+                Ok(copy) => {
+                    tracing::info!(root, path = %path, size = entry.size, "resuming upload of a change from an earlier run");
+                    pending.insert(path, Pending::committed(Arc::new(copy), entry, config.write_back));
+                }
+                Err(e) => {
+                    tracing::error!(root, path = %path, error = %e, "a committed change lost its local copy; it cannot be uploaded");
+                    index.journal_remove(root, &path)?;
+                }
+            }
+        }
+        Ok(Self {
+            root: root.to_owned(),
+            provider,
+            index,
+            config,
+            pending: Mutex::new(pending),
+            locks: PathLocks::default(),
+            uploads: Arc::new(Uploads::default()),
+        })
     }
 
     pub fn name(&self) -> &str {
         &self.root
     }
 
+    pub(crate) fn pending(&self) -> MutexGuard<'_, HashMap<String, Pending>> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn pending_copy(&self, path: &str) -> Option<Arc<LocalCopy>> {
+        self.pending().get(path).map(|p| p.copy.clone())
+    }
+
     pub async fn stat(&self, path: &str) -> Result<Option<Entry>> {
-        let Some(meta) = self.provider.stat(path).await? else { return Ok(None) };
+        if let Some(copy) = self.pending_copy(path) {
+            return Ok(Some(pending_entry(&copy, self.index.get(&self.root, path)?.as_ref())?));
+        }
+        let Some(meta) = self.remote_stat(path).await? else { return Ok(None) };
         let ov = self.index.get(&self.root, path)?;
         Ok(Some(merge(&meta, ov.as_ref())))
     }
 
+    /// The provider's answer, recorded in the mirror; the mirror's while it is offline.
+    async fn remote_stat(&self, path: &str) -> Result<Option<RemoteEntry>> {
+        if !self.offline_now() {
+            match self.provider.stat(path).await {
+                Ok(meta) => {
+                    self.reached();
+                    let entry = meta.map(|m| remote_entry(&m));
+                    if self.index.remote_get(&self.root, path)? != entry {
+                        self.index.remote_put(&self.root, path, entry)?;
+                    }
+                    return Ok(entry);
+                }
+                Err(e) if is_unreachable(&e) => self.unreachable(&e),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if path.is_empty() {
+            return Ok(Some(RemoteEntry { is_dir: true, size: 0, mtime: None }));
+        }
+        match self.index.remote_get(&self.root, path)? {
+            Some(entry) => Ok(Some(entry)),
+            None if self.index.remote_listed(&self.root, parent_of(path))? => Ok(None),
+            None => Err(self.offline_error(path)),
+        }
+    }
+
+    /// The provider's listing of `dir`, recorded in the mirror; the mirror's while it is
+    /// offline (if `dir` was listed before).
+    async fn remote_list(&self, dir: &str) -> Result<Vec<(String, RemoteEntry)>> {
+        if !self.offline_now() {
+            match self.provider.list(dir).await {
+                Ok(objects) => {
+                    self.reached();
+                    let entries: Vec<(String, RemoteEntry)> =
+                        objects.into_iter().map(|(n, m)| (n, remote_entry(&m))).collect();
+                    self.index.remote_set_children(&self.root, dir, &entries)?;
+                    return Ok(entries);
+                }
+                Err(e) if is_unreachable(&e) => self.unreachable(&e),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.index.remote_children(&self.root, dir)?.ok_or_else(|| self.offline_error(dir))
+    }
+
     pub async fn list(&self, dir: &str) -> Result<Vec<(String, Entry)>> {
-        let objects = self.provider.list(dir).await?;
-        let overlays: std::collections::HashMap<String, Overlay> =
-            self.index.children(&self.root, dir)?.into_iter().collect();
-        Ok(objects
+        // Taken before listing the provider: a file whose upload finishes meanwhile is
+        // then in this snapshot or in the listing, never in neither.
+        let pending: Vec<(String, Arc<LocalCopy>)> = self
+            .pending()
+            .iter()
+            .filter(|(path, _)| parent_of(path) == dir)
+            .map(|(path, p)| (name_of(path).to_owned(), p.copy.clone()))
+            .collect();
+        let objects = self.remote_list(dir).await?;
+        let overlays: HashMap<String, Overlay> = self.index.children(&self.root, dir)?.into_iter().collect();
+        let mut entries: Vec<(String, Entry)> = objects
             .into_iter()
             .map(|(name, meta)| {
                 let entry = merge(&meta, overlays.get(&name));
                 (name, entry)
             })
-            .collect())
-    }
-
-    /// Reads from a file whose size (as last seen) is `size`.
-    pub async fn read(&self, path: &str, offset: u64, len: u64, size: u64) -> Result<Vec<u8>> {
-        Ok(self.provider.read_range(path, offset, len, size).await?)
-    }
-
-    pub fn new_staging(&self) -> Result<Staging> {
-        Staging::create(&self.staging_dir)
-    }
-
-    /// A staging file holding the object's current contents.
-    pub async fn download(&self, path: &str) -> Result<Staging> {
-        let staging = self.new_staging()?;
-        let size = self.provider.download(path, &staging).await?;
-        // A short download must not leave stale length: the copy is exactly the object.
-        staging.set_len(size)?;
-        Ok(staging)
-    }
-
-    /// Uploads a staging file's contents to `path` and records `mtime` as the file's.
-    pub async fn upload(&self, path: &str, staging: &Staging, mtime: Option<SystemTime>) -> Result<()> {
-        self.provider.upload(path, staging).await?;
-        let remote = self.provider.stat(path).await?;
-        self.index.update(&self.root, path, |ov| {
-            if mtime.is_some() {
-                ov.mtime = mtime;
+            .collect();
+        // Files waiting for upload show with their local contents, new ones included.
+        for (name, copy) in pending {
+            let entry = pending_entry(&copy, overlays.get(&name))?;
+            match entries.iter_mut().find(|(n, _)| *n == name) {
+                Some(slot) => slot.1 = entry,
+                None => entries.push((name, entry)),
             }
-            ov.remote = remote.map(|m| (m.mtime, m.size));
-        })
+        }
+        Ok(entries)
     }
 
-    /// Creates an empty file (or replaces one with emptiness).
-    pub async fn create_file(&self, path: &str, mode: u32, uid: u32, gid: u32) -> Result<()> {
-        self.provider.create_empty(path).await?;
-        let remote = self.provider.stat(path).await?;
-        let now = SystemTime::now();
+    /// A new empty local copy (for contents that are about to be replaced whole).
+    pub fn new_copy(&self) -> Result<Arc<LocalCopy>> {
+        Ok(Arc::new(self.config.copies.create()?))
+    }
+
+    /// A local copy holding the file's current contents, to change: the pending one if
+    /// the newest contents are not uploaded yet, else the cached copy if it holds all
+    /// of the current version, else a fresh download.
+    pub async fn open_copy(&self, path: &str) -> Result<Arc<LocalCopy>> {
+        if let Some(copy) = self.pending_copy(path) {
+            return Ok(copy);
+        }
+        if let Some(version) = self.current_version(path)?
+            && let Some(copy) = self.config.copies.take_complete(&self.root, path, version)?
+        {
+            return Ok(copy);
+        }
+        if self.offline_now() {
+            return Err(self.offline_error(path));
+        }
+        let copy = self.new_copy()?;
+        let size = self.provider.download(path, &*copy).await.inspect_err(|e| {
+            if is_unreachable(e) {
+                self.unreachable(e);
+            }
+        })?;
+        // A short download must not leave stale length: the copy is exactly the object.
+        copy.set_len(size)?;
+        Ok(copy)
+    }
+
+    /// Makes `copy` the file's committed contents: synced to local disk and recorded in
+    /// the journal before this returns (so it survives a crash or power cut), uploaded
+    /// later. `mtime` becomes the file's.
+    pub fn commit(&self, path: &str, copy: &Arc<LocalCopy>, mtime: Option<SystemTime>) -> Result<()> {
+        let generation = copy.generation();
+        copy.sync()?;
+        let size = copy.len()?;
+        // From now on the journal has this file: it is not a clean cached copy any more.
+        self.config.copies.forget(&self.root, path)?;
+        // Its upload will touch the provider's folder; the folder's time shown here must
+        // not jump then, so it is pinned to what it shows now.
+        let parent = parent_of(path);
+        if self.index.get(&self.root, parent)?.is_none_or(|ov| ov.mtime.is_none())
+            && let Some(shown) = self.index.remote_get(&self.root, parent)?.and_then(|r| r.mtime)
+        {
+            self.index.update(&self.root, parent, |ov| ov.mtime = Some(shown))?;
+        }
+        let mut pending = self.pending();
+        let is_new = pending.get(path).is_some_and(|p| p.entry.is_new);
+        let id = copy.id().hex();
+        let entry = self.index.journal_commit(&self.root, path, &Commit { copy: &id, size, is_new, mtime }, true)?;
+        copy.keep(true);
+        let mut fresh = Pending::committed(copy.clone(), entry, Duration::ZERO);
+        fresh.committed_gen = generation;
+        if let Some(old) = pending.insert(path.to_owned(), fresh) {
+            if !Arc::ptr_eq(&old.copy, copy) {
+                old.copy.keep(false);
+            }
+            // An upload of the old copy may still be running; it will see the newer seq.
+            if let Some(p) = pending.get_mut(path) {
+                p.uploading = old.uploading;
+            }
+        }
+        drop(pending);
+        self.uploads.wake.notify_one();
+        Ok(())
+    }
+
+    /// Creates an empty file, locally: the provider sees it with its first upload.
+    /// Returns the copy that holds its contents.
+    pub fn create_file(&self, path: &str, mode: u32, uid: u32, gid: u32) -> Result<Arc<LocalCopy>> {
+        self.provider.check_name(path)?;
+        let copy = self.new_copy()?;
         let ov = Overlay {
             mode: Some(mode),
             uid: Some(uid),
             gid: Some(gid),
-            mtime: Some(now),
+            mtime: Some(SystemTime::now()),
             symlink: None,
-            remote: remote.map(|m| (m.mtime, m.size)),
+            remote: None,
         };
-        self.index.replace(&self.root, path, &ov)
+        self.index.replace(&self.root, path, &ov)?;
+        // Not synced: a file nobody closed or fsynced yet may vanish in a power cut.
+        let id = copy.id().hex();
+        let new = Commit { copy: &id, size: 0, is_new: true, mtime: None };
+        let entry = self.index.journal_commit(&self.root, path, &new, false)?;
+        copy.keep(true);
+        let pending = Pending::committed(copy.clone(), entry, Duration::ZERO);
+        if let Some(old) = self.pending().insert(path.to_owned(), pending) {
+            old.copy.keep(false);
+        }
+        self.uploads.wake.notify_one();
+        Ok(copy)
     }
 
     pub async fn mkdir(&self, path: &str, mode: u32, uid: u32, gid: u32) -> Result<()> {
         self.provider.create_dir(path).await?;
-        let ov = Overlay { mode: Some(mode), uid: Some(uid), gid: Some(gid), ..Overlay::default() };
-        self.index.replace(&self.root, path, &ov)
+        let ov = Overlay {
+            mode: Some(mode),
+            uid: Some(uid),
+            gid: Some(gid),
+            mtime: Some(SystemTime::now()),
+            ..Overlay::default()
+        };
+        self.index.replace(&self.root, path, &ov)?;
+        // A new folder is empty: its (empty) listing is known.
+        self.index.remote_put(&self.root, path, Some(RemoteEntry { is_dir: true, size: 0, mtime: None }))?;
+        self.index.remote_set_children(&self.root, path, &[])
     }
 
     /// A symlink is stored as a small object holding its target, marked in the index.
     pub async fn symlink(&self, path: &str, target: &str, uid: u32, gid: u32) -> Result<()> {
         self.provider.write_all(path, target.as_bytes().to_vec()).await?;
+        let remote = self.provider.stat(path).await?.map(|m| remote_entry(&m));
+        self.index.remote_put(&self.root, path, remote)?;
         let ov = Overlay {
             mode: Some(0o777),
             uid: Some(uid),
@@ -140,7 +325,8 @@ impl Store {
             symlink: Some(target.to_owned()),
             remote: None,
         };
-        self.index.replace(&self.root, path, &ov)
+        self.index.replace(&self.root, path, &ov)?;
+        self.index.remote_put(&self.root, path, remote)
     }
 
     pub async fn readlink(&self, path: &str) -> Result<String> {
@@ -152,17 +338,82 @@ impl Store {
             .map_err(|_| Error::io(format!("readlink {path}"), std::io::ErrorKind::InvalidData.into()))
     }
 
+    /// Deletes a file. One never uploaded is only forgotten: the provider never sees it.
     pub async fn remove_file(&self, path: &str) -> Result<()> {
-        self.provider.delete_file(path).await?;
-        self.index.remove_tree(&self.root, path)
+        let _lock = self.locks.lock(&[(path, false)]).await;
+        let pending_new = self.pending().get(path).map(|p| p.entry.is_new);
+        if pending_new != Some(true) {
+            match self.provider.delete_file(path).await {
+                Err(e) if pending_new.is_some() && e.kind() == ErrorKind::NotFound => {}
+                other => other?,
+            }
+        }
+        if let Some(old) = self.pending().remove(path) {
+            old.copy.keep(false);
+        }
+        self.config.copies.forget(&self.root, path)?;
+        self.index.remove_tree(&self.root, path)?;
+        self.uploads.changed.notify_waiters();
+        Ok(())
     }
 
     pub async fn remove_dir(&self, path: &str) -> Result<()> {
+        let _lock = self.locks.lock(&[(path, true)]).await;
         self.provider.delete_dir(path).await?;
+        self.config.copies.invalidate_tree(&self.root, path);
         self.index.remove_tree(&self.root, path)
     }
 
-    pub async fn rename(&self, from: &str, to: &str, kind: EntryKind) -> Result<()> {
+    /// Renames a file or directory. `replaces` says whether something is at `to`.
+    pub async fn rename(&self, from: &str, to: &str, kind: EntryKind, replaces: bool) -> Result<()> {
+        let _lock = self.locks.lock(&[(from, true), (to, true)]).await;
+        let pending_new = kind != EntryKind::Dir && self.pending().get(from).is_some_and(|p| p.entry.is_new);
+        // Renamed over something the provider may hold: no longer "nothing there".
+        let over_remote = replaces && self.pending().get(to).is_none_or(|p| !p.entry.is_new);
+        if replaces && kind != EntryKind::Dir {
+            self.config.copies.forget(&self.root, to)?;
+        }
+        if pending_new {
+            // Nothing of it is on the provider yet: the rename is the journal's alone.
+            self.provider.check_name(to)?;
+            self.index.rename_tree(&self.root, from, to)?;
+            if over_remote {
+                self.index.journal_maybe_remote(&self.root, to)?;
+            }
+        } else {
+            self.rename_on_provider(from, to, kind).await?;
+        }
+        let mut pending = self.pending();
+        let (lo, hi) = (format!("{to}/"), format!("{to}0"));
+        let replaced: Vec<String> = pending
+            .keys()
+            .filter(|p| *p == to || (p.as_str() > lo.as_str() && p.as_str() < hi.as_str()))
+            .cloned()
+            .collect();
+        for path in replaced {
+            if let Some(old) = pending.remove(&path) {
+                old.copy.keep(false);
+            }
+        }
+        let moved: Vec<String> = pending.keys().filter(|p| *p == from || is_below(p, from)).cloned().collect();
+        for path in moved {
+            if let Some(mut p) = pending.remove(&path) {
+                // An upload that was waiting for this lock finds nothing at the old path.
+                p.uploading = false;
+                if path == from && over_remote {
+                    p.entry.is_new = false;
+                }
+                pending.insert(format!("{to}{}", &path[from.len()..]), p);
+            }
+        }
+        drop(pending);
+        self.config.copies.invalidate_tree(&self.root, from);
+        self.config.copies.invalidate_tree(&self.root, to);
+        self.uploads.wake.notify_one();
+        Ok(())
+    }
+
+    async fn rename_on_provider(&self, from: &str, to: &str, kind: EntryKind) -> Result<()> {
         let object_kind = if kind == EntryKind::Dir { ObjectKind::Dir } else { ObjectKind::File };
         // Providers that rewrite a file to rename it (encrypted, or copy + delete) give
         // it a new provider mtime; keep recognising it as ours if it was before.
@@ -220,9 +471,9 @@ impl Store {
         self.index.xattr_remove(&self.root, path, name)
     }
 
-    /// Space where local state lives (the staging area); what `df` on the mount shows.
+    /// Space where local state lives (the local copies); what `df` on the mount shows.
     pub fn statfs(&self) -> Result<FsStats> {
-        let st = nix::sys::statvfs::statvfs(&self.staging_dir)
+        let st = nix::sys::statvfs::statvfs(self.config.copies.dir())
             .map_err(|e| Error::io("statvfs", std::io::Error::from_raw_os_error(e as i32)))?;
         Ok(FsStats {
             blocks: st.blocks(),
@@ -235,11 +486,56 @@ impl Store {
     }
 }
 
-fn merge(meta: &ObjectMeta, ov: Option<&Overlay>) -> Entry {
-    let kind = match (meta.kind, ov.and_then(|o| o.symlink.as_ref())) {
-        (ObjectKind::Dir, _) => EntryKind::Dir,
-        (ObjectKind::File, Some(_)) => EntryKind::Symlink,
-        (ObjectKind::File, None) => EntryKind::File,
+impl Pending {
+    /// A row just committed (or found in the journal at start), due after `delay`.
+    fn committed(copy: Arc<LocalCopy>, entry: JournalEntry, delay: Duration) -> Self {
+        let now = Instant::now();
+        Self {
+            committed_gen: copy.generation(),
+            copy,
+            entry,
+            committed_at: now.checked_sub(delay).unwrap_or(now),
+            uploading: false,
+            attempts: 0,
+            retry_at: None,
+        }
+    }
+}
+
+/// A pending file's entry: its local contents with the index's attributes.
+fn pending_entry(copy: &LocalCopy, ov: Option<&Overlay>) -> Result<Entry> {
+    Ok(Entry {
+        kind: EntryKind::File,
+        size: copy.len()?,
+        mtime: ov.and_then(|o| o.mtime),
+        mode: ov.and_then(|o| o.mode),
+        uid: ov.and_then(|o| o.uid),
+        gid: ov.and_then(|o| o.gid),
+    })
+}
+
+pub(crate) fn parent_of(path: &str) -> &str {
+    path.rsplit_once('/').map_or("", |(p, _)| p)
+}
+
+fn name_of(path: &str) -> &str {
+    path.rsplit_once('/').map_or(path, |(_, n)| n)
+}
+
+pub(crate) fn remote_entry(meta: &ObjectMeta) -> RemoteEntry {
+    RemoteEntry { is_dir: meta.kind == ObjectKind::Dir, size: meta.size, mtime: meta.mtime }
+}
+
+/// Errors that say "could not reach it", not "it answered no": then work offline.
+pub(crate) fn is_unreachable(e: &oxidrive_providers::Error) -> bool {
+    e.is_unreachable()
+}
+
+fn merge(meta: &RemoteEntry, ov: Option<&Overlay>) -> Entry {
+    let kind = match (meta.is_dir, ov.and_then(|o| o.symlink.as_ref())) {
+        (true, _) => EntryKind::Dir,
+        (false, Some(_)) => EntryKind::Symlink,
+        (false, None) => EntryKind::File,
     };
     // A file changed by someone else since our last upload keeps the provider's mtime.
     let ours = ov.is_some_and(|o| match (kind, o.remote) {
@@ -266,13 +562,8 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn meta(size: u64, secs: u64) -> ObjectMeta {
-        ObjectMeta {
-            kind: ObjectKind::File,
-            size,
-            mtime: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs)),
-            etag: None,
-        }
+    fn meta(size: u64, secs: u64) -> RemoteEntry {
+        RemoteEntry { is_dir: false, size, mtime: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs)) }
     }
 
     #[test]

@@ -14,18 +14,11 @@ pub(crate) const OVERHEAD: usize = NONCE_BYTES + TAG_BYTES;
 
 /// Builds an AES-256-GCM key; only fails if ring rejects a 32-byte key (it does not).
 pub(crate) fn key(bytes: &[u8; 32]) -> Result<LessSafeKey> {
-    UnboundKey::new(&AES_256_GCM, bytes)
-        .map(LessSafeKey::new)
-        .map_err(|_| Error::Internal("AES-256-GCM key setup"))
+    UnboundKey::new(&AES_256_GCM, bytes).map(LessSafeKey::new).map_err(|_| Error::Internal("AES-256-GCM key setup"))
 }
 
 /// Seals `plaintext` under a fresh random nonce.
-pub(crate) fn seal(
-    key: &LessSafeKey,
-    aad: &[u8],
-    plaintext: &[u8],
-    rng: &dyn RandomSource,
-) -> Result<Vec<u8>> {
+pub(crate) fn seal(key: &LessSafeKey, aad: &[u8], plaintext: &[u8], rng: &dyn RandomSource) -> Result<Vec<u8>> {
     let nonce: [u8; NONCE_BYTES] = random_array(rng)?;
     seal_with_nonce(key, nonce, aad, plaintext)
 }
@@ -42,31 +35,18 @@ pub(crate) fn seal_with_nonce(
     out.extend_from_slice(&nonce);
     out.extend_from_slice(plaintext);
     let tag = key
-        .seal_in_place_separate_tag(
-            Nonce::assume_unique_for_key(nonce),
-            Aad::from(aad),
-            &mut out[NONCE_BYTES..],
-        )
+        .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut out[NONCE_BYTES..])
         .map_err(|_| Error::Internal("AES-256-GCM seal"))?;
     out.extend_from_slice(tag.as_ref());
     Ok(out)
 }
 
 /// Opens a `nonce || ciphertext || tag` message; `what` names it in the error.
-pub(crate) fn open(
-    key: &LessSafeKey,
-    aad: &[u8],
-    sealed: &[u8],
-    what: &'static str,
-) -> Result<Vec<u8>> {
+pub(crate) fn open(key: &LessSafeKey, aad: &[u8], sealed: &[u8], what: &'static str) -> Result<Vec<u8>> {
     let (nonce, body) = split_nonce(sealed).ok_or(Error::Authentication(what))?;
     let mut buf = body.to_vec();
     let plain_len = key
-        .open_in_place(
-            Nonce::assume_unique_for_key(nonce),
-            Aad::from(aad),
-            &mut buf,
-        )
+        .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut buf)
         .map_err(|_| Error::Authentication(what))?
         .len();
     buf.truncate(plain_len);

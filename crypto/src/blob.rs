@@ -20,18 +20,8 @@ pub const BLOB_VERSION: u8 = 1;
 pub const BLOB_OVERHEAD: usize = 1 + aead::OVERHEAD;
 
 /// Seals `bytes` under `key`, bound to `purpose_aad`.
-pub fn seal_blob(
-    key: &SubKey,
-    purpose_aad: &[u8],
-    bytes: &[u8],
-    rng: &dyn RandomSource,
-) -> Result<Vec<u8>> {
-    let sealed = aead::seal(
-        &aead::key(key.expose_secret())?,
-        &aad(purpose_aad),
-        bytes,
-        rng,
-    )?;
+pub fn seal_blob(key: &SubKey, purpose_aad: &[u8], bytes: &[u8], rng: &dyn RandomSource) -> Result<Vec<u8>> {
+    let sealed = aead::seal(&aead::key(key.expose_secret())?, &aad(purpose_aad), bytes, rng)?;
     let mut out = Vec::with_capacity(1 + sealed.len());
     out.push(BLOB_VERSION);
     out.extend_from_slice(&sealed);
@@ -43,19 +33,11 @@ pub fn open_blob(key: &SubKey, purpose_aad: &[u8], sealed: &[u8]) -> Result<Vec<
     match sealed.first() {
         Some(&BLOB_VERSION) => {}
         Some(&version) => {
-            return Err(Error::UnsupportedVersion {
-                what: "blob",
-                version,
-            });
+            return Err(Error::UnsupportedVersion { what: "blob", version });
         }
         None => return Err(Error::Authentication("blob")),
     }
-    aead::open(
-        &aead::key(key.expose_secret())?,
-        &aad(purpose_aad),
-        &sealed[1..],
-        "blob",
-    )
+    aead::open(&aead::key(key.expose_secret())?, &aad(purpose_aad), &sealed[1..], "blob")
 }
 
 fn aad(purpose_aad: &[u8]) -> Vec<u8> {

@@ -24,11 +24,7 @@ pub enum Error {
     UnsupportedVersion { what: &'static str, version: u8 },
     /// A fixed-size object has the wrong length.
     #[error("{what} has length {got}, expected {expected}")]
-    BadLength {
-        what: &'static str,
-        expected: usize,
-        got: usize,
-    },
+    BadLength { what: &'static str, expected: usize, got: usize },
     /// No plaintext size encrypts to this ciphertext size (truncated or padded object).
     #[error("ciphertext size {0} is impossible for the content format")]
     ImpossibleSize(u64),

@@ -93,13 +93,8 @@ pub enum Purpose {
 
 impl Purpose {
     /// All purposes, for tests and documentation.
-    pub const ALL: [Purpose; 5] = [
-        Purpose::ContentKeyWrap,
-        Purpose::NameEncryption,
-        Purpose::NameNonce,
-        Purpose::Metadata,
-        Purpose::LocalState,
-    ];
+    pub const ALL: [Purpose; 5] =
+        [Purpose::ContentKeyWrap, Purpose::NameEncryption, Purpose::NameNonce, Purpose::Metadata, Purpose::LocalState];
 
     /// The HKDF info string. Changing one changes the on-disk format.
     pub const fn info(self) -> &'static str {
@@ -118,7 +113,7 @@ impl Purpose {
 /// One output block needs one HMAC for extract and one for expand; writing it out
 /// keeps `derive_subkey` infallible (ring's HKDF API is fallible for long outputs).
 /// A test checks it against `ring::hkdf`.
-fn hkdf_sha256_32(ikm: &[u8], info: &[u8]) -> [u8; KEY_LEN] {
+pub(crate) fn hkdf_sha256_32(ikm: &[u8], info: &[u8]) -> [u8; KEY_LEN] {
     // An empty salt is the same HMAC key as RFC 5869's default of HashLen zero bytes.
     let prk = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, &[]), ikm);
     let mut ctx = hmac::Context::with_key(&hmac::Key::new(hmac::HMAC_SHA256, prk.as_ref()));
@@ -142,10 +137,7 @@ mod tests {
             let info = [purpose.info().as_bytes()];
             let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, &[]).extract(&ikm);
             let mut expected = [0u8; 32];
-            prk.expand(&info, hkdf::HKDF_SHA256)
-                .unwrap()
-                .fill(&mut expected)
-                .unwrap();
+            prk.expand(&info, hkdf::HKDF_SHA256).unwrap().fill(&mut expected).unwrap();
             assert_eq!(hkdf_sha256_32(&ikm, info[0]), expected, "{purpose:?}");
         }
     }
@@ -153,10 +145,7 @@ mod tests {
     #[test]
     fn subkeys_differ_per_purpose() {
         let master = MasterKey::from_bytes([1u8; 32]);
-        let keys: Vec<_> = Purpose::ALL
-            .iter()
-            .map(|p| *master.derive_subkey(*p).expose_secret())
-            .collect();
+        let keys: Vec<_> = Purpose::ALL.iter().map(|p| *master.derive_subkey(*p).expose_secret()).collect();
         for (i, a) in keys.iter().enumerate() {
             for b in &keys[i + 1..] {
                 assert_ne!(a, b);

@@ -1,60 +1,64 @@
-//! Ephemeral encryption for local scratch files (staging copies of open files).
+//! Encryption of local files: cache copies of provider files and their pending changes.
 //!
 //! ```text
 //! sealed block = nonce (12) | AES-256-GCM(plaintext) | tag (16)
-//! AAD          = "oxidrive local block v1" || instance id (16) || index as u64 BE (8)
-//! key          = 32 random bytes drawn by `EphemeralCipher::new`, kept only in memory
+//! AAD          = "oxidrive local block v1" || file id (16) || index as u64 BE (8)
+//! key          = HKDF-SHA256(local-state key, info "oxidrive v1 local-cache-blocks")
+//!                (or 32 random bytes kept only in memory, for scratch files)
 //! ```
 //!
-//! A scratch file lives for one process run, so its key is never derived, wrapped or
-//! stored: it is drawn at random and dies with the [`EphemeralCipher`]. The block index
-//! in the AAD makes a block moved to another slot fail to open; the random instance id
-//! makes a block copied from another scratch file fail to open even if (by a broken RNG)
-//! two instances shared a key. Nonces are random per seal: after 2^32 seals under one
-//! instance (256 TiB of 64 KiB blocks) the chance of any repeat is still below 2^-32.
+//! Each local file has a random 16-byte id, drawn when it is created and recorded (for
+//! persistent files) in the encrypted index. A new version of a file's contents always
+//! gets a new id, so the id binds a block to (file, version); the block index in the
+//! AAD binds it to its place. A block moved to another slot, copied from another file
+//! or left over from an older version fails to open. Nonces are random per seal: after
+//! 2^32 seals under one key the chance of any repeat is still below 2^-32.
 
 use std::fmt;
 
 use ring::aead::LessSafeKey;
 use zeroize::Zeroize;
 
+use crate::Result;
 use crate::aead;
 use crate::rng::{RandomSource, random_array};
-use crate::Result;
 
 /// Bytes a sealed block adds to its plaintext: nonce (12) + tag (16).
 pub const BLOCK_OVERHEAD: usize = aead::OVERHEAD;
-/// Length of the random per-instance id bound into every block's AAD.
-pub const INSTANCE_ID_LEN: usize = 16;
+/// Length of the random per-file id bound into every block's AAD.
+pub const FILE_ID_LEN: usize = 16;
 
 const DOMAIN: &[u8] = b"oxidrive local block v1";
+const KEY_INFO: &[u8] = b"oxidrive v1 local-cache-blocks";
 
-/// An AES-256-GCM key for one local scratch file, drawn at random and held only here.
-pub struct EphemeralCipher {
+/// The AES-256-GCM key and id of one local file.
+pub struct LocalCipher {
     key: LessSafeKey,
-    instance: [u8; INSTANCE_ID_LEN],
+    instance: [u8; FILE_ID_LEN],
 }
 
-impl EphemeralCipher {
-    /// Draws a fresh key and instance id (in that order: key 32 bytes, id 16 bytes).
-    pub fn new(rng: &dyn RandomSource) -> Result<Self> {
+impl LocalCipher {
+    /// A scratch file's cipher: a fresh random key and id (in that order: key 32 bytes,
+    /// id 16 bytes); nothing can open its blocks once this value is dropped.
+    pub fn ephemeral(rng: &dyn RandomSource) -> Result<Self> {
         let mut bytes: [u8; 32] = random_array(rng)?;
         let key = aead::key(&bytes);
         bytes.zeroize();
-        Ok(Self {
-            key: key?,
-            instance: random_array(rng)?,
-        })
+        Ok(Self { key: key?, instance: random_array(rng)? })
+    }
+
+    /// A persistent file's cipher: the block key derived from the local-state key, and
+    /// the file's recorded id.
+    pub fn keyed(state_key: &[u8; 32], file_id: [u8; FILE_ID_LEN]) -> Result<Self> {
+        let mut bytes = crate::keys::hkdf_sha256_32(state_key, KEY_INFO);
+        let key = aead::key(&bytes);
+        bytes.zeroize();
+        Ok(Self { key: key?, instance: file_id })
     }
 
     /// Seals block `index` under a fresh random nonce: `nonce || ciphertext || tag`,
     /// exactly `plaintext.len() + BLOCK_OVERHEAD` bytes.
-    pub fn seal_block(
-        &self,
-        index: u64,
-        plaintext: &[u8],
-        rng: &dyn RandomSource,
-    ) -> Result<Vec<u8>> {
+    pub fn seal_block(&self, index: u64, plaintext: &[u8], rng: &dyn RandomSource) -> Result<Vec<u8>> {
         aead::seal(&self.key, &self.aad(index), plaintext, rng)
     }
 
@@ -63,10 +67,10 @@ impl EphemeralCipher {
         aead::open(&self.key, &self.aad(index), sealed, "local block")
     }
 
-    fn aad(&self, index: u64) -> [u8; DOMAIN.len() + INSTANCE_ID_LEN + 8] {
-        let mut aad = [0u8; DOMAIN.len() + INSTANCE_ID_LEN + 8];
+    fn aad(&self, index: u64) -> [u8; DOMAIN.len() + FILE_ID_LEN + 8] {
+        let mut aad = [0u8; DOMAIN.len() + FILE_ID_LEN + 8];
         let (domain, rest) = aad.split_at_mut(DOMAIN.len());
-        let (instance, idx) = rest.split_at_mut(INSTANCE_ID_LEN);
+        let (instance, idx) = rest.split_at_mut(FILE_ID_LEN);
         domain.copy_from_slice(DOMAIN);
         instance.copy_from_slice(&self.instance);
         idx.copy_from_slice(&index.to_be_bytes());
@@ -74,9 +78,9 @@ impl EphemeralCipher {
     }
 }
 
-impl fmt::Debug for EphemeralCipher {
+impl fmt::Debug for LocalCipher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("EphemeralCipher(<redacted>)")
+        f.write_str("LocalCipher(<redacted>)")
     }
 }
 
@@ -86,8 +90,8 @@ mod tests {
     use crate::Error;
     use ring::rand::SystemRandom;
 
-    fn cipher() -> EphemeralCipher {
-        EphemeralCipher::new(&SystemRandom::new()).unwrap()
+    fn cipher() -> LocalCipher {
+        LocalCipher::ephemeral(&SystemRandom::new()).unwrap()
     }
 
     #[test]
@@ -107,24 +111,15 @@ mod tests {
         let rng = SystemRandom::new();
         let c = cipher();
         let sealed = c.seal_block(3, b"block three", &rng).unwrap();
-        assert_eq!(
-            c.open_block(4, &sealed),
-            Err(Error::Authentication("local block"))
-        );
-        assert_eq!(
-            c.open_block(3 + (1 << 32), &sealed),
-            Err(Error::Authentication("local block"))
-        );
+        assert_eq!(c.open_block(4, &sealed), Err(Error::Authentication("local block")));
+        assert_eq!(c.open_block(3 + (1 << 32), &sealed), Err(Error::Authentication("local block")));
     }
 
     #[test]
     fn block_from_another_instance_fails() {
         let rng = SystemRandom::new();
         let sealed = cipher().seal_block(0, b"elsewhere", &rng).unwrap();
-        assert_eq!(
-            cipher().open_block(0, &sealed),
-            Err(Error::Authentication("local block"))
-        );
+        assert_eq!(cipher().open_block(0, &sealed), Err(Error::Authentication("local block")));
     }
 
     #[test]
@@ -154,7 +149,22 @@ mod tests {
     }
 
     #[test]
+    fn keyed_cipher_binds_key_and_file_id() {
+        let rng = SystemRandom::new();
+        let a = LocalCipher::keyed(&[7; 32], [1; FILE_ID_LEN]).unwrap();
+        let sealed = a.seal_block(2, b"persistent", &rng).unwrap();
+        let again = LocalCipher::keyed(&[7; 32], [1; FILE_ID_LEN]).unwrap();
+        assert_eq!(again.open_block(2, &sealed).unwrap(), b"persistent");
+        for other in [
+            LocalCipher::keyed(&[7; 32], [2; FILE_ID_LEN]).unwrap(),
+            LocalCipher::keyed(&[8; 32], [1; FILE_ID_LEN]).unwrap(),
+        ] {
+            assert_eq!(other.open_block(2, &sealed), Err(Error::Authentication("local block")));
+        }
+    }
+
+    #[test]
     fn debug_does_not_leak() {
-        assert_eq!(format!("{:?}", cipher()), "EphemeralCipher(<redacted>)");
+        assert_eq!(format!("{:?}", cipher()), "LocalCipher(<redacted>)");
     }
 }

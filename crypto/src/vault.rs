@@ -51,19 +51,11 @@ pub struct KdfParams {
 
 impl KdfParams {
     /// What `oxidrive init` uses: 64 MiB, 3 passes, 1 lane (0.2 s per unlock on a 2.8 GHz Xeon).
-    pub const DEFAULT: KdfParams = KdfParams {
-        m_cost_kib: 64 * 1024,
-        t_cost: 3,
-        parallelism: 1,
-    };
+    pub const DEFAULT: KdfParams = KdfParams { m_cost_kib: 64 * 1024, t_cost: 3, parallelism: 1 };
 
     /// The cheapest accepted parameters. For tests only: they offer no brute-force
     /// resistance.
-    pub const INSECURE_TEST_ONLY: KdfParams = KdfParams {
-        m_cost_kib: 8,
-        t_cost: 1,
-        parallelism: 1,
-    };
+    pub const INSECURE_TEST_ONLY: KdfParams = KdfParams { m_cost_kib: 8, t_cost: 1, parallelism: 1 };
 
     /// Upper bounds keep a hostile vault object from making unlock eat the machine.
     const MAX_M_COST_KIB: u32 = 4 * 1024 * 1024;
@@ -80,9 +72,7 @@ impl KdfParams {
         }
         // Argon2 needs at least 8 KiB per lane.
         if self.m_cost_kib < 8 * self.parallelism || self.m_cost_kib > Self::MAX_M_COST_KIB {
-            return Err(Error::KdfParams(
-                "m_cost must be at least 8 KiB per lane and at most 4 GiB",
-            ));
+            return Err(Error::KdfParams("m_cost must be at least 8 KiB per lane and at most 4 GiB"));
         }
         Ok(())
     }
@@ -117,38 +107,23 @@ pub struct Vault {
 
 impl Vault {
     /// Creates a vault holding a fresh master key, returning both.
-    pub fn create(
-        passphrase: &[u8],
-        params: KdfParams,
-        rng: &dyn RandomSource,
-    ) -> Result<(Vault, MasterKey)> {
+    pub fn create(passphrase: &[u8], params: KdfParams, rng: &dyn RandomSource) -> Result<(Vault, MasterKey)> {
         let master = MasterKey::generate(rng)?;
         let vault = Self::wrap(&master, passphrase, params, rng)?;
         Ok((vault, master))
     }
 
     /// Wraps an existing master key under `passphrase` with a fresh salt and nonce.
-    pub fn wrap(
-        master: &MasterKey,
-        passphrase: &[u8],
-        params: KdfParams,
-        rng: &dyn RandomSource,
-    ) -> Result<Vault> {
+    pub fn wrap(master: &MasterKey, passphrase: &[u8], params: KdfParams, rng: &dyn RandomSource) -> Result<Vault> {
         params.validate()?;
         let salt: [u8; SALT_LEN] = random_array(rng)?;
         let nonce: [u8; aead::NONCE_BYTES] = random_array(rng)?;
         let aad = aad_bytes(&params, &salt, &nonce);
         let kek = aead::key(&*params.derive(passphrase, &salt)?)?;
         let sealed = aead::seal_with_nonce(&kek, nonce, &aad, master.expose_secret())?;
-        let wrapped = sealed[aead::NONCE_BYTES..]
-            .try_into()
-            .map_err(|_| Error::Internal("wrapped master key length"))?;
-        Ok(Vault {
-            params,
-            salt,
-            nonce,
-            wrapped,
-        })
+        let wrapped =
+            sealed[aead::NONCE_BYTES..].try_into().map_err(|_| Error::Internal("wrapped master key length"))?;
+        Ok(Vault { params, salt, nonce, wrapped })
     }
 
     /// Recovers the master key. Any failure to authenticate is `WrongPassphrase`.
@@ -158,13 +133,9 @@ impl Vault {
         let mut sealed = Vec::with_capacity(aead::NONCE_BYTES + self.wrapped.len());
         sealed.extend_from_slice(&self.nonce);
         sealed.extend_from_slice(&self.wrapped);
-        let plain = Zeroizing::new(
-            aead::open(&kek, &aad, &sealed, "vault").map_err(|_| Error::WrongPassphrase)?,
-        );
-        let bytes: [u8; KEY_LEN] = plain
-            .as_slice()
-            .try_into()
-            .map_err(|_| Error::Internal("unwrapped master key length"))?;
+        let plain = Zeroizing::new(aead::open(&kek, &aad, &sealed, "vault").map_err(|_| Error::WrongPassphrase)?);
+        let bytes: [u8; KEY_LEN] =
+            plain.as_slice().try_into().map_err(|_| Error::Internal("unwrapped master key length"))?;
         Ok(MasterKey::from_bytes(bytes))
     }
 
@@ -199,16 +170,10 @@ impl Vault {
         if bytes.len() < VAULT_MAGIC.len() || bytes[..4] != VAULT_MAGIC {
             return Err(Error::BadMagic("vault"));
         }
-        let bytes: &[u8; VAULT_LEN] = bytes.try_into().map_err(|_| Error::BadLength {
-            what: "vault",
-            expected: VAULT_LEN,
-            got: bytes.len(),
-        })?;
+        let bytes: &[u8; VAULT_LEN] =
+            bytes.try_into().map_err(|_| Error::BadLength { what: "vault", expected: VAULT_LEN, got: bytes.len() })?;
         if bytes[4] != VAULT_VERSION {
-            return Err(Error::UnsupportedVersion {
-                what: "vault",
-                version: bytes[4],
-            });
+            return Err(Error::UnsupportedVersion { what: "vault", version: bytes[4] });
         }
         if bytes[5] != KDF_ARGON2ID_V13 {
             return Err(Error::KdfParams("unknown KDF identifier"));
@@ -225,21 +190,12 @@ impl Vault {
         nonce.copy_from_slice(&bytes[NONCE_AT..AAD_LEN]);
         let mut wrapped = [0u8; KEY_LEN + aead::TAG_BYTES];
         wrapped.copy_from_slice(&bytes[AAD_LEN..]);
-        Ok(Vault {
-            params,
-            salt,
-            nonce,
-            wrapped,
-        })
+        Ok(Vault { params, salt, nonce, wrapped })
     }
 }
 
 /// Every header byte before the ciphertext: both the serialized prefix and the AAD.
-fn aad_bytes(
-    params: &KdfParams,
-    salt: &[u8; SALT_LEN],
-    nonce: &[u8; aead::NONCE_BYTES],
-) -> [u8; AAD_LEN] {
+fn aad_bytes(params: &KdfParams, salt: &[u8; SALT_LEN], nonce: &[u8; aead::NONCE_BYTES]) -> [u8; AAD_LEN] {
     let mut out = [0u8; AAD_LEN];
     out[..4].copy_from_slice(&VAULT_MAGIC);
     out[4] = VAULT_VERSION;

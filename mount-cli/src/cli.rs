@@ -23,6 +23,37 @@ pub enum Command {
     Decrypt(DecryptArgs),
     /// Add, list, remove or check the configured providers.
     Provider(ProviderArgs),
+    /// Show each provider's state and the uploads still pending (asks the running mount).
+    Status,
+    /// Wait until every change made so far is on the providers (asks the running mount).
+    Sync(SyncArgs),
+    /// Download files and folders whole and keep them cached (new files in a pinned
+    /// folder are kept too); pinned data is never evicted.
+    Pin(PinArgs),
+    /// Let pinned files and folders be evicted again.
+    Unpin(PinArgs),
+    /// Drop the cached copies of files to reclaim space (changes not yet uploaded stay).
+    Free(PinArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PinArgs {
+    /// Files or folders inside the mount.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// Wait for the uploads (the only mode today; says what the command does).
+    #[arg(long)]
+    pub wait: bool,
+    /// Give up after this many seconds, exiting non-zero and naming what is pending.
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<f64>,
+    /// Print nothing on success.
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]
@@ -72,6 +103,51 @@ pub struct MountArgs {
     /// else the terminal).
     #[arg(long)]
     pub passphrase_file: Option<PathBuf>,
+    /// Where local copies of changed files live. Default: $XDG_CACHE_HOME/oxidrive
+    #[arg(long, env = "OXIDRIVE_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Most disk space the read cache may take (K, M, G, T suffixes); changes waiting
+    /// for upload and pinned files are kept beyond it.
+    #[arg(long, value_name = "SIZE", default_value = "10G")]
+    pub cache_size: ByteSize,
+    /// Seconds a saved file waits before upload, so quick repeated saves upload once.
+    #[arg(long, value_name = "SECONDS", default_value_t = 2.0)]
+    pub write_back: f64,
+    /// At unmount, wait at most this many seconds for pending uploads; what is left
+    /// stays in the journal and uploads at the next mount.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    pub drain: f64,
+}
+
+/// A size in bytes, written like `500M` or `10G` (powers of 1024).
+#[derive(Debug, Clone, Copy)]
+pub struct ByteSize(pub u64);
+
+impl std::str::FromStr for ByteSize {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        let (num, mult) = match t.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+            Some((i, _)) => {
+                let mult: u64 = match t[i..].to_ascii_uppercase().trim_end_matches("IB").trim_end_matches('B') {
+                    "" => 1,
+                    "K" => 1 << 10,
+                    "M" => 1 << 20,
+                    "G" => 1 << 30,
+                    "T" => 1 << 40,
+                    _ => return Err(format!("{s:?}: unknown unit (use K, M, G or T)")),
+                };
+                (&t[..i], mult)
+            }
+            None => (t, 1),
+        };
+        let n: f64 = num.trim().parse().map_err(|_| format!("{s:?} is not a size like 500M or 10G"))?;
+        if !n.is_finite() || n < 0.0 {
+            return Err(format!("{s:?} is not a size"));
+        }
+        Ok(ByteSize((n * mult as f64) as u64))
+    }
 }
 
 #[derive(Debug, Args)]

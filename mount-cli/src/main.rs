@@ -2,11 +2,13 @@
 
 mod cli;
 mod config;
+mod control;
 mod decrypt_cmd;
 mod init_cmd;
 mod mount_cmd;
 mod mountpoint;
 mod paths;
+mod pin_cmd;
 mod provider_cmd;
 mod unlock;
 mod unmount_cmd;
@@ -25,6 +27,11 @@ fn main() -> std::process::ExitCode {
         cli::Command::Passwd(args) => init_cmd::passwd(args),
         cli::Command::Decrypt(args) => decrypt_cmd::run(args),
         cli::Command::Provider(args) => provider_cmd::run(args),
+        cli::Command::Status => control::status(),
+        cli::Command::Sync(args) => control::sync(args),
+        cli::Command::Pin(args) => pin_cmd::pin(args),
+        cli::Command::Unpin(args) => pin_cmd::unpin(args),
+        cli::Command::Free(args) => pin_cmd::free(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -2,7 +2,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use oxidrive_cache::{Index, Store};
+use oxidrive_cache::{Copies, Index, Store, StoreConfig, sweep_copies};
 use oxidrive_platform::MountOptions;
 use oxidrive_vfs::{Caller, RootSpec, Vfs, ViewConfig};
 
@@ -10,7 +10,7 @@ use crate::cli::MountArgs;
 use crate::config::Config;
 use crate::paths::{Dirs, default_mountpoint};
 use crate::unlock::{self, PassSource};
-use crate::{mountpoint, unmount_cmd};
+use crate::{control, mountpoint, unmount_cmd};
 
 pub fn run(args: MountArgs) -> Result<()> {
     // HTTP providers use rustls with ring (we already build ring; aws-lc is not needed).
@@ -36,11 +36,6 @@ pub fn run(args: MountArgs) -> Result<()> {
     let pass = PassSource::current(args.passphrase_file.clone());
     let unlocked = rt.block_on(unlock::open_all(specs, &dirs.state, &pass))?;
 
-    let staging = dirs.cache.join("staging");
-    // Staging files are never the only copy of acknowledged data: close/fsync upload
-    // before returning. Leftovers from a crash are therefore safe to drop.
-    let _ = std::fs::remove_dir_all(&staging);
-    std::fs::create_dir_all(&staging).with_context(|| format!("cannot create {}", staging.display()))?;
     // An encrypted index when anything is encrypted; a separate plain one otherwise, so
     // the two never meet.
     let index_file = if unlocked.local_key.is_some() { "index.sqlite" } else { "index-plain.sqlite" };
@@ -48,16 +43,44 @@ pub fn run(args: MountArgs) -> Result<()> {
         Arc::new(Index::open(&dirs.state.join(index_file), unlocked.local_key.as_ref()).with_context(|| {
             format!("cannot open the metadata index {} (wrong key, or damaged)", dirs.state.join(index_file).display())
         })?);
+    let cache_dir = args.cache_dir.clone().unwrap_or_else(|| dirs.cache.clone());
+    let copies_dir = cache_dir.join(if unlocked.local_key.is_some() { "copies" } else { "copies-plain" });
+    std::fs::create_dir_all(&copies_dir).with_context(|| format!("cannot create {}", copies_dir.display()))?;
+    // Before 0.2 open files were staged here; nothing there is needed any more.
+    let _ = std::fs::remove_dir_all(dirs.cache.join("staging"));
+    let swept = sweep_copies(&copies_dir, &index).context("cannot clean up the local copies")?;
+    if swept > 0 {
+        tracing::info!(files = swept, "removed local copies no pending change refers to");
+    }
+    let copy_key = match unlocked.local_key {
+        Some(key) => key,
+        None => unlock::plain_copy_key(&dirs.state)?,
+    };
+    let write_back = Duration::try_from_secs_f64(args.write_back).context("--write-back: not a number of seconds")?;
+    let copies = Arc::new(Copies::new(&copies_dir, copy_key, args.cache_size.0, index.clone()));
+    let store_config = StoreConfig { copies: copies.clone(), write_back };
 
     let names: Vec<String> = unlocked.providers.iter().map(|(s, _)| s.name.clone()).collect();
     let mut roots = Vec::new();
+    let mut control_roots = Vec::new();
     for (spec, provider) in unlocked.providers {
-        let store = Arc::new(Store::new(&spec.name, provider, index.clone(), &staging));
+        let store = Store::new(&spec.name, provider, index.clone(), store_config.clone())
+            .with_context(|| format!("cannot read the journal of {:?}", spec.name))?;
+        let store = Arc::new(store);
+        {
+            let _rt = rt.enter();
+            store.start_uploads();
+        }
+        control_roots.push((spec.name.clone(), Ok(store.clone())));
         roots.push(RootSpec { name: spec.name.clone(), shared: spec.shared, store: Ok(store) });
     }
     for (spec, why) in unlocked.failed {
+        control_roots.push((spec.name.clone(), Err(why.clone())));
         roots.push(RootSpec { name: spec.name.clone(), shared: spec.shared, store: Err(why) });
     }
+    let control_roots = Arc::new(control::Roots { roots: control_roots, copies });
+    let socket = control::socket_path(&dirs);
+    control::serve(&rt, &socket, control_roots.clone())?;
     let owner = Caller { uid: nix::unistd::getuid().as_raw(), gid: nix::unistd::getgid().as_raw() };
     let vfs = Arc::new(Vfs::new(roots, ViewConfig::default(), owner)?);
 
@@ -80,9 +103,9 @@ pub fn run(args: MountArgs) -> Result<()> {
     })?;
 
     if signalled {
-        tracing::info!("stopping: uploading open files, then unmounting");
+        tracing::info!("stopping: committing open files, then unmounting");
         if let Err(e) = rt.block_on(vfs.flush_all()) {
-            tracing::error!(error = %e, "some open files could not be uploaded");
+            tracing::error!(error = %e, "some open files could not be committed");
         }
         if let Err(e) = unmount_cmd::unmount(&mountpoint, false) {
             tracing::warn!(error = %e, "clean unmount failed; detaching lazily");
@@ -95,8 +118,27 @@ pub fn run(args: MountArgs) -> Result<()> {
         Err(e) if signalled && e.raw_os_error() == Some(libc::ECONNABORTED) => {}
         other => other.context("filesystem session ended with an error")?,
     }
+    drain(&rt, &control_roots, args.drain);
+    let _ = std::fs::remove_file(&socket);
     tracing::info!(mountpoint = %mountpoint.display(), "unmounted");
     Ok(())
+}
+
+/// Gives pending uploads a last chance; what does not make it stays in the journal.
+fn drain(rt: &tokio::runtime::Runtime, roots: &control::Roots, secs: f64) {
+    let secs = if secs.is_finite() { secs.clamp(0.0, 1e9) } else { 0.0 };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(secs);
+    let pending = roots.pending_summary();
+    if pending.is_empty() {
+        return;
+    }
+    tracing::info!(pending = %pending.join("; "), "uploading what is still pending before exit");
+    if !rt.block_on(roots.wait_uploaded(Some(deadline))) {
+        tracing::warn!(
+            pending = %roots.pending_summary().join("; "),
+            "some changes are not uploaded yet; they are kept in the journal and upload at the next mount"
+        );
+    }
 }
 
 /// Whether /etc/fuse.conf lets ordinary users pass allow_other/auto_unmount.

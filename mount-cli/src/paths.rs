@@ -11,6 +11,8 @@ pub struct Dirs {
     pub default_local: PathBuf,
     pub state: PathBuf,
     pub cache: PathBuf,
+    /// Sockets: the runtime directory when there is one, else the state directory.
+    pub runtime: PathBuf,
 }
 
 impl Dirs {
@@ -20,11 +22,14 @@ impl Dirs {
         let state = dirs::state_dir().or_else(|| dirs::home_dir().map(|h| h.join(".local/state")));
         let state = state.context("cannot find a state directory (set XDG_STATE_HOME or HOME)")?;
         let cache = dirs::cache_dir().context("cannot find a cache directory (set XDG_CACHE_HOME or HOME)")?;
+        let state = state.join("oxidrive");
+        let runtime = dirs::runtime_dir().map_or_else(|| state.clone(), |r| r.join("oxidrive"));
         Ok(Self {
             config_file: config.join("oxidrive/config.toml"),
             default_local: data.join("oxidrive/local"),
-            state: state.join("oxidrive"),
+            state,
             cache: cache.join("oxidrive"),
+            runtime,
         })
     }
 }

@@ -75,25 +75,56 @@ pub async fn open_all(specs: Vec<ProviderSpec>, state_dir: &Path, pass: &PassSou
     let local_vault_path = state_dir.join("local.vault");
     let mut backends = Vec::new();
     let mut failed = Vec::new();
+    // Written only once the passphrase is known good: a failed unlock changes nothing.
+    let mut seen_now = Vec::new();
     for spec in specs {
-        let started =
-            async {
-                let backend = Backend::from_spec(&spec)?;
-                let vault =
-                    if spec.encrypt {
-                        let bytes = backend.read_vault().await.context("unreachable: cannot read its vault header")?;
-                        Some(bytes.map(|b| Vault::from_bytes(&b)).transpose().map_err(|e| {
-                            anyhow::anyhow!("its vault header (.oxidrive/oxidrive.vault) is damaged: {e}")
-                        })?)
-                    } else {
-                        // A plain provider is contacted too, so one that is unreachable
-                        // shows as unavailable rather than failing every access later.
-                        backend.stat("").await.context("unreachable")?;
-                        backend.list("").await.context("unreachable: cannot list its top folder")?;
-                        None
-                    };
-                Ok::<_, anyhow::Error>((backend, vault))
+        let seen = SeenProvider::new(state_dir, &spec.name);
+        let started = async {
+            let backend = Backend::from_spec(&spec)?;
+            let vault = if spec.encrypt {
+                let bytes = match backend.read_vault().await {
+                    Ok(bytes) => {
+                        if let Some(b) = &bytes {
+                            seen_now.push((seen.clone(), Some(b.clone())));
+                        }
+                        bytes
+                    }
+                    // Known from an earlier run: start offline with what is cached.
+                    Err(e) => match seen.vault() {
+                        Some(b) => {
+                            tracing::warn!(provider = %spec.name, error = %e,
+                                "unreachable at start; working offline from the local state until it answers");
+                            Some(b)
+                        }
+                        None => return Err(anyhow::Error::new(e).context("unreachable: cannot read its vault header")),
+                    },
+                };
+                Some(
+                    bytes
+                        .map(|b| Vault::from_bytes(&b))
+                        .transpose()
+                        .map_err(|e| anyhow::anyhow!("its vault header (.oxidrive/oxidrive.vault) is damaged: {e}"))?,
+                )
+            } else {
+                // A plain provider is contacted too, so one that is unreachable (and
+                // never seen before) shows as unavailable rather than failing later.
+                let reached = async {
+                    backend.stat("").await.context("unreachable")?;
+                    backend.list("").await.context("unreachable: cannot list its top folder")?;
+                    Ok::<_, anyhow::Error>(())
+                };
+                match reached.await {
+                    Ok(()) => seen_now.push((seen.clone(), None)),
+                    Err(e) if seen.plain() => {
+                        tracing::warn!(provider = %spec.name, error = %format!("{e:#}"),
+                            "unreachable at start; working offline from the local state until it answers");
+                    }
+                    Err(e) => return Err(e),
+                }
+                None
             };
+            Ok::<_, anyhow::Error>((backend, vault))
+        };
         match started.await {
             Ok((backend, vault)) => backends.push((spec, backend, vault)),
             Err(e) => {
@@ -111,6 +142,7 @@ pub async fn open_all(specs: Vec<ProviderSpec>, state_dir: &Path, pass: &PassSou
                 (s, p)
             })
             .collect();
+        remember(seen_now);
         return Ok(Unlocked { providers, failed, local_key: None });
     }
     let local_vault = match std::fs::read(&local_vault_path) {
@@ -181,7 +213,56 @@ pub async fn open_all(specs: Vec<ProviderSpec>, state_dir: &Path, pass: &PassSou
         }
     };
     let local_key = *local_master.derive_subkey(Purpose::LocalState).expose_secret();
+    remember(seen_now);
     Ok(Unlocked { providers, failed, local_key: Some(local_key) })
+}
+
+fn remember(seen: Vec<(SeenProvider, Option<Vec<u8>>)>) {
+    for (s, vault) in seen {
+        match vault {
+            Some(bytes) => s.remember_vault(&bytes),
+            None => s.remember_plain(),
+        }
+    }
+}
+
+/// What an earlier run learnt of a provider, so the next can start while it is
+/// unreachable: a copy of its vault header (the same wrapped key the provider holds)
+/// or, for a plain one, that it was reached once.
+#[derive(Clone)]
+struct SeenProvider {
+    base: PathBuf,
+}
+
+impl SeenProvider {
+    fn new(state_dir: &Path, name: &str) -> Self {
+        let hex: String = name.bytes().map(|b| format!("{b:02x}")).collect();
+        Self { base: state_dir.join("providers").join(hex) }
+    }
+
+    fn vault(&self) -> Option<Vec<u8>> {
+        std::fs::read(self.base.with_extension("vault")).ok()
+    }
+
+    fn remember_vault(&self, bytes: &[u8]) {
+        if self.vault().as_deref() != Some(bytes)
+            && let Err(e) = write_private(&self.base.with_extension("vault"), bytes)
+        {
+            tracing::warn!(error = %format!("{e:#}"), "cannot keep a copy of a vault header for offline starts");
+        }
+    }
+
+    fn plain(&self) -> bool {
+        self.base.with_extension("seen").exists()
+    }
+
+    fn remember_plain(&self) {
+        if !self.plain()
+            && let Err(e) = write_private(&self.base.with_extension("seen"), b"")
+        {
+            tracing::warn!(error = %format!("{e:#}"), "cannot note a provider for offline starts");
+        }
+    }
 }
 
 /// One provider, for offline tools: its vault must exist (nothing is created).
@@ -225,4 +306,22 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
         .with_context(|| format!("cannot write {}", tmp.display()))?;
     f.write_all(bytes).and_then(|_| f.sync_all()).with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// The key of local copies when no provider is encrypted (so there is no passphrase):
+/// random, kept beside the plain index. It guards nothing the plain providers do not
+/// already show; it exists so both modes share one code path and format.
+pub fn plain_copy_key(state_dir: &Path) -> Result<[u8; 32]> {
+    let path = state_dir.join("copies-plain.key");
+    match std::fs::read(&path) {
+        Ok(bytes) => bytes.try_into().map_err(|_| anyhow::anyhow!("{} is damaged (not 32 bytes)", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut key = [0u8; 32];
+            ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut key)
+                .map_err(|_| anyhow::anyhow!("no randomness for the local copy key"))?;
+            write_private(&path, &key)?;
+            Ok(key)
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
 }

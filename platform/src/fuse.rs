@@ -418,10 +418,14 @@ impl Filesystem for FuseAdapter {
     ) {
         let create = flags & libc::XATTR_CREATE != 0;
         let replace = flags & libc::XATTR_REPLACE != 0;
-        match self.vfs.setxattr(ino.0, name, value, create, replace) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(reply_errno("setxattr", &e)),
-        }
+        let (name, value) = (owned(name), value.to_vec());
+        // Pinning a file downloads it: off the FUSE loop.
+        self.spawn(move |vfs| async move {
+            match vfs.setxattr(ino.0, &name, &value, create, replace).await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(reply_errno("setxattr", &e)),
+            }
+        });
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {

@@ -59,6 +59,13 @@ impl Error {
     pub fn is_temporary(&self) -> bool {
         self.temporary || self.kind == ErrorKind::RateLimited
     }
+
+    /// True when the provider could not be reached or did not answer (a network error,
+    /// a timeout, throttling, a server error), as opposed to an answer ("not found",
+    /// "denied") or a problem with the data itself (failed authentication).
+    pub fn is_unreachable(&self) -> bool {
+        self.is_temporary() || self.source.as_ref().is_some_and(|s| s.kind() == opendal::ErrorKind::Unexpected)
+    }
 }
 
 impl fmt::Display for Error {

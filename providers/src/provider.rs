@@ -45,7 +45,7 @@ impl Provider {
     }
 
     pub async fn stat(&self, path: &str) -> Result<Option<ObjectMeta>> {
-        self.check(path)?;
+        self.check_name(path)?;
         match &self.layer {
             Layer::Plain(b) => b.stat(path).await,
             Layer::Encrypted(e) => e.stat(path).await,
@@ -59,7 +59,7 @@ impl Provider {
     /// `list`, plus the backend objects that were left out because they failed
     /// authentication, as (object name, reason).
     pub async fn list_checked(&self, dir: &str) -> Result<(Vec<(String, ObjectMeta)>, Vec<(String, String)>)> {
-        self.check(dir)?;
+        self.check_name(dir)?;
         match &self.layer {
             Layer::Plain(b) => Ok((b.list(dir).await?, Vec::new())),
             Layer::Encrypted(e) => e.list(dir).await,
@@ -68,7 +68,7 @@ impl Provider {
 
     /// Bytes [offset, offset+len) of a file of plaintext size `size` (shorter at the end).
     pub async fn read_range(&self, path: &str, offset: u64, len: u64, size: u64) -> Result<Vec<u8>> {
-        self.check(path)?;
+        self.check_name(path)?;
         match &self.layer {
             Layer::Plain(b) => b.read_range(path, offset, len).await,
             Layer::Encrypted(e) => e.read_range(path, offset, len, size).await,
@@ -76,7 +76,7 @@ impl Provider {
     }
 
     pub async fn read_all(&self, path: &str) -> Result<Vec<u8>> {
-        self.check(path)?;
+        self.check_name(path)?;
         match &self.layer {
             Layer::Plain(b) => b.read_all(path).await,
             Layer::Encrypted(e) => e.read_all(path).await,
@@ -84,7 +84,7 @@ impl Provider {
     }
 
     pub async fn write_all(&self, path: &str, data: Vec<u8>) -> Result<()> {
-        self.check(path)?;
+        self.check_name(path)?;
         match &self.layer {
             Layer::Plain(b) => b.write_all(path, data).await,
             Layer::Encrypted(e) => e.write_all(path, data, true).await,
@@ -94,7 +94,7 @@ impl Provider {
     /// Makes a new, empty file visible at once without paying for durability: its
     /// first close uploads (durably) whatever it then holds.
     pub async fn create_empty(&self, path: &str) -> Result<()> {
-        self.check(path)?;
+        self.check_name(path)?;
         match &self.layer {
             Layer::Plain(b) => b.write_small(path, Vec::new(), false).await,
             Layer::Encrypted(e) => e.write_all(path, Vec::new(), false).await,
@@ -103,7 +103,7 @@ impl Provider {
 
     /// Uploads a local file's plaintext to `path`, replacing it only once complete.
     pub async fn upload(&self, path: &str, src: &dyn LocalSource) -> Result<()> {
-        self.check(path)?;
+        self.check_name(path)?;
         match &self.layer {
             Layer::Plain(b) => {
                 let len = src.size().map_err(|e| local_err(path, e))?;
@@ -125,7 +125,7 @@ impl Provider {
 
     /// Writes the object's plaintext into `sink`; returns its size.
     pub async fn download(&self, path: &str, sink: &dyn LocalSink) -> Result<u64> {
-        self.check(path)?;
+        self.check_name(path)?;
         match &self.layer {
             Layer::Plain(b) => {
                 let size = b.stat(path).await?.ok_or_else(|| Error::new(ErrorKind::NotFound, path.to_owned()))?.size;
@@ -145,7 +145,7 @@ impl Provider {
     }
 
     pub async fn create_dir(&self, path: &str) -> Result<()> {
-        self.check(path)?;
+        self.check_name(path)?;
         match &self.layer {
             Layer::Plain(b) => b.create_dir(path).await,
             Layer::Encrypted(e) => e.create_dir(path).await,
@@ -153,7 +153,7 @@ impl Provider {
     }
 
     pub async fn delete_file(&self, path: &str) -> Result<()> {
-        self.check(path)?;
+        self.check_name(path)?;
         match &self.layer {
             Layer::Plain(b) => b.delete_file(path).await,
             Layer::Encrypted(e) => e.delete_file(path).await,
@@ -162,7 +162,7 @@ impl Provider {
 
     /// Removes an (empty) directory.
     pub async fn delete_dir(&self, path: &str) -> Result<()> {
-        self.check(path)?;
+        self.check_name(path)?;
         match &self.layer {
             Layer::Plain(b) => b.delete_dir(path).await,
             Layer::Encrypted(e) => e.delete_dir(path).await,
@@ -170,8 +170,8 @@ impl Provider {
     }
 
     pub async fn rename(&self, from: &str, to: &str, kind: ObjectKind) -> Result<()> {
-        self.check(from)?;
-        self.check(to)?;
+        self.check_name(from)?;
+        self.check_name(to)?;
         match &self.layer {
             Layer::Plain(b) => b.rename(from, to, kind).await,
             Layer::Encrypted(e) => e.rename(from, to, kind).await,
@@ -183,7 +183,7 @@ impl Provider {
     /// OpenDAL trims white space at the ends of path components, so a plain store would
     /// silently keep `"x "` as `"x"` (possibly over another file). Such names are refused;
     /// encrypted stores keep them, since their stored names are encoded.
-    fn check(&self, path: &str) -> Result<()> {
+    pub fn check_name(&self, path: &str) -> Result<()> {
         if matches!(self.layer, Layer::Plain(_)) && path.split('/').any(|c| c.trim() != c) {
             return Err(Error::new(
                 ErrorKind::InvalidName,

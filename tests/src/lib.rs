@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod faults;
 pub mod servers;
 
 /// The `oxidrive` binary: `$OXIDRIVE_BIN`, or the one cargo built next to this test.
@@ -44,6 +45,8 @@ pub struct TestMount {
     log: PathBuf,
     /// The "Local" store keeps plaintext in `backing()`.
     plain: bool,
+    /// Extra arguments for `oxidrive mount` (e.g. `--cache-size 4M`).
+    pub mount_args: Vec<String>,
 }
 
 impl TestMount {
@@ -105,7 +108,7 @@ impl TestMount {
         let dir = tempfile::Builder::new().prefix("oxidrive-test-").tempdir().expect("tempdir");
         let mnt = dir.path().join("mnt");
         let plain = config.is_none() && !build_encrypts();
-        let m = TestMount { mnt, dir, child: None, log: PathBuf::new(), plain };
+        let m = TestMount { mnt, dir, child: None, log: PathBuf::new(), plain, mount_args: Vec::new() };
         if let Some(text) = config {
             m.write_config(text);
         }
@@ -162,7 +165,8 @@ impl TestMount {
             .oxidrive()
             .arg("mount")
             .arg(&self.mnt)
-            .env("RUST_LOG", "info")
+            .args(&self.mount_args)
+            .env("RUST_LOG", std::env::var("OXIDRIVE_TEST_LOG").unwrap_or_else(|_| "info".into()))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
@@ -179,6 +183,19 @@ impl TestMount {
         }
     }
 
+    /// `oxidrive sync --wait`: returns once every change made so far is on the
+    /// providers (uploads are write-back: close and fsync only commit locally).
+    pub fn sync(&self) {
+        let out = output_within(self.oxidrive().args(["sync", "--wait", "--timeout", "120"]), Duration::from_secs(150));
+        assert!(
+            out.status.success(),
+            "oxidrive sync failed: {}{}\nmount log:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+    }
+
     /// `My Drive/Local`: the zero-config store's folder.
     pub fn local(&self) -> PathBuf {
         self.mnt.join("My Drive/Local")
@@ -189,9 +206,19 @@ impl TestMount {
         self.dir.path().join("data/oxidrive/local")
     }
 
-    /// `backing()` if it holds plaintext (so a test can check it byte for byte).
+    /// `backing()` if it holds plaintext (so a test can check it byte for byte), after
+    /// waiting for every pending upload when mounted.
     pub fn plain_backing(&self) -> Option<PathBuf> {
+        if self.plain && self.child.is_some() {
+            self.sync();
+        }
         self.plain.then(|| self.backing())
+    }
+
+    /// `backing()` once every change made so far is uploaded.
+    pub fn synced_backing(&self) -> PathBuf {
+        self.sync();
+        self.backing()
     }
 
     pub fn log(&self) -> String {

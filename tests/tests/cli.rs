@@ -65,7 +65,7 @@ fn missing_mountpoint_is_created() {
     assert!(is_mounted(&m.mnt));
     assert_eq!(names(&m.mnt.join("My Drive")), ["Local"]);
     fs::write(m.local().join("f"), b"x").unwrap();
-    assert_eq!(fs::read(m.backing().join("f")).unwrap(), b"x");
+    assert_eq!(fs::read(m.synced_backing().join("f")).unwrap(), b"x");
     m.unmount();
     assert!(m.mnt.is_dir() && names(&m.mnt).is_empty(), "the folder stays, empty");
 }
@@ -121,6 +121,7 @@ fn configured_providers_appear_under_my_drive_and_shared() {
     assert_eq!(names(&m.mnt.join("Shared")), ["Team"]);
     assert_eq!(fs::read(m.mnt.join("My Drive/Photos/existing.jpg")).unwrap(), b"jpeg");
     fs::write(m.mnt.join("Shared/Team/note"), b"hi team").unwrap();
+    m.sync();
     assert_eq!(fs::read(m.dir.path().join("team/note")).unwrap(), b"hi team");
     assert!(!m.backing().exists(), "no zero-config store when providers are configured");
 }

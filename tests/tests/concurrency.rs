@@ -158,6 +158,7 @@ fn parallel_writers_to_distinct_files() {
         t.join().unwrap();
     }
     assert_eq!(names(&l).len(), 100);
+    m.sync();
     for t in 0..4u8 {
         for i in 0..25u8 {
             let name = if i % 3 == 0 { format!("t{t}-{i}.done") } else { format!("t{t}-{i}") };

@@ -349,7 +349,7 @@ fn no_plaintext_name_or_content_reaches_store_state_or_cache() {
     let xval = format!("value-{MARKER}").into_bytes();
     setxattr(&l.join("big.bin"), &xname, &xval).unwrap();
     assert_eq!(getxattr(&l.join("big.bin"), &xname).unwrap(), xval);
-    // A file open for writing, never closed during the first scan: its staging copy exists.
+    // A file open for writing, never closed during the first scan: its local copy exists.
     let open_data = content(400_000, 4);
     let mut open = File::create(l.join(format!("open-{MARKER}"))).unwrap();
     open.write_all(&open_data).unwrap();
@@ -360,18 +360,18 @@ fn no_plaintext_name_or_content_reaches_store_state_or_cache() {
     assert_eq!(fs::read_link(l.join(format!("link-{MARKER}"))).unwrap(), PathBuf::from(format!("target-{MARKER}")));
     assert_eq!(fs::read(l.join("big.bin")).unwrap(), big);
 
-    let staging = m.dir.path().join("cache/oxidrive/staging");
-    let staged: u64 = fs::read_dir(&staging)
+    let copies = m.dir.path().join("cache/oxidrive/copies");
+    let staged: u64 = fs::read_dir(&copies)
         .map(|d| d.flatten().map(|e| e.metadata().map(|m| m.len()).unwrap_or(0)).sum())
         .unwrap_or(0);
-    assert!(staged >= 400_000, "the open file has a staging copy under {} ({staged} bytes)", staging.display());
+    assert!(staged >= 400_000, "the open file has a local copy under {} ({staged} bytes)", copies.display());
 
     let dirs = local_dirs(&m);
     let (found, files) = leaks(&dirs, marker);
     assert!(files >= 8, "scanned only {files} files: {dirs:?}");
     assert!(found.is_empty(), "plaintext marker found while mounted:\n{}", found.join("\n"));
     // The store holds the long name as a hashed object plus its side object.
-    let backing = objects(&m.backing());
+    let backing = objects(&m.synced_backing());
     assert!(backing.keys().any(|n| n.starts_with("l-") && n.ends_with(".name")), "long-name side object: {backing:?}");
 
     open.sync_all().unwrap();
@@ -876,6 +876,7 @@ fn plain_provider_stores_plaintext_next_to_an_encrypted_one() {
         fs::write(drive.join(p).join("data.bin"), &data).unwrap();
     }
     // Plain: names and bytes as written.
+    m.sync();
     assert_eq!(fs::read(plain_dir.join("visible-dir/visible-name.txt")).unwrap(), b"visible contents here");
     assert_eq!(fs::read(plain_dir.join("data.bin")).unwrap(), data);
     assert!(!plain_dir.join(".oxidrive/oxidrive.vault").exists(), "a plain provider gets no vault");

@@ -122,7 +122,7 @@ fn plain_store_holds_exactly_what_was_written() {
     fs::create_dir_all(l.join("a/b")).unwrap();
     fs::write(l.join("a/b/c.bin"), pattern(300_000, 5)).unwrap();
     fs::write(l.join("empty"), b"").unwrap();
-    assert_eq!(fs::read(m.backing().join("a/b/c.bin")).unwrap(), pattern(300_000, 5));
+    assert_eq!(fs::read(m.synced_backing().join("a/b/c.bin")).unwrap(), pattern(300_000, 5));
     assert_eq!(fs::metadata(m.backing().join("empty")).unwrap().len(), 0);
     // Files put into the backing folder by someone else show up in the mount.
     fs::write(m.backing().join("a/from-outside"), b"outside").unwrap();
@@ -276,6 +276,7 @@ fn rename_across_providers_is_exdev() {
     // mv falls back to copy + delete on EXDEV.
     run(&m.mnt, "mv", &["My Drive/A/f", "My Drive/B/g"]);
     assert_eq!(fs::read(b.join("g")).unwrap(), b"in A");
+    m.sync();
     assert_eq!(fs::read(m.dir.path().join("store-b/g")).unwrap(), b"in A");
     assert!(!m.dir.path().join("store-a/f").exists());
 }
@@ -604,13 +605,22 @@ fn xattrs_round_trip_and_ours_are_read_only() {
     // Other namespaces are not kept.
     assert_errno("set trusted.*", xattr_set(&f, "trusted.test", b"v", 0), libc::EOPNOTSUPP);
     assert_errno("get trusted.*", xattr_get(&f, "trusted.test"), libc::ENODATA);
-    // user.oxidrive.state: dirty while written and not yet uploaded, else cloud-only.
+    // user.oxidrive.state: dirty while written and not yet uploaded; once uploaded the
+    // local copy stays as cache ("cached") until freed ("cloud-only").
+    m.sync();
+    assert_eq!(xattr_get(&f, "user.oxidrive.state").unwrap(), b"cached");
+    xattr_set(&f, "user.oxidrive.free", b"1", 0).unwrap();
     assert_eq!(xattr_get(&f, "user.oxidrive.state").unwrap(), b"cloud-only");
     let open = OpenOptions::new().write(true).open(&f).unwrap();
     open.write_all_at(b"changed", 0).unwrap();
     assert_eq!(xattr_get(&f, "user.oxidrive.state").unwrap(), b"dirty");
     open.sync_all().unwrap();
-    assert_eq!(xattr_get(&f, "user.oxidrive.state").unwrap(), b"cloud-only");
+    let state = xattr_get(&f, "user.oxidrive.state").unwrap();
+    assert!(state == b"dirty" || state == b"uploading", "committed, not yet uploaded: {state:?}");
+    m.sync();
+    let state = xattr_get(&f, "user.oxidrive.state").unwrap();
+    // Still open for writing: its copy is the writer's, not the cache's.
+    assert!(state == b"cloud-only" || state == b"cached", "uploaded: {state:?}");
     drop(open);
 
     m.remount();

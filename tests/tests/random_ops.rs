@@ -527,7 +527,7 @@ fn compare_backing(m: &TestMount, run: &mut Run, name: &str, sr: &std::collectio
             n => (p.clone(), n.clone()),
         })
         .collect();
-    let sb = snapshot(&m.backing().join(name)).unwrap();
+    let sb = snapshot(&m.synced_backing().join(name)).unwrap();
     if let Some(d) = snapshot_diff(&sb, &stored) {
         run.mount_log = m.log();
         run.fail(run.steps, format!("backing folder differs from the reference after closing all files: {d}"));

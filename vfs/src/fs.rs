@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
-use oxidrive_cache::{Entry, EntryKind, Store};
+use oxidrive_cache::{Entry, EntryKind, FileState, Store};
 use oxidrive_providers::{META_DIR, join};
 
 use crate::attr::{Attr, Caller, DirEntry, FileKind, SetAttr, StatFs};
@@ -21,6 +21,10 @@ use crate::recents::{Recent, display_names};
 const OUR_XATTR_PREFIX: &str = "user.oxidrive.";
 const XATTR_PROVIDER: &str = "user.oxidrive.provider";
 const XATTR_STATE: &str = "user.oxidrive.state";
+/// "1" keeps a file (or every file under a folder) cached whole; "0" lets it go.
+const XATTR_PINNED: &str = "user.oxidrive.pinned";
+/// Setting it (any value) drops a file's cached blocks; never pending changes.
+const XATTR_FREE: &str = "user.oxidrive.free";
 
 pub struct RootSpec {
     pub name: String,
@@ -499,20 +503,15 @@ impl Vfs {
         Ok(())
     }
 
-    /// A directory's mtime changes when names in it do. The provider's own directory
-    /// mtime already moves; only an mtime a program set needs replacing (read first, so
-    /// the common case writes nothing).
+    /// A directory's mtime changes when names in it do. It is kept in the index, not
+    /// taken from the provider: with write-back, the provider's folder changes when
+    /// uploads land, not when names change here.
     fn touch_dir(&self, store: &Store, dir: u64) {
         let Ok(loc) = self.locate(dir) else { return };
         if loc.place == Place::Virtual {
             return;
         }
-        let result = match store.overlay(&loc.path) {
-            Ok(Some(ov)) if ov.mtime.is_some() => store.set_attrs(&loc.path, |ov| ov.mtime = Some(SystemTime::now())),
-            Ok(_) => Ok(()),
-            Err(e) => Err(e),
-        };
-        if let Err(e) = result {
+        if let Err(e) = store.set_attrs(&loc.path, |ov| ov.mtime = Some(SystemTime::now())) {
             tracing::warn!(path = %loc.path, error = %e, "could not update directory mtime");
         }
     }
@@ -543,14 +542,13 @@ impl Vfs {
         }
         store
             .create_file(&path, mode & 0o7777, caller.uid, caller.gid)
-            .await
             .map_err(|e| Error::from_cache(e, format!("create {path}")))?;
         self.note_recent(&store, &path);
         self.touch_dir(&store, parent);
         let attr = self.lookup(parent, OsStr::new(name)).await?;
         let fh = self.open(attr.ino, OpenMode { write: true, truncate: false }).await?;
-        // The placeholder made above is not durable; the first close uploads the file
-        // (even if still empty), so close still means "on the provider".
+        // The new file is not durable yet; the first close commits it (even if still
+        // empty), so close means "survives a crash".
         let (_, of, _) = self.handle(fh)?;
         of.mark_changed(SystemTime::now());
         // `create` with O_RDONLY still returns a read-only descriptor.
@@ -640,7 +638,7 @@ impl Vfs {
         store: &Store,
         path: &str,
         discard: bool,
-    ) -> Result<Arc<oxidrive_cache::Staging>> {
+    ) -> Result<Arc<oxidrive_cache::LocalCopy>> {
         if let Some(s) = of.staging() {
             return Ok(s);
         }
@@ -648,8 +646,8 @@ impl Vfs {
         if let Some(s) = of.staging() {
             return Ok(s);
         }
-        let staging = if path.is_empty() || discard { store.new_staging() } else { store.download(path).await };
-        let staging = Arc::new(staging.map_err(|e| Error::from_cache(e, format!("fetch {path} for writing")))?);
+        let staging = if path.is_empty() || discard { store.new_copy() } else { store.open_copy(path).await };
+        let staging = staging.map_err(|e| Error::from_cache(e, format!("fetch {path} for writing")))?;
         of.set_staging(staging.clone());
         Ok(staging)
     }
@@ -687,14 +685,15 @@ impl Vfs {
         Ok(data.len() as u32)
     }
 
-    /// `close` and `fsync`: the provider has every byte written so far when this returns.
+    /// `close` and `fsync`: every byte written so far is committed to the journal (on
+    /// local disk, uploaded later) when this returns.
     pub async fn flush(&self, fh: u64) -> Result<()> {
         let (ino, of, _) = self.handle(fh)?;
         self.commit(ino, &of).await
     }
 
     async fn commit(&self, ino: u64, of: &OpenFile) -> Result<()> {
-        let _upload = of.upload.lock().await;
+        let _commit = of.commit.lock().await;
         let Some(generation) = of.pending() else { return Ok(()) };
         let loc = self.locate(ino)?;
         if loc.unlinked {
@@ -703,9 +702,9 @@ impl Vfs {
         }
         let store = self.store(&loc)?.clone();
         let staging = of.staging().ok_or_else(|| Error::new(ErrorKind::Io, "changed file has no staging copy"))?;
-        store.upload(&loc.path, &staging, of.mtime()).await.map_err(|e| {
-            tracing::error!(path = %loc.path, error = %e, "upload failed; the change is not on the provider");
-            Error::from_cache(e, format!("upload {}", loc.path))
+        store.commit(&loc.path, &staging, of.mtime()).map_err(|e| {
+            tracing::error!(path = %loc.path, error = %e, "commit failed; the change is only in memory");
+            Error::from_cache(e, format!("commit {}", loc.path))
         })?;
         self.note_recent(&store, &loc.path);
         of.committed_up_to(generation);
@@ -776,7 +775,8 @@ impl Vfs {
         if src.kind == EntryKind::Dir && to.starts_with(&format!("{from}/")) {
             return Err(Error::new(ErrorKind::InvalidInput, "cannot move a directory into itself"));
         }
-        if let Some(dst) = self.stat_path(&store, &to).await? {
+        let dst = self.stat_path(&store, &to).await?;
+        if let Some(dst) = &dst {
             if mode == RenameMode::NoReplace {
                 return Err(Error::new(ErrorKind::AlreadyExists, to));
             }
@@ -793,16 +793,19 @@ impl Vfs {
                 (false, false) => self.keep_open_copy(&store, newparent, newname, &to).await?,
             }
         }
-        // An upload in flight for the source must land before the name moves.
+        // A commit in flight for the source must land before the name moves.
         let src_open = {
             let t = self.inodes();
             t.child(parent, name).and_then(|ino| t.get(ino).ok().and_then(|n| n.open.clone()))
         };
-        let _upload = match &src_open {
-            Some(of) => Some(of.upload.lock().await),
+        let _commit = match &src_open {
+            Some(of) => Some(of.commit.lock().await),
             None => None,
         };
-        store.rename(&from, &to, src.kind).await.map_err(|e| Error::from_cache(e, format!("rename {from} -> {to}")))?;
+        store
+            .rename(&from, &to, src.kind, dst.is_some())
+            .await
+            .map_err(|e| Error::from_cache(e, format!("rename {from} -> {to}")))?;
         self.inodes().rename(parent, name, newparent, newname);
         self.touch_dir(&store, parent);
         if newparent != parent {
@@ -882,7 +885,14 @@ impl Vfs {
         };
         match name {
             XATTR_PROVIDER => return Ok(store.name().as_bytes().to_vec()),
-            XATTR_STATE => return Ok(self.state_of(&loc).as_bytes().to_vec()),
+            XATTR_STATE => return Ok(self.state_of(&store, &loc).as_bytes().to_vec()),
+            XATTR_PINNED => {
+                let pinned = match loc.kind {
+                    FileKind::Dir => store.is_pinned_dir(&loc.path).map_err(|e| Error::from_cache(e, "getxattr"))?,
+                    _ => self.state_of(&store, &loc) == FileState::Pinned.as_str(),
+                };
+                return Ok(if pinned { b"1".to_vec() } else { b"0".to_vec() });
+            }
             _ => {}
         }
         if !name.starts_with("user.") {
@@ -894,23 +904,48 @@ impl Vfs {
             .ok_or_else(|| Error::new(ErrorKind::NoData, name.to_owned()))
     }
 
-    fn state_of(&self, loc: &Located) -> &'static str {
+    fn state_of(&self, store: &Store, loc: &Located) -> &'static str {
         match &loc.open {
             Some(of) if of.is_dirty() => "dirty",
-            _ => "cloud-only",
+            _ => store.file_state(&loc.path).as_str(),
         }
     }
 
     pub fn listxattr(&self, ino: u64) -> Result<Vec<String>> {
         let (store, loc) = self.xattr_target(ino)?;
-        let mut names = vec![XATTR_PROVIDER.to_owned(), XATTR_STATE.to_owned()];
+        let mut names = vec![XATTR_PROVIDER.to_owned(), XATTR_STATE.to_owned(), XATTR_PINNED.to_owned()];
         names.extend(store.xattr_list(&loc.path).map_err(|e| Error::from_cache(e, "listxattr"))?);
         Ok(names)
     }
 
-    pub fn setxattr(&self, ino: u64, name: &OsStr, value: &[u8], create_only: bool, replace_only: bool) -> Result<()> {
+    pub async fn setxattr(
+        &self,
+        ino: u64,
+        name: &OsStr,
+        value: &[u8],
+        create_only: bool,
+        replace_only: bool,
+    ) -> Result<()> {
         let name = name.to_str().ok_or_else(|| Error::new(ErrorKind::Unsupported, "non-UTF-8 attribute"))?;
         let (store, loc) = self.xattr_target(ino)?;
+        match (name, loc.kind) {
+            (XATTR_PINNED, FileKind::Dir) => {
+                let pin = parse_flag(value)?;
+                return store.pin_dir(&loc.path, pin).map_err(|e| Error::from_cache(e, format!("pin {}", loc.path)));
+            }
+            (XATTR_PINNED, FileKind::File) => {
+                let pin = parse_flag(value)?;
+                return store.pin_file(&loc.path, pin).await.map_err(|e| {
+                    tracing::error!(path = %loc.path, error = %e, "pin failed");
+                    Error::from_cache(e, format!("pin {}", loc.path))
+                });
+            }
+            (XATTR_FREE, FileKind::File) => {
+                return store.free(&loc.path).map_err(|e| Error::from_cache(e, format!("free {}", loc.path)));
+            }
+            (XATTR_FREE, FileKind::Dir) => return Ok(()),
+            _ => {}
+        }
         if name.starts_with(OUR_XATTR_PREFIX) {
             return Err(Error::new(ErrorKind::NotPermitted, format!("{name} is set by oxidrive")));
         }
@@ -940,7 +975,7 @@ impl Vfs {
         }
     }
 
-    /// Uploads every changed open file; used before unmounting.
+    /// Commits every changed open file; used before unmounting.
     pub async fn flush_all(&self) -> Result<()> {
         let open: Vec<(u64, Arc<OpenFile>)> = self.handles().values().map(|h| (h.ino, h.file.clone())).collect();
         let mut first_err = None;
@@ -950,6 +985,14 @@ impl Vfs {
             }
         }
         first_err.map_or(Ok(()), Err)
+    }
+}
+
+fn parse_flag(value: &[u8]) -> Result<bool> {
+    match value {
+        b"1" | b"1\n" => Ok(true),
+        b"0" | b"0\n" => Ok(false),
+        _ => Err(Error::new(ErrorKind::InvalidInput, "use 1 (pin) or 0 (unpin)")),
     }
 }
 

@@ -1,27 +1,27 @@
-//! The state of a file while it is open or being changed: its staging copy and
-//! whether that copy holds changes the provider does not have yet.
+//! The state of a file while it is open or being changed: its local copy and whether
+//! that copy holds changes not yet committed to the store's journal.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use oxidrive_cache::Staging;
+use oxidrive_cache::LocalCopy;
 
-/// Lock order: `materialize` and `upload` (async, per file) may be held across store
+/// Lock order: `materialize` and `commit` (async, per file) may be held across store
 /// calls for this one file only; `staging` and `mtime` are leaves held for a moment.
 #[derive(Debug, Default)]
 pub(crate) struct OpenFile {
-    staging: Mutex<Option<Arc<Staging>>>,
+    staging: Mutex<Option<Arc<LocalCopy>>>,
     /// Serialises creating the staging copy, so two opens download once.
     pub materialize: tokio::sync::Mutex<()>,
-    /// Serialises uploads (and renames) of this file so an older upload never lands last.
-    pub upload: tokio::sync::Mutex<()>,
-    /// Bumped by every change; equal to `committed` when the provider is up to date.
+    /// Serialises commits (and renames) of this file so an older commit never lands last.
+    pub commit: tokio::sync::Mutex<()>,
+    /// Bumped by every change; equal to `committed` when the journal is up to date.
     changed: AtomicU64,
     committed: AtomicU64,
-    /// The mtime to record with the next upload: the last write, or what utimens set.
+    /// The mtime to record with the next commit: the last write, or what utimens set.
     mtime: Mutex<Option<SystemTime>>,
-    /// Size when opened without a staging copy, to clamp reads from the provider.
+    /// Size when opened without a local copy, to clamp reads from the provider.
     pub size_at_open: AtomicU64,
 }
 
@@ -32,11 +32,11 @@ impl OpenFile {
         Arc::new(of)
     }
 
-    pub fn staging(&self) -> Option<Arc<Staging>> {
+    pub fn staging(&self) -> Option<Arc<LocalCopy>> {
         self.staging.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    pub fn set_staging(&self, staging: Arc<Staging>) {
+    pub fn set_staging(&self, staging: Arc<LocalCopy>) {
         *self.staging.lock().unwrap_or_else(|p| p.into_inner()) = Some(staging);
     }
 
@@ -54,7 +54,7 @@ impl OpenFile {
     }
 
     /// The change counter to pass to [`Self::committed_up_to`] after a successful
-    /// upload, or `None` when there is nothing to upload.
+    /// commit, or `None` when there is nothing to commit.
     pub fn pending(&self) -> Option<u64> {
         let changed = self.changed.load(Ordering::Acquire);
         (changed != self.committed.load(Ordering::Acquire)).then_some(changed)

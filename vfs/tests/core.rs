@@ -2,8 +2,9 @@
 
 use std::ffi::OsStr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use oxidrive_cache::{Index, Store};
+use oxidrive_cache::{Copies, Index, Store, StoreConfig};
 use oxidrive_crypto::keys::MasterKey;
 use oxidrive_providers::{Backend, Provider, ProviderKind, ProviderSpec};
 use oxidrive_vfs::{Caller, ErrorKind, FileKind, OpenMode, ROOT_INO, RenameMode, RootSpec, SetAttr, Vfs, ViewConfig};
@@ -13,10 +14,18 @@ const RW: OpenMode = OpenMode { write: true, truncate: false };
 const RO: OpenMode = OpenMode { write: false, truncate: false };
 
 struct Fixture {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     backing: std::path::PathBuf,
+    store: Arc<Store>,
     vfs: Vfs,
     root: u64,
+}
+
+impl Fixture {
+    /// Uploads everything committed so far (uploads otherwise wait an hour here).
+    async fn sync(&self) {
+        assert!(self.store.wait_uploaded(Some(tokio::time::Instant::now() + Duration::from_secs(30))).await);
+    }
 }
 
 async fn fixture() -> Fixture {
@@ -24,10 +33,15 @@ async fn fixture() -> Fixture {
 }
 
 async fn fixture_with(encrypt: bool) -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
+    fixture_in(tempfile::tempdir().unwrap(), encrypt).await
+}
+
+/// A vfs over one local provider kept in `dir`, with its index and local copies there
+/// too, so a second fixture on the same `dir` is the next run of the first.
+async fn fixture_in(dir: tempfile::TempDir, encrypt: bool) -> Fixture {
     let backing = dir.path().join("store");
-    let staging = dir.path().join("staging");
-    std::fs::create_dir_all(&staging).unwrap();
+    let copies = dir.path().join("copies");
+    std::fs::create_dir_all(&copies).unwrap();
     let spec = ProviderSpec {
         name: "Local".into(),
         kind: ProviderKind::Local { path: backing.clone() },
@@ -40,14 +54,16 @@ async fn fixture_with(encrypt: bool) -> Fixture {
     } else {
         Provider::plain("Local", backend)
     };
-    let index = Arc::new(Index::in_memory().unwrap());
-    let store = Arc::new(Store::new("Local", provider, index, &staging));
-    let vfs =
-        Vfs::new(vec![RootSpec { name: "Local".into(), shared: false, store: Ok(store) }], ViewConfig::default(), ME)
-            .unwrap();
+    let index = Arc::new(Index::open(&dir.path().join("index.sqlite"), Some(&[5; 32])).unwrap());
+    let copies = Arc::new(Copies::new(&copies, [3; 32], 1 << 30, index.clone()));
+    let config = StoreConfig { copies, write_back: Duration::from_secs(3600) };
+    let store = Arc::new(Store::new("Local", provider, index, config).unwrap());
+    store.start_uploads();
+    let root = RootSpec { name: "Local".into(), shared: false, store: Ok(store.clone()) };
+    let vfs = Vfs::new(vec![root], ViewConfig::default(), ME).unwrap();
     let drive = vfs.lookup(ROOT_INO, OsStr::new("My Drive")).await.unwrap().ino;
     let root = vfs.lookup(drive, OsStr::new("Local")).await.unwrap().ino;
-    Fixture { _dir: dir, backing, vfs, root }
+    Fixture { dir, backing, store, vfs, root }
 }
 
 fn n(s: &str) -> &OsStr {
@@ -55,19 +71,92 @@ fn n(s: &str) -> &OsStr {
 }
 
 #[tokio::test]
-async fn write_is_on_the_provider_after_flush_not_before() {
+async fn write_is_committed_at_flush_and_reaches_the_provider_later() {
     let f = fixture().await;
     let (attr, fh) = f.vfs.create(f.root, n("a.txt"), 0o640, true, RW, ME).await.unwrap();
     assert_eq!((attr.kind, attr.perm, attr.uid), (FileKind::File, 0o640, 1000));
     f.vfs.write(fh, 0, b"hello world").unwrap();
-    assert_eq!(std::fs::read(f.backing.join("a.txt")).unwrap(), b"");
     assert_eq!(f.vfs.read(fh, 6, 100).await.unwrap(), b"world");
     f.vfs.flush(fh).await.unwrap();
-    assert_eq!(std::fs::read(f.backing.join("a.txt")).unwrap(), b"hello world");
     f.vfs.release(fh).await.unwrap();
+    // Committed, not uploaded: the provider has nothing yet, the namespace has it all.
+    assert!(!f.backing.join("a.txt").exists());
+    assert_eq!(f.store.status().pending_files, 1);
+    assert_eq!(f.vfs.lookup(f.root, n("a.txt")).await.unwrap().size, 11);
     let ro = f.vfs.open(attr.ino, RO).await.unwrap();
     assert_eq!(f.vfs.read(ro, 0, 5).await.unwrap(), b"hello");
     assert_eq!(f.vfs.write(ro, 0, b"x").unwrap_err().kind(), ErrorKind::BadHandle);
+    f.sync().await;
+    assert_eq!(std::fs::read(f.backing.join("a.txt")).unwrap(), b"hello world");
+    assert_eq!(f.store.status().pending_files, 0);
+    assert_eq!(f.vfs.read(ro, 0, 100).await.unwrap(), b"hello world");
+}
+
+#[tokio::test]
+async fn a_file_deleted_before_upload_never_reaches_the_provider() {
+    let f = fixture().await;
+    let (_, fh) = f.vfs.create(f.root, n("swap.tmp"), 0o600, true, RW, ME).await.unwrap();
+    f.vfs.write(fh, 0, b"scratch").unwrap();
+    f.vfs.flush(fh).await.unwrap();
+    f.vfs.release(fh).await.unwrap();
+    let (_, fh) = f.vfs.create(f.root, n("draft"), 0o600, true, RW, ME).await.unwrap();
+    f.vfs.write(fh, 0, b"kept").unwrap();
+    f.vfs.release(fh).await.unwrap();
+    f.vfs.rename(f.root, n("draft"), f.root, n("final"), RenameMode::Replace).await.unwrap();
+    f.vfs.unlink(f.root, n("swap.tmp")).await.unwrap();
+    f.sync().await;
+    let names: Vec<_> = std::fs::read_dir(&f.backing)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != ".oxidrive")
+        .collect();
+    assert_eq!(names, ["final"]);
+    assert_eq!(std::fs::read(f.backing.join("final")).unwrap(), b"kept");
+    // Locally only the uploaded file's copy is left, kept as its cache.
+    assert_eq!(std::fs::read_dir(f.dir.path().join("copies")).unwrap().count(), 1);
+    assert_eq!(f.store.file_state("final"), oxidrive_cache::FileState::Cached);
+    assert_eq!(f.store.file_state("swap.tmp"), oxidrive_cache::FileState::CloudOnly);
+}
+
+#[tokio::test]
+async fn committed_changes_survive_a_restart_and_upload_then() {
+    let f = fixture().await;
+    let (_, fh) = f.vfs.create(f.root, n("journal.txt"), 0o644, true, RW, ME).await.unwrap();
+    f.vfs.write(fh, 0, &[7u8; 300_000]).unwrap();
+    f.vfs.flush(fh).await.unwrap();
+    // Written after the last commit: may or may not survive, but never tears a block.
+    f.vfs.write(fh, 0, b"uncommitted").unwrap();
+    // The process ends without uploading (the write-back delay is an hour).
+    let Fixture { dir, vfs, store, .. } = f;
+    drop(vfs);
+    drop(store);
+    let f = fixture_in(dir, false).await;
+    assert_eq!(f.store.status().pending_files, 1);
+    assert!(!f.backing.join("journal.txt").exists());
+    let attr = f.vfs.lookup(f.root, n("journal.txt")).await.unwrap();
+    assert_eq!(attr.size, 300_000);
+    f.sync().await;
+    let got = std::fs::read(f.backing.join("journal.txt")).unwrap();
+    assert_eq!(got.len(), 300_000);
+    assert!(got.starts_with(&[7u8; 11]) || got.starts_with(b"uncommitted"), "neither version");
+    assert!(got[11..].iter().all(|&b| b == 7));
+}
+
+#[tokio::test]
+async fn rename_of_a_folder_carries_its_pending_files() {
+    let f = fixture_with(true).await;
+    let d = f.vfs.mkdir(f.root, n("d"), 0o755, ME).await.unwrap().ino;
+    let (_, fh) = f.vfs.create(d, n("x"), 0o644, true, RW, ME).await.unwrap();
+    f.vfs.write(fh, 0, b"inside").unwrap();
+    f.vfs.release(fh).await.unwrap();
+    f.vfs.rename(f.root, n("d"), f.root, n("e"), RenameMode::Replace).await.unwrap();
+    f.sync().await;
+    let e = f.vfs.lookup(f.root, n("e")).await.unwrap().ino;
+    let x = f.vfs.lookup(e, n("x")).await.unwrap();
+    assert_eq!(f.store.status().pending_files, 0);
+    let ro = f.vfs.open(x.ino, RO).await.unwrap();
+    assert_eq!(f.vfs.read(ro, 0, 100).await.unwrap(), b"inside");
+    assert_eq!(f.vfs.lookup(f.root, n("d")).await.unwrap_err().kind(), ErrorKind::NotFound);
 }
 
 #[tokio::test]
@@ -114,6 +203,7 @@ async fn rename_rules() {
     assert_eq!(kind(f.vfs.rename(f.root, n("file"), d, n("x"), RenameMode::NoReplace).await), ErrorKind::AlreadyExists);
     // A directory over an empty one replaces it, taking its contents along.
     f.vfs.rename(f.root, n("d"), f.root, n("e"), RenameMode::Replace).await.unwrap();
+    f.sync().await;
     assert!(f.backing.join("e/x").is_file());
     assert!(!f.backing.join("d").exists());
     let _ = e;
@@ -123,13 +213,14 @@ async fn rename_rules() {
 }
 
 #[tokio::test]
-async fn truncate_without_handle_is_uploaded_at_once() {
+async fn truncate_without_handle_is_committed_at_once() {
     let f = fixture().await;
     let (attr, fh) = f.vfs.create(f.root, n("t"), 0o644, true, RW, ME).await.unwrap();
     f.vfs.write(fh, 0, b"0123456789").unwrap();
     f.vfs.release(fh).await.unwrap();
     let a = f.vfs.setattr(attr.ino, SetAttr { size: Some(4), ..Default::default() }, None).await.unwrap();
     assert_eq!(a.size, 4);
+    f.sync().await;
     assert_eq!(std::fs::read(f.backing.join("t")).unwrap(), b"0123");
     let a = f
         .vfs
@@ -137,6 +228,7 @@ async fn truncate_without_handle_is_uploaded_at_once() {
         .await
         .unwrap();
     assert_eq!((a.size, a.perm), (6, 0o600));
+    f.sync().await;
     assert_eq!(std::fs::read(f.backing.join("t")).unwrap(), b"0123\0\0");
 }
 
@@ -178,7 +270,10 @@ async fn encrypted_store_round_trips_and_shows_nothing() {
     let data: Vec<u8> = b"content-marker ".iter().copied().cycle().take(200_000).collect();
     f.vfs.write(fh, 0, &data).unwrap();
     f.vfs.release(fh).await.unwrap();
-    assert_eq!(leaked(&f.backing, b"marker"), Vec::<String>::new());
+    // The committed local copy is encrypted too.
+    assert_eq!(leaked(f.dir.path(), b"marker"), Vec::<String>::new());
+    f.sync().await;
+    assert_eq!(leaked(f.dir.path(), b"marker"), Vec::<String>::new());
     // A fresh open reads through the provider: ranges across chunk edges decrypt exactly.
     let ro = f.vfs.open(attr.ino, RO).await.unwrap();
     assert_eq!(f.vfs.read(ro, 65_530, 20).await.unwrap(), &data[65_530..65_550]);

@@ -25,34 +25,18 @@ pub fn seal_chunk(
     rng: &dyn RandomSource,
 ) -> Result<Vec<u8>> {
     check_shape(index, is_last, plaintext.len() as u64)?;
-    aead::seal(
-        key.aead(),
-        &chunk_aad(file_id, index, is_last),
-        plaintext,
-        rng,
-    )
+    aead::seal(key.aead(), &chunk_aad(file_id, index, is_last), plaintext, rng)
 }
 
 /// Opens one sealed chunk, checking it belongs at `index` of the file `file_id` and
 /// carries the expected last-chunk flag.
-pub fn open_chunk(
-    key: &FileKey,
-    file_id: &FileId,
-    index: u64,
-    is_last: bool,
-    sealed: &[u8],
-) -> Result<Vec<u8>> {
+pub fn open_chunk(key: &FileKey, file_id: &FileId, index: u64, is_last: bool, sealed: &[u8]) -> Result<Vec<u8>> {
     let len = sealed.len() as u64;
     if !(CHUNK_OVERHEAD..=CIPHER_CHUNK_SIZE).contains(&len) {
         return Err(Error::InvalidChunk("sealed chunk length out of range"));
     }
     check_shape(index, is_last, len - CHUNK_OVERHEAD)?;
-    aead::open(
-        key.aead(),
-        &chunk_aad(file_id, index, is_last),
-        sealed,
-        "content chunk",
-    )
+    aead::open(key.aead(), &chunk_aad(file_id, index, is_last), sealed, "content chunk")
 }
 
 fn check_shape(index: u64, is_last: bool, plain_len: u64) -> Result<()> {
@@ -63,9 +47,7 @@ fn check_shape(index: u64, is_last: bool, plain_len: u64) -> Result<()> {
         return Err(Error::InvalidChunk("only the last chunk may be short"));
     }
     if is_last && plain_len == 0 && index != 0 {
-        return Err(Error::InvalidChunk(
-            "an empty last chunk exists only in an empty file",
-        ));
+        return Err(Error::InvalidChunk("an empty last chunk exists only in an empty file"));
     }
     Ok(())
 }

@@ -74,11 +74,7 @@ pub struct ContentHeader {
 impl ContentHeader {
     /// Creates a header for a new file: fresh id, fresh content key. Returns the key too,
     /// so the writer need not unwrap what it just wrapped.
-    pub fn new(
-        master: &MasterKey,
-        binding: &[u8],
-        rng: &dyn RandomSource,
-    ) -> Result<(ContentHeader, FileKey)> {
+    pub fn new(master: &MasterKey, binding: &[u8], rng: &dyn RandomSource) -> Result<(ContentHeader, FileKey)> {
         let file_id = FileId(random_array(rng)?);
         let file_key: Zeroizing<[u8; KEY_LEN]> = Zeroizing::new(random_array(rng)?);
         let header = Self::wrap(master, file_id, binding, file_key.as_ref(), rng)?;
@@ -93,10 +89,8 @@ impl ContentHeader {
     /// Unwraps the file's content key; fails unless `binding` is the one it was made for.
     pub fn open_key(&self, master: &MasterKey, binding: &[u8]) -> Result<FileKey> {
         let plain = self.unwrap_raw(master, binding)?;
-        let bytes: &[u8; KEY_LEN] = plain
-            .as_slice()
-            .try_into()
-            .map_err(|_| Error::Internal("unwrapped file key length"))?;
+        let bytes: &[u8; KEY_LEN] =
+            plain.as_slice().try_into().map_err(|_| Error::Internal("unwrapped file key length"))?;
         Ok(FileKey(aead::key(bytes)?))
     }
 
@@ -122,8 +116,7 @@ impl ContentHeader {
         rng: &dyn RandomSource,
     ) -> Result<ContentHeader> {
         let sealed = aead::seal(&wrap_key(master)?, &bound_aad(&file_id, binding), file_key, rng)?;
-        let wrapped =
-            sealed.as_slice().try_into().map_err(|_| Error::Internal("wrapped file key length"))?;
+        let wrapped = sealed.as_slice().try_into().map_err(|_| Error::Internal("wrapped file key length"))?;
         Ok(ContentHeader { file_id, wrapped })
     }
 
@@ -150,11 +143,7 @@ impl ContentHeader {
             return Err(Error::BadMagic("content object"));
         }
         if bytes.len() != HEADER_LEN {
-            return Err(Error::BadLength {
-                what: "content header",
-                expected: HEADER_LEN,
-                got: bytes.len(),
-            });
+            return Err(Error::BadLength { what: "content header", expected: HEADER_LEN, got: bytes.len() });
         }
         if bytes[4] != CONTENT_VERSION {
             return Err(Error::UnsupportedVersion { what: "content", version: bytes[4] });

@@ -25,18 +25,14 @@ pub fn chunk_count(plain_len: u64) -> u64 {
 
 /// Ciphertext size of a file of `plain_len` bytes (saturates for absurd sizes).
 pub fn encrypted_size(plain_len: u64) -> u64 {
-    HEADER
-        .saturating_add(plain_len)
-        .saturating_add(chunk_count(plain_len).saturating_mul(CHUNK_OVERHEAD))
+    HEADER.saturating_add(plain_len).saturating_add(chunk_count(plain_len).saturating_mul(CHUNK_OVERHEAD))
 }
 
 /// Plaintext size of a ciphertext of `cipher_len` bytes, or an error if no plaintext
 /// encrypts to that size (the mapping is one-to-one, so truncation inside a chunk or
 /// inside the header is caught here, before any decryption).
 pub fn plain_size(cipher_len: u64) -> Result<u64> {
-    let body = cipher_len
-        .checked_sub(HEADER)
-        .ok_or(Error::ImpossibleSize(cipher_len))?;
+    let body = cipher_len.checked_sub(HEADER).ok_or(Error::ImpossibleSize(cipher_len))?;
     let full = body / CIPHER_CHUNK_SIZE;
     let rest = body % CIPHER_CHUNK_SIZE;
     let plain = match (full, rest) {
@@ -93,11 +89,7 @@ pub struct ChunkSpan {
 
 impl ChunkSpan {
     fn empty(plain_len: u64) -> Self {
-        ChunkSpan {
-            first: 0,
-            end: 0,
-            plain_len,
-        }
+        ChunkSpan { first: 0, end: 0, plain_len }
     }
 
     /// True when no chunk needs touching.
@@ -115,10 +107,7 @@ impl ChunkSpan {
     /// (what to range-read from the provider).
     pub fn cipher_range(&self) -> Range<u64> {
         let last = self.end.checked_sub(1);
-        match (
-            self.chunks().next(),
-            last.and_then(|l| chunk_loc(self.plain_len, l)),
-        ) {
+        match (self.chunks().next(), last.and_then(|l| chunk_loc(self.plain_len, l))) {
             (Some(first), Some(last)) => first.cipher.start..last.cipher.end,
             _ => 0..0,
         }
@@ -141,11 +130,7 @@ pub fn chunk_range_for(offset: u64, len: u64, plain_len: u64) -> ChunkSpan {
     if offset >= end {
         return ChunkSpan::empty(plain_len);
     }
-    ChunkSpan {
-        first: offset / CHUNK_SIZE,
-        end: (end - 1) / CHUNK_SIZE + 1,
-        plain_len,
-    }
+    ChunkSpan { first: offset / CHUNK_SIZE, end: (end - 1) / CHUNK_SIZE + 1, plain_len }
 }
 
 /// The chunks that must be (re)sealed after a change that took the file from
@@ -175,11 +160,7 @@ pub fn reseal_span(old_len: u64, new_len: u64, written: Range<u64>) -> ChunkSpan
     if lo > hi {
         return ChunkSpan::empty(new_len);
     }
-    ChunkSpan {
-        first: lo,
-        end: hi + 1,
-        plain_len: new_len,
-    }
+    ChunkSpan { first: lo, end: hi + 1, plain_len: new_len }
 }
 
 #[cfg(test)]
@@ -188,16 +169,7 @@ mod tests {
 
     #[test]
     fn sizes_round_trip_around_edges() {
-        for n in [
-            0,
-            1,
-            2,
-            CHUNK_SIZE - 1,
-            CHUNK_SIZE,
-            CHUNK_SIZE + 1,
-            3 * CHUNK_SIZE,
-            100_000,
-        ] {
+        for n in [0, 1, 2, CHUNK_SIZE - 1, CHUNK_SIZE, CHUNK_SIZE + 1, 3 * CHUNK_SIZE, 100_000] {
             assert_eq!(plain_size(encrypted_size(n)), Ok(n), "plain {n}");
         }
         assert_eq!(encrypted_size(0), 81 + 28);
@@ -207,16 +179,7 @@ mod tests {
     #[test]
     fn impossible_sizes_rejected() {
         let one_full = encrypted_size(CHUNK_SIZE);
-        for c in [
-            0,
-            80,
-            81,
-            82,
-            81 + 27,
-            one_full + 1,
-            one_full + 27,
-            one_full + 28,
-        ] {
+        for c in [0, 80, 81, 82, 81 + 27, one_full + 1, one_full + 27, one_full + 28] {
             assert!(plain_size(c).is_err(), "cipher {c}");
         }
     }
@@ -238,10 +201,7 @@ mod tests {
         assert_eq!((span.first, span.end), (0, 2));
         let span = chunk_range_for(CHUNK_SIZE, CHUNK_SIZE, len);
         assert_eq!((span.first, span.end), (1, 2));
-        assert_eq!(
-            span.cipher_range(),
-            81 + CIPHER_CHUNK_SIZE..81 + 2 * CIPHER_CHUNK_SIZE
-        );
+        assert_eq!(span.cipher_range(), 81 + CIPHER_CHUNK_SIZE..81 + 2 * CIPHER_CHUNK_SIZE);
         let tail = chunk_range_for(len - 1, 100, len);
         assert_eq!((tail.first, tail.end), (5, 6));
         assert_eq!(tail.cipher_range().end, encrypted_size(len));

@@ -17,11 +17,9 @@ mod layout;
 mod whole;
 
 pub use chunk::{open_chunk, seal_chunk};
-pub use header::{
-    CONTENT_MAGIC, CONTENT_VERSION, ContentHeader, FILE_ID_LEN, FileId, FileKey, HEADER_LEN,
-};
+pub use header::{CONTENT_MAGIC, CONTENT_VERSION, ContentHeader, FILE_ID_LEN, FileId, FileKey, HEADER_LEN};
 pub use layout::{
-    CHUNK_OVERHEAD, CHUNK_SIZE, CIPHER_CHUNK_SIZE, ChunkLoc, ChunkSpan, chunk_count, chunk_loc,
-    chunk_range_for, encrypted_size, plain_size, reseal_span,
+    CHUNK_OVERHEAD, CHUNK_SIZE, CIPHER_CHUNK_SIZE, ChunkLoc, ChunkSpan, chunk_count, chunk_loc, chunk_range_for,
+    encrypted_size, plain_size, reseal_span,
 };
 pub use whole::{decrypt_all, encrypt_all};

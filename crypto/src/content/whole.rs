@@ -9,12 +9,7 @@ use crate::rng::RandomSource;
 use crate::{Error, Result};
 
 /// Encrypts a whole file: new header (bound to `binding`), fresh file key, all chunks.
-pub fn encrypt_all(
-    master: &MasterKey,
-    binding: &[u8],
-    plaintext: &[u8],
-    rng: &dyn RandomSource,
-) -> Result<Vec<u8>> {
+pub fn encrypt_all(master: &MasterKey, binding: &[u8], plaintext: &[u8], rng: &dyn RandomSource) -> Result<Vec<u8>> {
     let plain_len = plaintext.len() as u64;
     let (header, key) = ContentHeader::new(master, binding, rng)?;
     let id = header.file_id();

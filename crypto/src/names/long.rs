@@ -75,20 +75,13 @@ pub enum EntryKind {
 
 /// Sorts a stored name into what a directory listing should do with it.
 pub fn classify(stored: &str) -> EntryKind {
-    let is_b32 =
-        |s: &str| !s.is_empty() && s.bytes().all(|c| matches!(c, b'a'..=b'z' | b'2'..=b'7'));
-    let is_long = |s: &str| {
-        s.strip_prefix(LONG_NAME_PREFIX)
-            .is_some_and(|h| h.len() == HASH_CHARS && is_b32(h))
-    };
+    let is_b32 = |s: &str| !s.is_empty() && s.bytes().all(|c| matches!(c, b'a'..=b'z' | b'2'..=b'7'));
+    let is_long = |s: &str| s.strip_prefix(LONG_NAME_PREFIX).is_some_and(|h| h.len() == HASH_CHARS && is_b32(h));
     if is_b32(stored) && stored.len() <= STORED_NAME_MAX {
         EntryKind::Encrypted
     } else if is_long(stored) {
         EntryKind::LongName
-    } else if stored
-        .strip_suffix(LONG_NAME_SIDE_SUFFIX)
-        .is_some_and(is_long)
-    {
+    } else if stored.strip_suffix(LONG_NAME_SIDE_SUFFIX).is_some_and(is_long) {
         EntryKind::LongNameSide
     } else {
         EntryKind::Other

@@ -18,8 +18,8 @@
 mod long;
 
 pub use long::{
-    EntryKind, LONG_NAME_PREFIX, LONG_NAME_SIDE_SUFFIX, SideObject, classify, long_name_for,
-    long_name_side_object, needs_long_name, resolve_long_name,
+    EntryKind, LONG_NAME_PREFIX, LONG_NAME_SIDE_SUFFIX, SideObject, classify, long_name_for, long_name_side_object,
+    needs_long_name, resolve_long_name,
 };
 
 use ring::aead::LessSafeKey;
@@ -93,11 +93,7 @@ pub struct NameCipher {
 impl NameCipher {
     /// Derives the two name subkeys from the master key.
     pub fn new(master: &MasterKey) -> Result<Self> {
-        let enc = aead::key(
-            master
-                .derive_subkey(Purpose::NameEncryption)
-                .expose_secret(),
-        )?;
+        let enc = aead::key(master.derive_subkey(Purpose::NameEncryption).expose_secret())?;
         let mac_key = master.derive_subkey(Purpose::NameNonce);
         let mac = hmac::Key::new(hmac::HMAC_SHA256, mac_key.expose_secret());
         Ok(NameCipher { enc, mac })
@@ -111,8 +107,7 @@ impl NameCipher {
         padded.extend_from_slice(name);
         let pad = PAD_BLOCK - name.len() % PAD_BLOCK;
         padded.resize(name.len() + pad, pad as u8);
-        let sealed =
-            aead::seal_with_nonce(&self.enc, self.nonce(dir, name), dir.as_bytes(), &padded)?;
+        let sealed = aead::seal_with_nonce(&self.enc, self.nonce(dir, name), dir.as_bytes(), &padded)?;
         Ok(base32::encode(&sealed))
     }
 
@@ -121,15 +116,9 @@ impl NameCipher {
     pub fn encrypt_for_storage(&self, dir: &DirId, name: &[u8]) -> Result<StoredName> {
         let encoded = self.encrypt(dir, name)?;
         if needs_long_name(&encoded) {
-            Ok(StoredName {
-                name: long_name_for(&encoded),
-                side_object: Some(long_name_side_object(&encoded)),
-            })
+            Ok(StoredName { name: long_name_for(&encoded), side_object: Some(long_name_side_object(&encoded)) })
         } else {
-            Ok(StoredName {
-                name: encoded,
-                side_object: None,
-            })
+            Ok(StoredName { name: encoded, side_object: None })
         }
     }
 

@@ -1,12 +1,13 @@
-//! A local file holding the current contents of a file open for writing, encrypted at rest.
+//! A local file holding a copy of one version of a file's contents, encrypted at rest:
+//! the working copy of a file open for writing, and a change waiting in the journal.
 //!
 //! The plaintext is cut into 64 KiB blocks; block `i` is sealed alone (see
-//! [`EphemeralCipher`]) and stored in a fixed-size slot at `i * SLOT` of the local file,
-//! so random writes touch only their blocks and holes in the plaintext stay holes on
-//! disk. The key is drawn at random per staging file and lives only in memory: the file
-//! is unreadable by anyone, including a later run of this program (leftovers are deleted
-//! at start-up). What stays in memory and not on disk: the logical size and which slots
-//! hold a sealed block. A slot never written reads as zeros.
+//! [`LocalCipher`], bound to this copy's random id and the block index) and stored in a
+//! fixed-size slot at `i * SLOT` of the local file, so random writes touch only their
+//! blocks and holes in the plaintext stay holes on disk. A slot never written reads as
+//! zeros; a slot holds a sealed block exactly when its nonce is not all zeros (a hole
+//! reads as zeros), which is how [`LocalCopy::open`] finds them again after a restart.
+//! The logical size is kept by the caller (the journal) across restarts.
 //!
 //! Invariant: every stored byte at a logical position `>= len` is zero, so growing the
 //! file (`set_len` up, or a write past the end) exposes zeros, never stale data.
@@ -15,25 +16,60 @@
 //! read-modify-write of one block holds that block's stripe lock, so two writers patching
 //! different bytes of one block never lose each other's update. At most one stripe lock
 //! is held at a time, and `meta` only briefly inside it.
+//!
+//! Lifetime: the file is removed when the value is dropped, unless [`LocalCopy::keep`]
+//! says something (the journal) still refers to it.
 
 use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
 
 use oxidrive_crypto::content::CHUNK_SIZE;
-use oxidrive_crypto::local::{BLOCK_OVERHEAD, EphemeralCipher};
-use ring::rand::SystemRandom;
+use oxidrive_crypto::local::{BLOCK_OVERHEAD, FILE_ID_LEN, LocalCipher};
+use ring::rand::{SecureRandom, SystemRandom};
 
 use crate::error::{Error, Result};
 
-static NEXT: AtomicU64 = AtomicU64::new(0);
+/// The random id of one local copy (one version of one file's contents).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CopyId(pub [u8; FILE_ID_LEN]);
+
+impl CopyId {
+    pub fn random(rng: &SystemRandom) -> Result<Self> {
+        let mut id = [0u8; FILE_ID_LEN];
+        rng.fill(&mut id).map_err(|_| Error::io("random copy id", io::Error::other("no randomness")))?;
+        Ok(Self(id))
+    }
+
+    /// The local file's name.
+    pub fn hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    pub fn from_hex(name: &str) -> Option<Self> {
+        if name.len() != 2 * FILE_ID_LEN {
+            return None;
+        }
+        let mut id = [0u8; FILE_ID_LEN];
+        for (i, byte) in id.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(name.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some(Self(id))
+    }
+}
+
+impl std::fmt::Debug for CopyId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.hex())
+    }
+}
 
 /// Plaintext bytes per block.
-const BLOCK: u64 = CHUNK_SIZE;
+pub const BLOCK: u64 = CHUNK_SIZE;
 const BLOCK_LEN: usize = BLOCK as usize;
 /// Bytes of local file per block: one sealed block (nonce, ciphertext, tag).
 const SLOT: u64 = BLOCK + BLOCK_OVERHEAD as u64;
@@ -43,10 +79,18 @@ const MAX_LEN: u64 = (i64::MAX as u64 / SLOT) * BLOCK;
 const STRIPES: usize = 64;
 
 #[derive(Debug)]
-pub struct Staging {
+pub struct LocalCopy {
+    id: CopyId,
     path: PathBuf,
     file: File,
-    cipher: EphemeralCipher,
+    cipher: LocalCipher,
+    /// Whether the file outlives this value (something on disk refers to it).
+    keep: AtomicBool,
+    /// Bumped when a change starts and again when it ends: equal readings before and
+    /// after reading the whole copy mean no change overlapped that read.
+    generation: AtomicU64,
+    last_read_end: AtomicU64,
+    prefetching: AtomicBool,
     rng: SystemRandom,
     /// Shared by reads and writes; taken alone by `set_len`.
     resize: RwLock<()>,
@@ -66,46 +110,136 @@ struct Meta {
     sealed: BTreeSet<u64>,
 }
 
-impl Staging {
-    /// A new empty staging file in `dir`, under a fresh in-memory key.
-    pub fn create(dir: &Path) -> Result<Self> {
+impl LocalCopy {
+    /// A new empty copy in `dir`, sealed under `cipher_key` (the local-state key).
+    pub fn create(dir: &Path, cipher_key: &[u8; 32]) -> Result<Self> {
         let rng = SystemRandom::new();
-        let cipher = EphemeralCipher::new(&rng).map_err(|e| Error::io("staging key", io::Error::other(e)))?;
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path = dir.join(format!("{}-{n}", std::process::id()));
+        let id = CopyId::random(&rng)?;
+        let path = dir.join(id.hex());
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(&path)
-            .map_err(|e| Error::io(format!("create staging file {}", path.display()), e))?;
+            .map_err(|e| Error::io(format!("create local copy {}", path.display()), e))?;
+        Self::with(id, path, file, cipher_key, Meta::default())
+    }
+
+    /// The copy `id` in `dir`, written before (maybe by an earlier run) with logical size `len`.
+    pub fn open(dir: &Path, cipher_key: &[u8; 32], id: CopyId, len: u64) -> Result<Self> {
+        let path = dir.join(id.hex());
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io(format!("open local copy {}", path.display()), e))?;
+        let sealed =
+            sealed_slots(&file, len).map_err(|e| Error::io(format!("scan local copy {}", path.display()), e))?;
+        let copy = Self::with(id, path, file, cipher_key, Meta { len, sealed })?;
+        copy.keep(true);
+        Ok(copy)
+    }
+
+    fn with(id: CopyId, path: PathBuf, file: File, cipher_key: &[u8; 32], meta: Meta) -> Result<Self> {
+        let cipher =
+            LocalCipher::keyed(cipher_key, id.0).map_err(|e| Error::io("local copy key", io::Error::other(e)))?;
         Ok(Self {
+            id,
             path,
             file,
             cipher,
-            rng,
+            keep: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
+            last_read_end: AtomicU64::new(u64::MAX),
+            prefetching: AtomicBool::new(false),
+            rng: SystemRandom::new(),
             resize: RwLock::new(()),
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
-            meta: Mutex::new(Meta::default()),
+            meta: Mutex::new(meta),
             #[cfg(test)]
             crypto_ops: Default::default(),
         })
     }
 
+    pub fn id(&self) -> CopyId {
+        self.id
+    }
+
+    /// Whether the file stays on disk when this value is dropped.
+    pub fn keep(&self, keep: bool) {
+        self.keep.store(keep, Ordering::Release);
+    }
+
+    /// Makes every byte written so far durable (not the size: the journal holds that).
+    pub fn sync(&self) -> Result<()> {
+        self.file.sync_data().map_err(|e| Error::io("sync local copy", e))
+    }
+
     /// Up to `len` plaintext bytes at `offset`; shorter only at the end of the file.
     pub fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>> {
-        self.read_impl(offset, len).map_err(|e| Error::io("read staging file", e))
+        self.read_impl(offset, len).map_err(|e| Error::io("read local copy", e))
     }
 
     /// Writes `data` at `offset`, growing the file if it ends past the end.
     pub fn write_at(&self, offset: u64, data: &[u8]) -> Result<()> {
-        self.write_impl(offset, data).map_err(|e| Error::io("write staging file", e))
+        let _change = self.change();
+        self.write_impl(offset, data).map_err(|e| Error::io("write local copy", e))
     }
 
     /// Cuts or extends the file to `len` bytes; extension reads as zeros.
     pub fn set_len(&self, len: u64) -> Result<()> {
-        self.set_len_impl(len).map_err(|e| Error::io("truncate staging file", e))
+        let _change = self.change();
+        self.set_len_impl(len).map_err(|e| Error::io("truncate local copy", e))
+    }
+
+    /// Stores fetched provider bytes at `offset` (whole blocks, or up to the end): a
+    /// cache fill, not a change of the file, so `generation` stays.
+    pub fn fill(&self, offset: u64, data: &[u8]) -> Result<()> {
+        self.write_impl(offset, data).map_err(|e| Error::io("fill local copy", e))
+    }
+
+    /// Blocks covering `[offset, end)` that hold nothing yet (for a cache copy: not
+    /// fetched yet).
+    pub fn missing_blocks(&self, offset: u64, end: u64) -> Vec<u64> {
+        if end <= offset {
+            return Vec::new();
+        }
+        let meta = self.meta();
+        (offset / BLOCK..=(end - 1) / BLOCK).filter(|i| !meta.sealed.contains(i)).collect()
+    }
+
+    /// Forgets blocks (one failed authentication): they read as missing again.
+    pub fn forget_blocks(&self, offset: u64, end: u64) {
+        let mut meta = self.meta();
+        for i in offset / BLOCK..=end.saturating_sub(1) / BLOCK {
+            meta.sealed.remove(&i);
+        }
+    }
+
+    /// Bytes this copy takes on local disk.
+    pub fn stored_bytes(&self) -> u64 {
+        self.meta().sealed.len() as u64 * SLOT
+    }
+
+    /// Where the last read ended: a read starting there is sequential.
+    pub fn last_read_end(&self) -> &AtomicU64 {
+        &self.last_read_end
+    }
+
+    /// Set while a read-ahead fills this copy, so only one runs at a time.
+    pub fn prefetching(&self) -> &AtomicBool {
+        &self.prefetching
+    }
+
+    /// See `generation`: changes only ever make it grow.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn change(&self) -> ChangeGuard<'_> {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        ChangeGuard(&self.generation)
     }
 
     /// The logical (plaintext) size.
@@ -231,16 +365,41 @@ impl Staging {
     }
 }
 
+struct ChangeGuard<'a>(&'a AtomicU64);
+
+impl Drop for ChangeGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
 fn corrupt(index: u64, what: &str) -> io::Error {
-    tracing::error!(block = index, "staging block {what}");
-    io::Error::new(io::ErrorKind::InvalidData, format!("staging block {index} {what}"))
+    tracing::error!(block = index, "local copy block {what}");
+    io::Error::new(io::ErrorKind::InvalidData, format!("local copy block {index} {what}"))
+}
+
+/// The slots below `len` holding a sealed block: those whose nonce is not all zeros.
+fn sealed_slots(file: &File, len: u64) -> io::Result<BTreeSet<u64>> {
+    let on_disk = file.metadata()?.len();
+    let mut sealed = BTreeSet::new();
+    let mut nonce = [0u8; 12];
+    for index in 0..len.div_ceil(BLOCK) {
+        if index * SLOT + SLOT > on_disk {
+            break;
+        }
+        file.read_exact_at(&mut nonce, index * SLOT)?;
+        if nonce != [0u8; 12] {
+            sealed.insert(index);
+        }
+    }
+    Ok(sealed)
 }
 
 fn too_large() -> io::Error {
     io::Error::from_raw_os_error(libc::EFBIG)
 }
 
-impl oxidrive_providers::LocalSource for Staging {
+impl oxidrive_providers::LocalSource for LocalCopy {
     fn size(&self) -> io::Result<u64> {
         Ok(self.meta().len)
     }
@@ -250,16 +409,20 @@ impl oxidrive_providers::LocalSource for Staging {
     }
 }
 
-impl oxidrive_providers::LocalSink for Staging {
+impl oxidrive_providers::LocalSink for LocalCopy {
     fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        let _change = self.change();
         self.write_impl(offset, data)
     }
 }
 
-impl Drop for Staging {
+impl Drop for LocalCopy {
     fn drop(&mut self) {
+        if self.keep.load(Ordering::Acquire) {
+            return;
+        }
         if let Err(e) = std::fs::remove_file(&self.path) {
-            tracing::warn!(path = %self.path.display(), error = %e, "could not remove staging file");
+            tracing::warn!(path = %self.path.display(), error = %e, "could not remove local copy");
         }
     }
 }
@@ -276,9 +439,11 @@ mod tests {
     const K: u64 = 1024;
     const B: usize = BLOCK_LEN;
 
-    fn staging() -> (tempfile::TempDir, Staging) {
+    const KEY: [u8; 32] = [9; 32];
+
+    fn copy() -> (tempfile::TempDir, LocalCopy) {
         let dir = tempfile::tempdir().unwrap();
-        let s = Staging::create(dir.path()).unwrap();
+        let s = LocalCopy::create(dir.path(), &KEY).unwrap();
         (dir, s)
     }
 
@@ -286,7 +451,7 @@ mod tests {
         (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 8) as u8 ^ (i >> 16) as u8).collect()
     }
 
-    fn raw(s: &Staging) -> Vec<u8> {
+    fn raw(s: &LocalCopy) -> Vec<u8> {
         std::fs::read(&s.path).unwrap()
     }
 
@@ -299,7 +464,7 @@ mod tests {
 
     #[test]
     fn sparse_write_read_truncate_and_cleanup() {
-        let (_dir, s) = staging();
+        let (_dir, s) = copy();
         assert!(s.is_empty().unwrap());
         s.write_at(10, b"hello").unwrap();
         assert_eq!(s.len().unwrap(), 15);
@@ -316,7 +481,7 @@ mod tests {
     fn round_trips_at_block_edges() {
         for len in [0, 1, B - 1, B, B + 1, 2 * B, 3 * B + 7, 5 * 1024 * 1024 + 3] {
             for offset in [0, 1, BLOCK - 1, BLOCK, BLOCK + 1] {
-                let (_dir, s) = staging();
+                let (_dir, s) = copy();
                 let data = pattern(len, len as u8);
                 s.write_at(offset, &data).unwrap();
                 let expect_len = if len == 0 { 0 } else { offset + len as u64 };
@@ -332,7 +497,7 @@ mod tests {
 
     #[test]
     fn truncate_then_grow_shows_zeros_not_stale_bytes() {
-        let (_dir, s) = staging();
+        let (_dir, s) = copy();
         s.write_at(0, &[0xAA; 3 * B]).unwrap();
         s.set_len(BLOCK + 5).unwrap();
         s.set_len(3 * BLOCK).unwrap();
@@ -351,7 +516,7 @@ mod tests {
 
     #[test]
     fn truncate_down_frees_slots() {
-        let (_dir, s) = staging();
+        let (_dir, s) = copy();
         s.write_at(0, &pattern(10 * B, 1)).unwrap();
         assert_eq!(std::fs::metadata(&s.path).unwrap().len(), 10 * SLOT);
         s.set_len(BLOCK + 1).unwrap();
@@ -363,7 +528,7 @@ mod tests {
 
     #[test]
     fn sparse_file_past_4_gib_stays_small_on_disk() {
-        let (_dir, s) = staging();
+        let (_dir, s) = copy();
         let far = 5 * 1024 * 1024 * 1024 + 3;
         s.write_at(0, b"head").unwrap();
         s.write_at(far, b"tail").unwrap();
@@ -381,7 +546,7 @@ mod tests {
 
     #[test]
     fn absurd_offsets_are_refused() {
-        let (_dir, s) = staging();
+        let (_dir, s) = copy();
         assert!(s.write_at(u64::MAX - 1, b"ab").is_err());
         assert!(s.write_at(MAX_LEN, b"a").is_err());
         assert!(s.set_len(u64::MAX).is_err());
@@ -391,7 +556,7 @@ mod tests {
 
     #[test]
     fn no_plaintext_on_disk() {
-        let (_dir, s) = staging();
+        let (_dir, s) = copy();
         let marker = b"OXIDRIVE-SECRET-MARKER-0123456789";
         let mut data = Vec::new();
         for _ in 0..5000 {
@@ -411,7 +576,7 @@ mod tests {
 
     #[test]
     fn tampered_or_moved_blocks_fail_to_read() {
-        let (_dir, s) = staging();
+        let (_dir, s) = copy();
         s.write_at(0, &pattern(2 * B, 9)).unwrap();
         let path = s.path.clone();
         let file = OpenOptions::new().read(true).write(true).open(&path).unwrap();
@@ -420,7 +585,7 @@ mod tests {
         file.write_all_at(&[byte[0] ^ 1], SLOT + 100).unwrap();
         assert!(s.read_at(0, 10).is_ok());
         let err = s.read_at(BLOCK, 10).unwrap_err();
-        assert!(err.to_string().contains("staging block 1 failed authentication"), "{err}");
+        assert!(err.to_string().contains("local copy block 1 failed authentication"), "{err}");
         assert_eq!(io_kind(err), io::ErrorKind::InvalidData);
         // A partial write into the broken block fails too rather than resealing garbage.
         assert_eq!(io_kind(s.write_at(BLOCK + 1, b"z").unwrap_err()), io::ErrorKind::InvalidData);
@@ -440,10 +605,34 @@ mod tests {
     }
 
     #[test]
-    fn another_staging_file_cannot_open_these_blocks() {
+    fn kept_copy_reopens_with_its_bytes_and_holes() {
         let dir = tempfile::tempdir().unwrap();
-        let a = Staging::create(dir.path()).unwrap();
-        let b = Staging::create(dir.path()).unwrap();
+        let a = LocalCopy::create(dir.path(), &KEY).unwrap();
+        a.write_at(3 * BLOCK + 5, b"tail").unwrap();
+        a.write_at(10, b"head").unwrap();
+        a.sync().unwrap();
+        let (id, len) = (a.id(), a.len().unwrap());
+        a.keep(true);
+        drop(a);
+        let b = LocalCopy::open(dir.path(), &KEY, id, len).unwrap();
+        assert_eq!(b.meta().sealed.iter().copied().collect::<Vec<_>>(), vec![0, 3]);
+        let mut expect = vec![0u8; len as usize];
+        expect[10..14].copy_from_slice(b"head");
+        expect[(3 * BLOCK + 5) as usize..].copy_from_slice(b"tail");
+        assert_eq!(b.read_at(0, len as usize + 1).unwrap(), expect);
+        assert!(LocalCopy::open(dir.path(), &[8; 32], id, len).unwrap().read_at(0, 1).is_err());
+        b.keep(false);
+        let path = b.path.clone();
+        drop(b);
+        assert!(!path.exists());
+        assert!(CopyId::from_hex(&id.hex()) == Some(id));
+    }
+
+    #[test]
+    fn another_copy_cannot_open_these_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = LocalCopy::create(dir.path(), &KEY).unwrap();
+        let b = LocalCopy::create(dir.path(), &KEY).unwrap();
         a.write_at(0, &pattern(B, 1)).unwrap();
         b.write_at(0, &pattern(B, 2)).unwrap();
         std::fs::write(&b.path, raw(&a)).unwrap();
@@ -453,7 +642,7 @@ mod tests {
     #[test]
     fn local_source_and_sink_traits() {
         use oxidrive_providers::{LocalSink, LocalSource};
-        let (_dir, s) = staging();
+        let (_dir, s) = copy();
         let sink: &dyn LocalSink = &s;
         sink.write_at(BLOCK - 2, b"abcd").unwrap();
         let src: &dyn LocalSource = &s;
@@ -465,7 +654,7 @@ mod tests {
     #[test]
     fn concurrent_writers_to_different_and_same_blocks() {
         const THREADS: usize = 8;
-        let (_dir, s) = staging();
+        let (_dir, s) = copy();
         let s = Arc::new(s);
         std::thread::scope(|scope| {
             for t in 0..THREADS {
@@ -499,13 +688,13 @@ mod tests {
         assert_eq!(s.len().unwrap(), 40 * BLOCK + THREADS as u64 * 1000);
     }
 
-    fn seals_and_opens(s: &Staging) -> (u64, u64) {
+    fn seals_and_opens(s: &LocalCopy) -> (u64, u64) {
         (s.crypto_ops.0.load(Ordering::Relaxed), s.crypto_ops.1.load(Ordering::Relaxed))
     }
 
     #[test]
     fn sequential_writes_seal_each_block_once() {
-        let (_dir, s) = staging();
+        let (_dir, s) = copy();
         let mib = pattern(1024 * 1024, 5);
         s.write_at(0, &mib).unwrap();
         assert_eq!(seals_and_opens(&s), (16, 0), "aligned 1 MiB write");
@@ -525,7 +714,7 @@ mod tests {
     #[test]
     #[ignore = "timing, run by hand with --nocapture"]
     fn throughput() {
-        let (_dir, s) = staging();
+        let (_dir, s) = copy();
         for piece in [4096usize, 128 * 1024, 1024 * 1024] {
             let data = pattern(piece, 1);
             let total = 256 * 1024 * 1024u64;
@@ -573,7 +762,7 @@ mod tests {
 
         #[test]
         fn matches_a_vec_model(ops in proptest::collection::vec(op(), 1..24)) {
-            let (_dir, s) = staging();
+            let (_dir, s) = copy();
             let mut model: Vec<u8> = Vec::new();
             for op in ops {
                 match op {

@@ -1,0 +1,149 @@
+//! Reading files through the block cache, and pinning them there.
+//!
+//! A read serves the blocks it covers from the file's cached copy and fetches only the
+//! missing ones, in one provider request for the whole missing range. A read that
+//! continues where the last one ended is sequential: then the fetch reaches further
+//! ahead, and the next window is fetched in the background while the caller reads.
+//! A cached block that fails authentication is dropped, logged and fetched again;
+//! its bytes are never served.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use crate::error::{Error, Result};
+use crate::local_copy::{BLOCK, LocalCopy};
+use crate::store::{Store, is_unreachable};
+
+/// How far a sequential reader's fetches reach (and the background window after it).
+const READ_AHEAD: u64 = 4 * 1024 * 1024;
+
+impl Store {
+    /// Reads from a file whose size (as last seen) is `size`.
+    pub async fn read(self: &Arc<Self>, path: &str, offset: u64, len: u64, size: u64) -> Result<Vec<u8>> {
+        if let Some(copy) = self.pending_copy(path) {
+            return copy.read_at(offset, len as usize);
+        }
+        let end = offset.saturating_add(len).min(size);
+        if offset >= end {
+            return Ok(Vec::new());
+        }
+        // Only a version the provider showed can be cached; files larger than half the
+        // cache stream past it (they would only push everything else out).
+        let version = self.current_version(path)?.filter(|v| v.0 == size);
+        let Some(version) = version.filter(|_| size <= self.config.copies.limit() / 2) else {
+            return self.fetch_range(path, offset, end, size).await;
+        };
+        let copy = self.config.copies.cached_or_new(&self.root, path, version)?;
+        let sequential = copy.last_read_end().swap(end, Ordering::AcqRel) == offset;
+        for attempt in 0..2 {
+            let missing = copy.missing_blocks(offset, end);
+            if let (Some(&first), Some(&last)) = (missing.first(), missing.last()) {
+                let reach = if sequential { (offset + READ_AHEAD).div_ceil(BLOCK) } else { last + 1 };
+                self.fill(path, &copy, first, reach.max(last + 1), size).await?;
+            }
+            match copy.read_at(offset, (end - offset) as usize) {
+                Ok(data) => {
+                    if sequential {
+                        self.read_ahead(path, &copy, end, size);
+                    }
+                    return Ok(data);
+                }
+                Err(Error::Io { source, .. }) if attempt == 0 && source.kind() == std::io::ErrorKind::InvalidData => {
+                    tracing::error!(root = %self.root, path, offset, "a cached block failed authentication; dropped, fetching it again");
+                    copy.forget_blocks(offset, end);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::io(format!("read {path}"), std::io::ErrorKind::InvalidData.into()))
+    }
+
+    /// Fetches blocks `first..reach` (stopping before the first one already cached
+    /// after the missing ones) into `copy`.
+    async fn fill(&self, path: &str, copy: &LocalCopy, first: u64, reach: u64, size: u64) -> Result<()> {
+        let last_block = size.div_ceil(BLOCK);
+        let mut to = first + 1;
+        let missing = copy.missing_blocks(first * BLOCK, reach.min(last_block) * BLOCK);
+        for &i in &missing {
+            if i > to {
+                break;
+            }
+            to = i + 1;
+        }
+        let start = first * BLOCK;
+        let end = (to * BLOCK).min(size);
+        let data = self.fetch_range(path, start, end, size).await?;
+        copy.fill(start, &data)?;
+        self.config.copies.filled(&self.root, path, copy)
+    }
+
+    /// Bytes `[start, end)` straight from the provider.
+    async fn fetch_range(&self, path: &str, start: u64, end: u64, size: u64) -> Result<Vec<u8>> {
+        if self.offline_now() {
+            return Err(self.offline_error(path));
+        }
+        match self.provider.read_range(path, start, end - start, size).await {
+            Ok(data) => {
+                self.reached();
+                Ok(data)
+            }
+            Err(e) => {
+                if is_unreachable(&e) {
+                    self.unreachable(&e);
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Fetches the window after `from` in the background, one window per file at once.
+    fn read_ahead(self: &Arc<Self>, path: &str, copy: &Arc<LocalCopy>, from: u64, size: u64) {
+        let to = from.saturating_add(READ_AHEAD).min(size);
+        let missing = copy.missing_blocks(from, to);
+        let Some(&first) = missing.first() else { return };
+        if copy.prefetching().swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (store, path, copy) = (self.clone(), path.to_owned(), copy.clone());
+        tokio::spawn(async move {
+            let reach = to.div_ceil(BLOCK);
+            if let Err(e) = store.fill(&path, &copy, first, reach, size).await {
+                tracing::debug!(root = %store.root, path, error = %e, "read-ahead failed");
+            }
+            copy.prefetching().store(false, Ordering::Release);
+        });
+    }
+
+    /// Fetches every block of a file into the cache and keeps it there (`pin`), or
+    /// lets eviction have it again. Pending files are local anyway.
+    pub async fn pin_file(self: &Arc<Self>, path: &str, pinned: bool) -> Result<()> {
+        if self.pending_copy(path).is_some() {
+            return Ok(());
+        }
+        let Some(version) = self.current_version(path)? else {
+            return Err(Error::io(format!("pin {path}"), std::io::ErrorKind::NotFound.into()));
+        };
+        if pinned {
+            let copy = self.config.copies.cached_or_new(&self.root, path, version)?;
+            let size = version.0;
+            while let Some(&first) = copy.missing_blocks(0, size).first() {
+                self.fill(path, &copy, first, first + READ_AHEAD / BLOCK, size).await?;
+            }
+        }
+        self.config.copies.set_pinned(&self.root, path, pinned)
+    }
+
+    /// Marks a folder pinned: files uploaded into it later stay cached too.
+    pub fn pin_dir(&self, path: &str, pinned: bool) -> Result<()> {
+        self.index.pin_dir(&self.root, path, pinned)
+    }
+
+    pub fn is_pinned_dir(&self, path: &str) -> Result<bool> {
+        self.index.under_pin(&self.root, path)
+    }
+
+    /// Drops the cached blocks of a file (never a pending change).
+    pub fn free(&self, path: &str) -> Result<()> {
+        self.config.copies.forget(&self.root, path)
+    }
+}

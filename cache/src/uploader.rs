@@ -1,0 +1,323 @@
+//! The background uploader of one store: takes committed changes from the journal to
+//! the provider after the write-back delay, retries with backoff, and reports health.
+//!
+//! A row leaves the journal only when an upload read exactly the committed contents:
+//! the copy's generation was the committed one when the upload started and still was
+//! when it ended, and no newer commit replaced the row meanwhile. Anything else keeps
+//! the row, and the file is uploaded again.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant, SystemTime};
+
+use oxidrive_providers::ErrorKind;
+use tokio::sync::{Notify, Semaphore};
+
+use crate::error::Error;
+use crate::health::Health;
+use crate::store::{Store, remote_entry};
+
+/// Uploads running at once per store.
+const CONCURRENT_UPLOADS: usize = 4;
+/// A file still being written after its last commit is uploaded anyway after this long
+/// (a database that stays open and fsyncs now and then must still reach the provider).
+const MAX_DEFER: Duration = Duration::from_secs(30);
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+const MAX_RETRY: Duration = Duration::from_secs(300);
+/// Errors that retrying will not fix wait this long before the next attempt.
+const PERMANENT_RETRY: Duration = Duration::from_secs(600);
+
+#[derive(Debug)]
+pub(crate) struct Uploads {
+    /// New work, or a retry time changed.
+    pub wake: Notify,
+    /// The pending set changed (an upload finished, a file was deleted).
+    pub changed: Notify,
+    /// Callers waiting for everything to upload: while nonzero, skip the delay.
+    pub urgent: AtomicUsize,
+    pub health: Mutex<Health>,
+    limit: Semaphore,
+}
+
+impl Default for Uploads {
+    fn default() -> Self {
+        Self {
+            wake: Notify::new(),
+            changed: Notify::new(),
+            urgent: AtomicUsize::new(0),
+            health: Mutex::new(Health::default()),
+            limit: Semaphore::new(CONCURRENT_UPLOADS),
+        }
+    }
+}
+
+/// What `oxidrive status` shows of one store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreStatus {
+    pub name: String,
+    /// False while the last attempt to reach the provider failed with a temporary error.
+    pub online: bool,
+    pub last_error: Option<(SystemTime, String)>,
+    pub pending_files: usize,
+    pub pending_bytes: u64,
+    pub uploading: usize,
+    /// When the oldest change not yet uploaded was committed.
+    pub oldest_pending: Option<SystemTime>,
+}
+
+/// The state of one file, as `user.oxidrive.state` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileState {
+    /// Committed locally, waiting for upload.
+    Dirty,
+    Uploading,
+    /// Some or all blocks are in the read cache.
+    Cached,
+    /// Kept whole in the cache, never evicted.
+    Pinned,
+    /// On the provider; nothing of it is kept locally.
+    CloudOnly,
+}
+
+impl FileState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileState::Dirty => "dirty",
+            FileState::Uploading => "uploading",
+            FileState::Cached => "cached",
+            FileState::Pinned => "pinned",
+            FileState::CloudOnly => "cloud-only",
+        }
+    }
+}
+
+impl Store {
+    /// Starts this store's uploader on the current tokio runtime. It ends when the store
+    /// is dropped.
+    pub fn start_uploads(self: &Arc<Self>) {
+        let uploads = self.uploads.clone();
+        let store = Arc::downgrade(self);
+        tokio::spawn(run(store, uploads));
+    }
+
+    /// Returns once every change committed so far (and any committed meanwhile) is on
+    /// the provider, retrying failed uploads at once. Without a deadline it waits for as
+    /// long as that takes; with one it returns `false` if it passed first.
+    pub async fn wait_uploaded(&self, deadline: Option<tokio::time::Instant>) -> bool {
+        self.uploads.urgent.fetch_add(1, Ordering::AcqRel);
+        for p in self.pending().values_mut() {
+            p.retry_at = None;
+        }
+        self.uploads.wake.notify_one();
+        let done = loop {
+            let changed = self.uploads.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if self.pending().is_empty() {
+                break true;
+            }
+            match deadline {
+                Some(d) => {
+                    if tokio::time::timeout_at(d, changed).await.is_err() {
+                        break false;
+                    }
+                }
+                None => changed.await,
+            }
+        };
+        self.uploads.urgent.fetch_sub(1, Ordering::AcqRel);
+        done
+    }
+
+    pub fn status(&self) -> StoreStatus {
+        let health = self.health();
+        let pending = self.pending();
+        StoreStatus {
+            name: self.root.clone(),
+            online: health.online,
+            last_error: health.last_error,
+            pending_files: pending.len(),
+            pending_bytes: pending.values().map(|p| p.copy.len().unwrap_or(p.entry.size)).sum(),
+            uploading: pending.values().filter(|p| p.uploading).count(),
+            oldest_pending: pending.values().map(|p| p.entry.since).min(),
+        }
+    }
+
+    pub fn file_state(&self, path: &str) -> FileState {
+        match self.pending().get(path) {
+            Some(p) if p.uploading => return FileState::Uploading,
+            Some(_) => return FileState::Dirty,
+            None => {}
+        }
+        match self.index.cached_get(&self.root, path) {
+            Ok(Some(c)) if c.pinned => FileState::Pinned,
+            Ok(Some(c)) if c.bytes > 0 => FileState::Cached,
+            _ => FileState::CloudOnly,
+        }
+    }
+
+    /// Starts the uploads that are due; returns when the next one will be.
+    fn dispatch(self: &Arc<Self>) -> Option<Instant> {
+        let now = Instant::now();
+        let urgent = self.uploads.urgent.load(Ordering::Acquire) > 0;
+        let delay = if urgent { Duration::ZERO } else { self.config.write_back };
+        let mut next: Option<Instant> = None;
+        let mut due = Vec::new();
+        for (path, p) in self.pending().iter_mut() {
+            if p.uploading {
+                continue;
+            }
+            let mut at = (p.committed_at + delay).max(p.retry_at.unwrap_or(now));
+            if p.copy.generation() != p.committed_gen {
+                // Still being written: its next commit (close, fsync) is coming.
+                at = at.max(p.committed_at + MAX_DEFER);
+            }
+            if at <= now {
+                p.uploading = true;
+                due.push(path.clone());
+            } else {
+                next = Some(next.map_or(at, |n| n.min(at)));
+            }
+        }
+        for path in due {
+            let store = self.clone();
+            tokio::spawn(async move { store.upload_one(path).await });
+        }
+        next
+    }
+
+    async fn upload_one(self: Arc<Self>, path: String) {
+        let _permit = self.uploads.limit.acquire().await;
+        let _lock = self.locks.lock(&[(&path, false)]).await;
+        let (copy, seq, committed_gen) = match self.pending().get(&path) {
+            Some(p) if p.uploading => (p.copy.clone(), p.entry.seq, p.committed_gen),
+            // Renamed or deleted while this waited for the lock.
+            _ => return,
+        };
+        let start_gen = copy.generation();
+        let started = Instant::now();
+        let result = async {
+            self.provider.upload(&path, &*copy).await?;
+            Ok::<_, Error>(self.provider.stat(&path).await?)
+        }
+        .await;
+        let exact = start_gen == committed_gen && copy.generation() == start_gen;
+        match result {
+            Ok(meta) => {
+                self.reached();
+                let remote = meta.as_ref().map(|m| (m.mtime, m.size));
+                if let Err(e) = self.index.remote_put(&self.root, &path, meta.as_ref().map(remote_entry)) {
+                    tracing::warn!(root = %self.root, path, error = %e, "could not record the uploaded object");
+                }
+                let mut pending = self.pending();
+                // A row of another seq (or an inexact read) must not be dropped.
+                let done_seq = if exact { seq } else { 0 };
+                match self.index.journal_uploaded(&self.root, &path, done_seq, remote) {
+                    Ok(true) => {
+                        if let Some(p) = pending.remove(&path) {
+                            p.copy.keep(false);
+                            // Now a clean copy of the provider's version: the read cache
+                            // keeps it, unless a writer still has it open.
+                            if let Some(m) = &meta
+                                && Arc::strong_count(&p.copy) <= 2
+                                && let Err(e) = self.config.copies.adopt(&self.root, &path, p.copy, (m.size, m.mtime))
+                            {
+                                tracing::warn!(root = %self.root, path, error = %e, "could not keep the uploaded copy as cache");
+                            }
+                        }
+                        tracing::debug!(root = %self.root, path, ms = started.elapsed().as_millis() as u64, "uploaded");
+                    }
+                    Ok(false) => {
+                        if let Some(p) = pending.get_mut(&path) {
+                            p.uploading = false;
+                            p.entry.is_new = false;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(root = %self.root, path, error = %e, "could not record an upload in the journal");
+                        if let Some(p) = pending.get_mut(&path) {
+                            p.uploading = false;
+                            p.retry_at = Some(Instant::now() + FIRST_RETRY);
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                let temporary = is_temporary(&e);
+                let mut pending = self.pending();
+                if let Some(p) = pending.get_mut(&path) {
+                    p.uploading = false;
+                    p.attempts += 1;
+                    let wait = if temporary { backoff(p.attempts) } else { PERMANENT_RETRY };
+                    p.retry_at = Some(Instant::now() + wait);
+                    if temporary {
+                        tracing::warn!(root = %self.root, path, error = %e, attempt = p.attempts, retry_in_s = wait.as_secs(), "upload failed; will retry");
+                    } else {
+                        tracing::error!(root = %self.root, path, error = %e, retry_in_s = wait.as_secs(), "upload refused by the provider; the change stays in the journal");
+                    }
+                }
+                drop(pending);
+                match &e {
+                    Error::Provider(p) if p.is_unreachable() => self.unreachable(p),
+                    _ => self.note_error(&e.to_string()),
+                }
+            }
+        }
+        self.uploads.changed.notify_waiters();
+        self.uploads.wake.notify_one();
+    }
+}
+
+async fn run(store: Weak<Store>, uploads: Arc<Uploads>) {
+    loop {
+        let wake = uploads.wake.notified();
+        tokio::pin!(wake);
+        wake.as_mut().enable();
+        let next = match store.upgrade() {
+            Some(store) => store.dispatch(),
+            None => return,
+        };
+        match next {
+            Some(at) => {
+                let _ = tokio::time::timeout_at(at.into(), wake).await;
+            }
+            // Wake up now and then to notice the store is gone.
+            None => {
+                let _ = tokio::time::timeout(Duration::from_secs(5), wake).await;
+            }
+        }
+    }
+}
+
+/// Whether retrying soon may help: everything but a refusal of this very request.
+fn is_temporary(e: &Error) -> bool {
+    match e {
+        Error::Provider(p) => !matches!(
+            p.kind(),
+            ErrorKind::InvalidName
+                | ErrorKind::PermissionDenied
+                | ErrorKind::ConfigInvalid
+                | ErrorKind::IsADirectory
+                | ErrorKind::NotADirectory
+                | ErrorKind::Unsupported
+        ),
+        Error::Io { .. } | Error::Index(_) => false,
+    }
+}
+
+fn backoff(attempts: u32) -> Duration {
+    FIRST_RETRY.saturating_mul(1 << attempts.saturating_sub(1).min(16)).min(MAX_RETRY)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_a_cap() {
+        assert_eq!(backoff(1), Duration::from_secs(1));
+        assert_eq!(backoff(2), Duration::from_secs(2));
+        assert_eq!(backoff(5), Duration::from_secs(16));
+        assert_eq!(backoff(30), MAX_RETRY);
+    }
+}
