@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-use oxidrive_providers::{ErrorKind, ObjectKind, ObjectMeta, Provider};
+use oxidrive_providers::{ErrorKind, ObjectKind, ObjectMeta, Provider, join};
 
 use crate::copies::{Copies, is_below};
 use crate::error::{Error, Result};
@@ -76,6 +76,9 @@ pub struct Store {
     pub(crate) pending: Mutex<HashMap<String, Pending>>,
     pub(crate) locks: PathLocks,
     pub(crate) uploads: Arc<Uploads>,
+    /// What the provider said of a path in the last second (the kernel's attribute
+    /// timeout): a listing answers the lookups of every name in it.
+    recent: moka::sync::Cache<String, Option<RemoteEntry>>,
 }
 
 impl Store {
@@ -103,11 +106,17 @@ impl Store {
             pending: Mutex::new(pending),
             locks: PathLocks::default(),
             uploads: Arc::new(Uploads::default()),
+            recent: moka::sync::Cache::builder().max_capacity(100_000).time_to_live(RECENT_TTL).build(),
         })
     }
 
     pub fn name(&self) -> &str {
         &self.root
+    }
+
+    /// Our own change of `path` makes the last answer about it stale.
+    pub(crate) fn forget_recent_stat(&self, path: &str) {
+        self.recent.invalidate(path);
     }
 
     pub(crate) fn pending(&self) -> MutexGuard<'_, HashMap<String, Pending>> {
@@ -129,6 +138,9 @@ impl Store {
 
     /// The provider's answer, recorded in the mirror; the mirror's while it is offline.
     async fn remote_stat(&self, path: &str) -> Result<Option<RemoteEntry>> {
+        if let Some(entry) = self.recent.get(path) {
+            return Ok(entry);
+        }
         if !self.offline_now() {
             match self.provider.stat(path).await {
                 Ok(meta) => {
@@ -137,6 +149,7 @@ impl Store {
                     if self.index.remote_get(&self.root, path)? != entry {
                         self.index.remote_put(&self.root, path, entry)?;
                     }
+                    self.recent.insert(path.to_owned(), entry);
                     return Ok(entry);
                 }
                 Err(e) if is_unreachable(&e) => self.unreachable(&e),
@@ -163,6 +176,9 @@ impl Store {
                     let entries: Vec<(String, RemoteEntry)> =
                         objects.into_iter().map(|(n, m)| (n, remote_entry(&m))).collect();
                     self.index.remote_set_children(&self.root, dir, &entries)?;
+                    for (name, entry) in &entries {
+                        self.recent.insert(join(dir, name), Some(*entry));
+                    }
                     return Ok(entries);
                 }
                 Err(e) if is_unreachable(&e) => self.unreachable(&e),
@@ -299,6 +315,7 @@ impl Store {
 
     pub async fn mkdir(&self, path: &str, mode: u32, uid: u32, gid: u32) -> Result<()> {
         self.provider.create_dir(path).await?;
+        self.forget_recent_stat(path);
         let ov = Overlay {
             mode: Some(mode),
             uid: Some(uid),
@@ -315,6 +332,7 @@ impl Store {
     /// A symlink is stored as a small object holding its target, marked in the index.
     pub async fn symlink(&self, path: &str, target: &str, uid: u32, gid: u32) -> Result<()> {
         self.provider.write_all(path, target.as_bytes().to_vec()).await?;
+        self.forget_recent_stat(path);
         let remote = self.provider.stat(path).await?.map(|m| remote_entry(&m));
         self.index.remote_put(&self.root, path, remote)?;
         let ov = Overlay {
@@ -348,6 +366,7 @@ impl Store {
                 other => other?,
             }
         }
+        self.forget_recent_stat(path);
         if let Some(old) = self.pending().remove(path) {
             old.copy.keep(false);
         }
@@ -360,6 +379,7 @@ impl Store {
     pub async fn remove_dir(&self, path: &str) -> Result<()> {
         let _lock = self.locks.lock(&[(path, true)]).await;
         self.provider.delete_dir(path).await?;
+        self.recent.invalidate_all();
         self.config.copies.invalidate_tree(&self.root, path);
         self.index.remove_tree(&self.root, path)
     }
@@ -407,6 +427,7 @@ impl Store {
             }
         }
         drop(pending);
+        self.recent.invalidate_all();
         self.config.copies.invalidate_tree(&self.root, from);
         self.config.copies.invalidate_tree(&self.root, to);
         self.uploads.wake.notify_one();
@@ -521,6 +542,9 @@ pub(crate) fn parent_of(path: &str) -> &str {
 fn name_of(path: &str) -> &str {
     path.rsplit_once('/').map_or(path, |(_, n)| n)
 }
+
+/// How long a provider's answer about a path is reused: the kernel's attribute timeout.
+const RECENT_TTL: Duration = Duration::from_secs(1);
 
 pub(crate) fn remote_entry(meta: &ObjectMeta) -> RemoteEntry {
     RemoteEntry { is_dir: meta.kind == ObjectKind::Dir, size: meta.size, mtime: meta.mtime }

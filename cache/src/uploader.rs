@@ -24,6 +24,8 @@ const CONCURRENT_UPLOADS: usize = 4;
 const MAX_DEFER: Duration = Duration::from_secs(30);
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 const MAX_RETRY: Duration = Duration::from_secs(300);
+/// Temporary uploads older than this were interrupted (a crash, a lost connection).
+const STALE_TMP: Duration = Duration::from_secs(24 * 3600);
 /// Errors that retrying will not fix wait this long before the next attempt.
 const PERMANENT_RETRY: Duration = Duration::from_secs(600);
 
@@ -98,6 +100,14 @@ impl Store {
         let uploads = self.uploads.clone();
         let store = Arc::downgrade(self);
         tokio::spawn(run(store, uploads));
+        let store = self.clone();
+        tokio::spawn(async move {
+            match store.provider.sweep_tmp(STALE_TMP).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(root = %store.root, removed = n, "removed interrupted uploads"),
+                Err(e) => tracing::debug!(root = %store.root, error = %e, "could not sweep interrupted uploads"),
+            }
+        });
     }
 
     /// Returns once every change committed so far (and any committed meanwhile) is on
@@ -206,6 +216,7 @@ impl Store {
             Ok(meta) => {
                 self.reached();
                 let remote = meta.as_ref().map(|m| (m.mtime, m.size));
+                self.forget_recent_stat(&path);
                 if let Err(e) = self.index.remote_put(&self.root, &path, meta.as_ref().map(remote_entry)) {
                     tracing::warn!(root = %self.root, path, error = %e, "could not record the uploaded object");
                 }

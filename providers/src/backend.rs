@@ -47,6 +47,16 @@ pub struct Backend {
 /// Where temporary uploads go; short random names, so any final name length works.
 const TMP_DIR: &str = ".oxidrive/tmp";
 
+/// 12 random hex digits naming this run's temporary objects.
+fn run_id() -> &'static str {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        let mut b = [0u8; 6];
+        let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    })
+}
+
 /// Where the vault header lives: our meta folder is never encrypted, so it can be
 /// found before the key is known.
 const VAULT_PATH: &str = ".oxidrive/oxidrive.vault";
@@ -64,7 +74,10 @@ impl Backend {
             range_read: cap.read,
             write_if_not_exists: cap.write_with_if_not_exists,
         };
-        let write_via_tmp = op.info().scheme() == "fs";
+        // Services that write in place (a file being written is visible under its name,
+        // and an interrupted write leaves it half-written) get a temporary name and a
+        // rename; object stores publish whole objects by themselves.
+        let write_via_tmp = matches!(op.info().scheme().to_string().as_str(), "fs" | "sftp" | "webdav") && cap.rename;
         Self { op, caps, write_via_tmp }
     }
 
@@ -75,7 +88,31 @@ impl Backend {
         }
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        (format!("{TMP_DIR}/{}-{n}", std::process::id()), true)
+        // A random run id, not the pid: other devices write temporary objects here too.
+        (format!("{TMP_DIR}/{}-{n}", run_id()), true)
+    }
+
+    /// Deletes temporary uploads older than `age` (left by a crash or a lost
+    /// connection; anything still being written is far younger). Returns how many.
+    pub async fn sweep_tmp(&self, age: std::time::Duration) -> Result<usize> {
+        if !self.write_via_tmp {
+            return Ok(0);
+        }
+        let list = match self.list(TMP_DIR).await {
+            Ok(l) => l,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        let cutoff = std::time::SystemTime::now().checked_sub(age);
+        let mut removed = 0;
+        for (name, meta) in list {
+            if meta.kind == ObjectKind::File && meta.mtime.zip(cutoff).is_some_and(|(m, c)| m < c) {
+                let path = format!("{TMP_DIR}/{name}");
+                self.op.delete(&path).await.map_err(|e| Error::from_opendal(e, format!("delete {path}")))?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     /// Moves a finished temporary object into place (atomically replacing the old one).
@@ -83,6 +120,9 @@ impl Backend {
         if let Err(e) = self.op.rename(tmp, path).await {
             let _ = self.op.delete(tmp).await;
             return Err(Error::from_opendal(e, format!("publish {path}")));
+        }
+        if self.op.info().scheme().to_string() != "fs" {
+            return Ok(());
         }
         // The file's bytes were synced before the rename; the new name lives in the
         // directory, which must be synced too or a power cut can undo the rename.

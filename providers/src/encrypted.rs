@@ -60,6 +60,10 @@ fn crypto_err(e: oxidrive_crypto::Error, context: impl Into<String>) -> Error {
 }
 
 impl Encrypted {
+    pub(crate) fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
     pub(crate) fn new(backend: Backend, master: MasterKey) -> Result<Self> {
         let names = NameCipher::new(&master).map_err(|e| crypto_err(e, "name keys"))?;
         Ok(Self {

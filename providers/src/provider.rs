@@ -40,6 +40,14 @@ impl Provider {
         &self.name
     }
 
+    /// Deletes temporary uploads older than `age` (see [`Backend::sweep_tmp`]).
+    pub async fn sweep_tmp(&self, age: std::time::Duration) -> Result<usize> {
+        match &self.layer {
+            Layer::Plain(b) => b.sweep_tmp(age).await,
+            Layer::Encrypted(e) => e.backend().sweep_tmp(age).await,
+        }
+    }
+
     pub fn is_encrypted(&self) -> bool {
         matches!(self.layer, Layer::Encrypted(_))
     }
