@@ -121,7 +121,7 @@ impl Backend {
             let _ = self.op.delete(tmp).await;
             return Err(Error::from_opendal(e, format!("publish {path}")));
         }
-        if self.op.info().scheme().to_string() != "fs" {
+        if self.op.info().scheme() != "fs" {
             return Ok(());
         }
         // The file's bytes were synced before the rename; the new name lives in the
