@@ -84,9 +84,10 @@ path = "$WORK/stores/enc"
 TOML
   export OXIDRIVE_PASSPHRASE="bench passphrase"
   bench_track_mount "$MNT"
-  "$BIN" mount "$MNT" >"$WORK/mount.log" 2>&1 &
-  bench_track_pid $!
-  bench_wait_mounted "$MNT" $! "$WORK/mount.log"
+  "$BIN" mount "$MNT" ${OXIDRIVE_MOUNT_ARGS:-} >"$WORK/mount.log" 2>&1 &
+  OXIDRIVE_PID=$!
+  bench_track_pid $OXIDRIVE_PID
+  bench_wait_mounted "$MNT" $OXIDRIVE_PID "$WORK/mount.log"
   PLAIN_ROOT="$MNT/My Drive/Plain"
   ENC_ROOT="$MNT/My Drive/Encrypted"
 }

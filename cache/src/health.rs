@@ -1,13 +1,14 @@
 //! Whether a store's provider is reachable, and working offline when it is not.
 //!
-//! The first request that cannot reach the provider switches the store offline: for a
-//! few seconds, names and attributes come from the mirror in the index and reads of
-//! data not cached fail at once (EIO), instead of every request waiting out timeouts
-//! and retries. After that, one request probes again; the first success (or a
-//! successful upload) switches it back online and resumes pending uploads at once.
+//! The first request that cannot reach the provider switches the store offline: from
+//! then on names and attributes come from the mirror in the index and reads of data
+//! not cached fail at once (EIO), instead of every request waiting out timeouts and
+//! retries. A background probe asks the provider every few seconds (so no user
+//! request pays for it); its first success, or a successful upload, switches the store
+//! back online and resumes pending uploads at once.
 
 use std::sync::PoisonError;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use oxidrive_providers::ErrorKind;
 
@@ -15,21 +16,19 @@ use crate::copies::Version;
 use crate::error::{Error, Result};
 use crate::store::Store;
 
-/// How long an unreachable provider is not asked again.
-const PROBE_AFTER: Duration = Duration::from_secs(5);
+/// How often an unreachable provider is probed.
+pub(crate) const PROBE_EVERY: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 pub struct Health {
     pub online: bool,
     pub last_error: Option<(SystemTime, String)>,
-    /// While offline: when to try the provider again.
-    probe_at: Option<Instant>,
 }
 
 impl Default for Health {
     /// A provider is assumed reachable until a request says otherwise.
     fn default() -> Self {
-        Self { online: true, last_error: None, probe_at: None }
+        Self { online: true, last_error: None }
     }
 }
 
@@ -38,10 +37,25 @@ impl Store {
         self.uploads.health.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
-    /// True while the provider is known unreachable and not due for another try.
+    /// True while the provider is known unreachable (until a probe or upload succeeds).
     pub(crate) fn offline_now(&self) -> bool {
-        let h = self.uploads.health.lock().unwrap_or_else(PoisonError::into_inner);
-        !h.online && h.probe_at.is_some_and(|at| Instant::now() < at)
+        !self.uploads.health.lock().unwrap_or_else(PoisonError::into_inner).online
+    }
+
+    /// Asks the provider whether it answers again (a real request: a listing of the
+    /// top folder), while offline.
+    pub(crate) async fn probe(&self) {
+        if !self.offline_now() {
+            return;
+        }
+        match self.provider.list("").await {
+            Ok(_) => self.reached(),
+            Err(e) => {
+                tracing::debug!(root = %self.root, error = %e, "still unreachable");
+                self.uploads.health.lock().unwrap_or_else(PoisonError::into_inner).last_error =
+                    Some((SystemTime::now(), e.to_string()));
+            }
+        }
     }
 
     /// The provider answered.
@@ -50,7 +64,6 @@ impl Store {
             let mut h = self.uploads.health.lock().unwrap_or_else(PoisonError::into_inner);
             let was = !h.online;
             h.online = true;
-            h.probe_at = None;
             was
         };
         if was_offline {
@@ -68,7 +81,6 @@ impl Store {
             let mut h = self.uploads.health.lock().unwrap_or_else(PoisonError::into_inner);
             let was = h.online;
             h.online = false;
-            h.probe_at = Some(Instant::now() + PROBE_AFTER);
             h.last_error = Some((SystemTime::now(), e.to_string()));
             was
         };
@@ -85,7 +97,7 @@ impl Store {
     }
 
     pub(crate) fn offline_error(&self, path: &str) -> Error {
-        tracing::error!(root = %self.root, path, "needs the provider, which is offline, and is not cached");
+        tracing::error!(root = %self.root, path, "provider is offline and this is not cached");
         Error::Provider(oxidrive_providers::Error::new(
             ErrorKind::Other,
             format!("{path}: provider {:?} is offline and this is not cached", self.root),

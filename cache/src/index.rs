@@ -40,6 +40,8 @@ CREATE TABLE IF NOT EXISTS journal(
     size INTEGER NOT NULL,
     is_new INTEGER NOT NULL,
     since_ns INTEGER NOT NULL,
+    base_size INTEGER,
+    base_mtime_ns INTEGER,
     PRIMARY KEY(root, path)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS remote(
@@ -73,6 +75,13 @@ CREATE TABLE IF NOT EXISTS pins(
     root TEXT NOT NULL,
     path TEXT NOT NULL,
     PRIMARY KEY(root, path)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS renames(
+    root TEXT NOT NULL,
+    from_path TEXT NOT NULL,
+    to_path TEXT NOT NULL,
+    is_dir INTEGER NOT NULL,
+    PRIMARY KEY(root, from_path)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS xattrs(
     root TEXT NOT NULL,
@@ -111,6 +120,9 @@ pub struct JournalEntry {
     pub is_new: bool,
     /// When the oldest change not yet uploaded was committed.
     pub since: SystemTime,
+    /// The provider version (size, mtime) the local changes started from; if the
+    /// provider shows another one at upload time, someone else changed it: a conflict.
+    pub base: Option<(u64, Option<SystemTime>)>,
 }
 
 /// What the provider last showed at a path: the namespace while it is unreachable.
@@ -142,6 +154,8 @@ pub struct Commit<'a> {
     pub size: u64,
     pub is_new: bool,
     pub mtime: Option<SystemTime>,
+    /// Kept from the first commit not yet uploaded.
+    pub base: Option<(u64, Option<SystemTime>)>,
 }
 
 /// Rows kept in the recents table (the view shows fewer).
@@ -185,6 +199,14 @@ impl Index {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        // Journals made before conflict detection lack the base columns.
+        for column in ["base_size", "base_mtime_ns"] {
+            let has: bool =
+                conn.prepare("SELECT 1 FROM pragma_table_info('journal') WHERE name = ?1")?.exists(params![column])?;
+            if !has {
+                conn.execute_batch(&format!("ALTER TABLE journal ADD COLUMN {column} INTEGER"))?;
+            }
+        }
         Ok(Self { conn: Mutex::new(conn) })
     }
 
@@ -289,18 +311,19 @@ impl Index {
     /// `durable` syncs it to disk before returning (power-cut safe); otherwise it
     /// survives a crash of this process only. Returns the new sequence number.
     pub fn journal_commit(&self, root: &str, path: &str, c: &Commit<'_>, durable: bool) -> Result<JournalEntry> {
-        let Commit { copy, size, is_new, mtime } = *c;
+        let Commit { copy, size, is_new, mtime, base } = *c;
         let mut conn = self.conn();
         if durable {
             conn.pragma_update(None, "synchronous", "FULL")?;
         }
         let result = (|| {
             let tx = conn.transaction()?;
-            let old: Option<(bool, i64)> = tx
+            type Old = (bool, i64, Option<(u64, Option<SystemTime>)>);
+            let old: Option<Old> = tx
                 .query_row(
-                    "SELECT is_new, since_ns FROM journal WHERE root = ?1 AND path = ?2",
+                    "SELECT is_new, since_ns, base_size, base_mtime_ns FROM journal WHERE root = ?1 AND path = ?2",
                     params![root, path],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
+                    |r| Ok((r.get(0)?, r.get(1)?, base_of(r.get(2)?, r.get(3)?))),
                 )
                 .optional()?;
             let seq: i64 = tx.query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM journal", [], |r| r.get(0))?;
@@ -309,13 +332,16 @@ impl Index {
                 copy: copy.to_owned(),
                 size,
                 // Once something may be on the provider, it stays "maybe there".
-                is_new: old.map_or(is_new, |(was_new, _)| was_new && is_new),
-                since: old.map_or_else(SystemTime::now, |(_, since)| from_ns(since)),
+                is_new: old.map_or(is_new, |(was_new, ..)| was_new && is_new),
+                since: old.map_or_else(SystemTime::now, |(_, since, _)| from_ns(since)),
+                base: old.map_or(base, |(.., b)| b),
             };
+            let (bs, bm) = base_cols(entry.base);
             tx.execute(
-                "INSERT OR REPLACE INTO journal (root, path, parent, seq, copy, size, is_new, since_ns)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![root, path, parent_of(path), seq, copy, size as i64, entry.is_new, to_ns(entry.since)],
+                "INSERT OR REPLACE INTO journal
+                 (root, path, parent, seq, copy, size, is_new, since_ns, base_size, base_mtime_ns)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![root, path, parent_of(path), seq, copy, size as i64, entry.is_new, to_ns(entry.since), bs, bm],
             )?;
             if mtime.is_some() {
                 let mut ov = tx
@@ -343,7 +369,8 @@ impl Index {
     pub fn journal(&self, root: &str) -> Result<Vec<(String, JournalEntry)>> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
-            "SELECT path, seq, copy, size, is_new, since_ns FROM journal WHERE root = ?1 ORDER BY seq",
+            "SELECT path, seq, copy, size, is_new, since_ns, base_size, base_mtime_ns
+             FROM journal WHERE root = ?1 ORDER BY seq",
         )?;
         let rows = stmt.query_map(params![root], |r| {
             Ok((
@@ -354,6 +381,7 @@ impl Index {
                     size: r.get::<_, i64>(3)? as u64,
                     is_new: r.get(4)?,
                     since: from_ns(r.get(5)?),
+                    base: base_of(r.get(6)?, r.get(7)?),
                 },
             ))
         })?;
@@ -384,7 +412,12 @@ impl Index {
             params![root, path, seq as i64],
         )?;
         if n == 0 {
-            tx.execute("UPDATE journal SET is_new = 0 WHERE root = ?1 AND path = ?2", params![root, path])?;
+            // A newer commit stays; its changes now start from what we just uploaded.
+            let (bs, bm) = base_cols(remote.map(|(m, s)| (s, m)));
+            tx.execute(
+                "UPDATE journal SET is_new = 0, base_size = ?3, base_mtime_ns = ?4 WHERE root = ?1 AND path = ?2",
+                params![root, path, bs, bm],
+            )?;
         }
         let (rm, rs) = match remote {
             Some((m, s)) => (m.map(to_ns), Some(s as i64)),
@@ -406,6 +439,55 @@ impl Index {
         Ok(())
     }
 
+    /// Sets the provider version a pending change starts from (after our own rename
+    /// rewrote the object, so it is not mistaken for someone else's change).
+    pub fn journal_set_base(&self, root: &str, path: &str, base: Option<(u64, Option<SystemTime>)>) -> Result<()> {
+        let (bs, bm) = base_cols(base);
+        self.conn().execute(
+            "UPDATE journal SET base_size = ?3, base_mtime_ns = ?4 WHERE root = ?1 AND path = ?2",
+            params![root, path, bs, bm],
+        )?;
+        Ok(())
+    }
+
+    /// Sets both "nothing on the provider yet" and the base version of a pending row.
+    pub fn journal_set_state(
+        &self,
+        root: &str,
+        path: &str,
+        is_new: bool,
+        base: Option<(u64, Option<SystemTime>)>,
+    ) -> Result<()> {
+        let (bs, bm) = base_cols(base);
+        self.conn().execute(
+            "UPDATE journal SET is_new = ?3, base_size = ?4, base_mtime_ns = ?5 WHERE root = ?1 AND path = ?2",
+            params![root, path, is_new, bs, bm],
+        )?;
+        Ok(())
+    }
+
+    /// Records a rename about to happen on the provider (see `Store::recover_renames`).
+    pub fn rename_intent(&self, root: &str, from: &str, to: &str, is_dir: bool) -> Result<()> {
+        self.conn().execute(
+            "INSERT OR REPLACE INTO renames (root, from_path, to_path, is_dir) VALUES (?1, ?2, ?3, ?4)",
+            params![root, from, to, is_dir],
+        )?;
+        Ok(())
+    }
+
+    pub fn rename_intent_done(&self, root: &str, from: &str) -> Result<()> {
+        self.conn().execute("DELETE FROM renames WHERE root = ?1 AND from_path = ?2", params![root, from])?;
+        Ok(())
+    }
+
+    /// Renames recorded and not finished: (from, to, is_dir).
+    pub fn rename_intents(&self, root: &str) -> Result<Vec<(String, String, bool)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached("SELECT from_path, to_path, is_dir FROM renames WHERE root = ?1")?;
+        let rows = stmt.query_map(params![root], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// Forgets the pending change of one path (the file was deleted before upload).
     pub fn journal_remove(&self, root: &str, path: &str) -> Result<()> {
         self.conn().execute("DELETE FROM journal WHERE root = ?1 AND path = ?2", params![root, path])?;
@@ -414,6 +496,10 @@ impl Index {
 
     /// Records what the provider shows at `path` (`None`: nothing).
     pub fn remote_put(&self, root: &str, path: &str, entry: Option<RemoteEntry>) -> Result<()> {
+        if path.is_empty() {
+            // The top folder is nobody's child: no row, or it would list as one.
+            return Ok(());
+        }
         let conn = self.conn();
         match entry {
             Some(e) => conn.execute(
@@ -474,11 +560,34 @@ impl Index {
         if listed.is_none() {
             return Ok(None);
         }
-        let mut stmt =
-            conn.prepare_cached("SELECT is_dir, size, mtime_ns, path FROM remote WHERE root = ?1 AND parent = ?2")?;
+        // `path != ''`: a row for the top folder itself (older runs wrote one) is no child.
+        let mut stmt = conn.prepare_cached(
+            "SELECT is_dir, size, mtime_ns, path FROM remote WHERE root = ?1 AND parent = ?2 AND path != ''",
+        )?;
         let rows = stmt
             .query_map(params![root, dir], |r| Ok((name_of(&r.get::<_, String>(3)?).to_owned(), row_to_remote(r)?)))?;
         Ok(Some(rows.collect::<rusqlite::Result<_>>()?))
+    }
+
+    /// The folders of one root whose listing is recorded (what the poller re-lists).
+    pub fn remote_listed_dirs(&self, root: &str) -> Result<Vec<String>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached("SELECT path FROM listed WHERE root = ?1 ORDER BY path")?;
+        let rows = stmt.query_map(params![root], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Forgets what the provider showed at and below `path` (it is gone there).
+    pub fn remote_forget_tree(&self, root: &str, path: &str) -> Result<()> {
+        let (lo, hi) = subtree_bounds(path);
+        let conn = self.conn();
+        for table in ["remote", "listed"] {
+            conn.execute(
+                &format!("DELETE FROM {table} WHERE root = ?1 AND (path = ?2 OR (path > ?3 AND path < ?4))"),
+                params![root, path, lo, hi],
+            )?;
+        }
+        Ok(())
     }
 
     /// Whether `dir`'s listing is recorded (so a name missing from it is known absent).
@@ -680,6 +789,17 @@ fn insert(tx: &rusqlite::Transaction<'_>, root: &str, path: &str, ov: &Overlay) 
         params![root, path, parent_of(path), ov.mode, ov.uid, ov.gid, ov.mtime.map(to_ns), ov.symlink, rm, rs],
     )?;
     Ok(())
+}
+
+fn base_of(size: Option<i64>, mtime: Option<i64>) -> Option<(u64, Option<SystemTime>)> {
+    size.map(|s| (s as u64, mtime.map(from_ns)))
+}
+
+fn base_cols(base: Option<(u64, Option<SystemTime>)>) -> (Option<i64>, Option<i64>) {
+    match base {
+        Some((s, m)) => (Some(s as i64), m.map(to_ns)),
+        None => (None, None),
+    }
 }
 
 fn row_to_remote(row: &rusqlite::Row<'_>) -> rusqlite::Result<RemoteEntry> {

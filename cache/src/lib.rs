@@ -4,12 +4,14 @@
 //! being changed), the journal of committed changes and the uploader that takes them
 //! to the provider. `vfs` only ever talks to [`Store`].
 
+mod conflicts;
 mod copies;
 mod error;
 mod health;
 mod index;
 mod local_copy;
 mod path_locks;
+mod poller;
 mod reads;
 mod store;
 mod uploader;
@@ -18,5 +20,6 @@ pub use copies::{Copies, sweep_copies};
 pub use error::{Error, Result};
 pub use index::{CachedEntry, Index, JournalEntry, Overlay, RemoteEntry};
 pub use local_copy::{CopyId, LocalCopy};
+pub use poller::{ChangeHook, PollSummary};
 pub use store::{Entry, EntryKind, FsStats, Store, StoreConfig};
 pub use uploader::{FileState, StoreStatus};

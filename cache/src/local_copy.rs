@@ -91,6 +91,8 @@ pub struct LocalCopy {
     generation: AtomicU64,
     last_read_end: AtomicU64,
     prefetching: AtomicBool,
+    /// The provider version (size, mtime) this copy's contents started from.
+    base: Mutex<Option<(u64, Option<std::time::SystemTime>)>>,
     rng: SystemRandom,
     /// Shared by reads and writes; taken alone by `set_len`.
     resize: RwLock<()>,
@@ -153,6 +155,7 @@ impl LocalCopy {
             generation: AtomicU64::new(0),
             last_read_end: AtomicU64::new(u64::MAX),
             prefetching: AtomicBool::new(false),
+            base: Mutex::new(None),
             rng: SystemRandom::new(),
             resize: RwLock::new(()),
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
@@ -225,6 +228,15 @@ impl LocalCopy {
     /// Where the last read ended: a read starting there is sequential.
     pub fn last_read_end(&self) -> &AtomicU64 {
         &self.last_read_end
+    }
+
+    /// The provider version a working copy started from (for conflict detection).
+    pub fn base(&self) -> Option<(u64, Option<std::time::SystemTime>)> {
+        *self.base.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn set_base(&self, base: Option<(u64, Option<std::time::SystemTime>)>) {
+        *self.base.lock().unwrap_or_else(PoisonError::into_inner) = base;
     }
 
     /// Set while a read-ahead fills this copy, so only one runs at a time.

@@ -117,6 +117,8 @@ impl Store {
     /// Fetches every block of a file into the cache and keeps it there (`pin`), or
     /// lets eviction have it again. Pending files are local anyway.
     pub async fn pin_file(self: &Arc<Self>, path: &str, pinned: bool) -> Result<()> {
+        // Recorded by path too, so the pin survives the file's next upload and re-caching.
+        self.index.pin_dir(&self.root, path, pinned)?;
         if self.pending_copy(path).is_some() {
             return Ok(());
         }

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use oxidrive_providers::{ErrorKind, ObjectKind, ObjectMeta, Provider, join};
@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::index::{Commit, Index, JournalEntry, Overlay, RemoteEntry};
 use crate::local_copy::LocalCopy;
 use crate::path_locks::PathLocks;
+use crate::poller::{ChangeHook, PollState};
 use crate::uploader::Uploads;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,7 +67,6 @@ pub(crate) struct Pending {
     pub retry_at: Option<Instant>,
 }
 
-#[derive(Debug)]
 pub struct Store {
     pub(crate) root: String,
     pub(crate) provider: Provider,
@@ -79,6 +79,18 @@ pub struct Store {
     /// What the provider said of a path in the last second (the kernel's attribute
     /// timeout): a listing answers the lookups of every name in it.
     recent: moka::sync::Cache<String, Option<RemoteEntry>>,
+    pub(crate) change_hook: OnceLock<ChangeHook>,
+    pub(crate) poll_state: Mutex<PollState>,
+    pub(crate) poll_wake: Arc<tokio::sync::Notify>,
+    pub(crate) poll_running: tokio::sync::Mutex<()>,
+    /// Conflict copies made during this run (their state reads "conflict").
+    pub(crate) conflicts: Mutex<std::collections::HashSet<String>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("root", &self.root).finish_non_exhaustive()
+    }
 }
 
 impl Store {
@@ -107,11 +119,22 @@ impl Store {
             locks: PathLocks::default(),
             uploads: Arc::new(Uploads::default()),
             recent: moka::sync::Cache::builder().max_capacity(100_000).time_to_live(RECENT_TTL).build(),
+            change_hook: OnceLock::new(),
+            poll_state: Mutex::new(PollState::default()),
+            poll_wake: Arc::new(tokio::sync::Notify::new()),
+            poll_running: tokio::sync::Mutex::new(()),
+            conflicts: Mutex::new(Default::default()),
         })
     }
 
     pub fn name(&self) -> &str {
         &self.root
+    }
+
+    /// While a poll's mass deletion is held, the provider's view is not trusted: names
+    /// and attributes come from the mirror, as when offline.
+    pub(crate) fn holding_deletes(&self) -> bool {
+        self.held_deletes() > 0
     }
 
     /// Our own change of `path` makes the last answer about it stale.
@@ -138,11 +161,27 @@ impl Store {
 
     /// The provider's answer, recorded in the mirror; the mirror's while it is offline.
     async fn remote_stat(&self, path: &str) -> Result<Option<RemoteEntry>> {
+        // The top folder always exists (a store whose folder vanished fails listings);
+        // asking would prove nothing either: many services answer it without a request.
+        if path.is_empty() {
+            return Ok(Some(RemoteEntry { is_dir: true, size: 0, mtime: None }));
+        }
         if let Some(entry) = self.recent.get(path) {
             return Ok(entry);
         }
-        if !self.offline_now() {
-            match self.provider.stat(path).await {
+        if !self.offline_now() && !self.holding_deletes() {
+            // With a recorded answer to fall back on, a slow or hung provider gets a
+            // moment, not the full timeout: the record is at most one poll old.
+            let known = self.mirror_stat(path)?;
+            let asked = match known {
+                Some(_) => tokio::time::timeout(PATIENCE, self.provider.stat(path)).await,
+                None => Ok(self.provider.stat(path).await),
+            };
+            let Ok(answer) = asked else {
+                tracing::debug!(root = %self.root, path, "provider slow to answer; using the recorded attributes");
+                return Ok(known.flatten());
+            };
+            match answer {
                 Ok(meta) => {
                     self.reached();
                     let entry = meta.map(|m| remote_entry(&m));
@@ -156,21 +195,33 @@ impl Store {
                 Err(e) => return Err(e.into()),
             }
         }
-        if path.is_empty() {
-            return Ok(Some(RemoteEntry { is_dir: true, size: 0, mtime: None }));
-        }
-        match self.index.remote_get(&self.root, path)? {
-            Some(entry) => Ok(Some(entry)),
-            None if self.index.remote_listed(&self.root, parent_of(path))? => Ok(None),
-            None => Err(self.offline_error(path)),
-        }
+        self.mirror_stat(path)?.ok_or_else(|| self.offline_error(path))
+    }
+
+    /// What the mirror knows of `path`: `Some(None)` when it is known absent (its folder
+    /// was listed without it), `None` when nothing is known.
+    fn mirror_stat(&self, path: &str) -> Result<Option<Option<RemoteEntry>>> {
+        Ok(match self.index.remote_get(&self.root, path)? {
+            Some(entry) => Some(Some(entry)),
+            None if self.index.remote_listed(&self.root, parent_of(path))? => Some(None),
+            None => None,
+        })
     }
 
     /// The provider's listing of `dir`, recorded in the mirror; the mirror's while it is
     /// offline (if `dir` was listed before).
     async fn remote_list(&self, dir: &str) -> Result<Vec<(String, RemoteEntry)>> {
-        if !self.offline_now() {
-            match self.provider.list(dir).await {
+        if !self.offline_now() && !self.holding_deletes() {
+            let known = self.index.remote_children(&self.root, dir)?;
+            let asked = match &known {
+                Some(_) => tokio::time::timeout(PATIENCE * 2, self.provider.list(dir)).await,
+                None => Ok(self.provider.list(dir).await),
+            };
+            let Ok(answer) = asked else {
+                tracing::debug!(root = %self.root, dir, "provider slow to list; using the recorded listing");
+                return Ok(known.unwrap_or_default());
+            };
+            match answer {
                 Ok(objects) => {
                     self.reached();
                     let entries: Vec<(String, RemoteEntry)> =
@@ -229,9 +280,11 @@ impl Store {
         if let Some(copy) = self.pending_copy(path) {
             return Ok(copy);
         }
-        if let Some(version) = self.current_version(path)?
+        let version = self.current_version(path)?;
+        if let Some(version) = version
             && let Some(copy) = self.config.copies.take_complete(&self.root, path, version)?
         {
+            copy.set_base(Some(version));
             return Ok(copy);
         }
         if self.offline_now() {
@@ -245,6 +298,7 @@ impl Store {
         })?;
         // A short download must not leave stale length: the copy is exactly the object.
         copy.set_len(size)?;
+        copy.set_base(version);
         Ok(copy)
     }
 
@@ -268,7 +322,8 @@ impl Store {
         let mut pending = self.pending();
         let is_new = pending.get(path).is_some_and(|p| p.entry.is_new);
         let id = copy.id().hex();
-        let entry = self.index.journal_commit(&self.root, path, &Commit { copy: &id, size, is_new, mtime }, true)?;
+        let commit = Commit { copy: &id, size, is_new, mtime, base: copy.base() };
+        let entry = self.index.journal_commit(&self.root, path, &commit, true)?;
         copy.keep(true);
         let mut fresh = Pending::committed(copy.clone(), entry, Duration::ZERO);
         fresh.committed_gen = generation;
@@ -302,7 +357,7 @@ impl Store {
         self.index.replace(&self.root, path, &ov)?;
         // Not synced: a file nobody closed or fsynced yet may vanish in a power cut.
         let id = copy.id().hex();
-        let new = Commit { copy: &id, size: 0, is_new: true, mtime: None };
+        let new = Commit { copy: &id, size: 0, is_new: true, mtime: None, base: None };
         let entry = self.index.journal_commit(&self.root, path, &new, false)?;
         copy.keep(true);
         let pending = Pending::committed(copy.clone(), entry, Duration::ZERO);
@@ -403,13 +458,18 @@ impl Store {
         } else {
             self.rename_on_provider(from, to, kind).await?;
         }
+        self.move_pending(from, to, over_remote);
+        self.recent.invalidate_all();
+        self.config.copies.invalidate_tree(&self.root, from);
+        self.config.copies.invalidate_tree(&self.root, to);
+        self.uploads.wake.notify_one();
+        Ok(())
+    }
+
+    /// Moves the pending files at and below `from` to `to`, dropping those at `to`.
+    fn move_pending(&self, from: &str, to: &str, over_remote: bool) {
         let mut pending = self.pending();
-        let (lo, hi) = (format!("{to}/"), format!("{to}0"));
-        let replaced: Vec<String> = pending
-            .keys()
-            .filter(|p| *p == to || (p.as_str() > lo.as_str() && p.as_str() < hi.as_str()))
-            .cloned()
-            .collect();
+        let replaced: Vec<String> = pending.keys().filter(|p| *p == to || is_below(p, to)).cloned().collect();
         for path in replaced {
             if let Some(old) = pending.remove(&path) {
                 old.copy.keep(false);
@@ -426,11 +486,35 @@ impl Store {
                 pending.insert(format!("{to}{}", &path[from.len()..]), p);
             }
         }
-        drop(pending);
-        self.recent.invalidate_all();
-        self.config.copies.invalidate_tree(&self.root, from);
-        self.config.copies.invalidate_tree(&self.root, to);
-        self.uploads.wake.notify_one();
+    }
+
+    /// Finishes or forgets renames a crash interrupted (recorded before they started):
+    /// a rename the provider does as copy + delete may have left both names. Runs
+    /// before any upload, which could otherwise go to the old name.
+    pub(crate) async fn recover_renames(&self) -> Result<()> {
+        for (from, to, is_dir) in self.index.rename_intents(&self.root)? {
+            let (at_from, at_to) = (self.provider.stat(&from).await?, self.provider.stat(&to).await?);
+            match (at_from.is_some(), at_to.is_some()) {
+                // Copied, not yet deleted: the copy is complete (writes are atomic).
+                (true, true) if !is_dir => {
+                    self.provider.delete_file(&from).await?;
+                    self.finish_rename(&from, &to)?;
+                }
+                (true, true) => tracing::warn!(root = %self.root, from, to,
+                    "a folder rename was interrupted; both folders are kept, check them"),
+                (false, true) => self.finish_rename(&from, &to)?,
+                // Never started (or nothing to move): the rename did not happen.
+                _ => {}
+            }
+            tracing::info!(root = %self.root, from, to, "resolved a rename interrupted by a crash");
+            self.index.rename_intent_done(&self.root, &from)?;
+        }
+        Ok(())
+    }
+
+    fn finish_rename(&self, from: &str, to: &str) -> Result<()> {
+        self.index.rename_tree(&self.root, from, to)?;
+        self.move_pending(from, to, true);
         Ok(())
     }
 
@@ -445,10 +529,33 @@ impl Store {
                 _ => false,
             },
         };
-        self.provider.rename(from, to, object_kind).await?;
+        // Recorded first: a crash in the middle is finished (or undone) at the next start.
+        self.index.rename_intent(&self.root, from, to, kind == EntryKind::Dir)?;
+        if let Err(e) = self.provider.rename(from, to, object_kind).await {
+            self.index.rename_intent_done(&self.root, from)?;
+            return Err(e.into());
+        }
         self.index.rename_tree(&self.root, from, to)?;
-        if ours_before && let Some(meta) = self.provider.stat(to).await? {
-            self.index.update(&self.root, to, |ov| ov.remote = Some((meta.mtime, meta.size)))?;
+        self.index.rename_intent_done(&self.root, from)?;
+        if kind == EntryKind::Dir {
+            return Ok(());
+        }
+        let meta = self.provider.stat(to).await?;
+        self.index.remote_put(&self.root, to, meta.as_ref().map(remote_entry))?;
+        if let Some(meta) = meta {
+            if ours_before {
+                self.index.update(&self.root, to, |ov| ov.remote = Some((meta.mtime, meta.size)))?;
+            }
+            // A pending change of the file started from the object just renamed: the
+            // rename rewrote it (new mtime), which is not someone else's change.
+            let base = Some((meta.size, meta.mtime));
+            let moved = self.pending().get_mut(from).map(|p| {
+                p.entry.base = base;
+                p.copy.set_base(base);
+            });
+            if moved.is_some() {
+                self.index.journal_set_base(&self.root, to, base)?;
+            }
         }
         Ok(())
     }
@@ -542,6 +649,9 @@ pub(crate) fn parent_of(path: &str) -> &str {
 fn name_of(path: &str) -> &str {
     path.rsplit_once('/').map_or(path, |(_, n)| n)
 }
+
+/// How long a stat waits for the provider when the mirror could answer instead.
+const PATIENCE: Duration = Duration::from_millis(500);
 
 /// How long a provider's answer about a path is reused: the kernel's attribute timeout.
 const RECENT_TTL: Duration = Duration::from_secs(1);

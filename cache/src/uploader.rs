@@ -14,7 +14,7 @@ use oxidrive_providers::ErrorKind;
 use tokio::sync::{Notify, Semaphore};
 
 use crate::error::Error;
-use crate::health::Health;
+use crate::health::{Health, PROBE_EVERY};
 use crate::store::{Store, remote_entry};
 
 /// Uploads running at once per store.
@@ -73,6 +73,8 @@ pub enum FileState {
     /// Committed locally, waiting for upload.
     Dirty,
     Uploading,
+    /// A conflict copy made by this run (our version of a file changed elsewhere too).
+    Conflict,
     /// Some or all blocks are in the read cache.
     Cached,
     /// Kept whole in the cache, never evicted.
@@ -86,6 +88,7 @@ impl FileState {
         match self {
             FileState::Dirty => "dirty",
             FileState::Uploading => "uploading",
+            FileState::Conflict => "conflict",
             FileState::Cached => "cached",
             FileState::Pinned => "pinned",
             FileState::CloudOnly => "cloud-only",
@@ -100,6 +103,16 @@ impl Store {
         let uploads = self.uploads.clone();
         let store = Arc::downgrade(self);
         tokio::spawn(run(store, uploads));
+        let probe = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(PROBE_EVERY).await;
+                match probe.upgrade() {
+                    Some(store) => store.probe().await,
+                    None => return,
+                }
+            }
+        });
         let store = self.clone();
         tokio::spawn(async move {
             match store.provider.sweep_tmp(STALE_TMP).await {
@@ -159,6 +172,9 @@ impl Store {
             Some(_) => return FileState::Dirty,
             None => {}
         }
+        if self.is_conflict_copy(path) {
+            return FileState::Conflict;
+        }
         match self.index.cached_get(&self.root, path) {
             Ok(Some(c)) if c.pinned => FileState::Pinned,
             Ok(Some(c)) if c.bytes > 0 => FileState::Cached,
@@ -168,6 +184,10 @@ impl Store {
 
     /// Starts the uploads that are due; returns when the next one will be.
     fn dispatch(self: &Arc<Self>) -> Option<Instant> {
+        // While offline the probe decides when to try again (and wakes us).
+        if self.offline_now() && self.uploads.urgent.load(Ordering::Acquire) == 0 {
+            return None;
+        }
         let now = Instant::now();
         let urgent = self.uploads.urgent.load(Ordering::Acquire) > 0;
         let delay = if urgent { Duration::ZERO } else { self.config.write_back };
@@ -204,13 +224,37 @@ impl Store {
             // Renamed or deleted while this waited for the lock.
             _ => return,
         };
+        let (is_new, base) = match self.pending().get(&path) {
+            Some(p) => (p.entry.is_new, p.entry.base),
+            None => return,
+        };
         let start_gen = copy.generation();
         let started = Instant::now();
         let result = async {
-            self.provider.upload(&path, &*copy).await?;
-            Ok::<_, Error>(self.provider.stat(&path).await?)
+            let remote = self.provider.stat(&path).await?;
+            if Self::is_conflict(remote.as_ref(), is_new, base) {
+                let kept = self.upload_conflict_copy(&path, &copy).await?;
+                return Ok(Uploaded::Conflict(kept));
+            }
+            // From here the provider may hold our version at any moment: a crash before
+            // the row is cleared must not make the next run see "changed elsewhere".
+            self.index.journal_set_state(&self.root, &path, false, None)?;
+            if let Err(e) = self.provider.upload(&path, &*copy).await {
+                // Nothing was published (uploads are atomic): the row is as it was.
+                self.index.journal_set_state(&self.root, &path, is_new, base)?;
+                return Err(e.into());
+            }
+            Ok::<_, Error>(Uploaded::Done(self.provider.stat(&path).await?))
         }
         .await;
+        let result = match result {
+            Ok(Uploaded::Conflict(kept)) => {
+                self.after_conflict(&path, seq, &kept);
+                return;
+            }
+            Ok(Uploaded::Done(meta)) => Ok(meta),
+            Err(e) => Err(e),
+        };
         let exact = start_gen == committed_gen && copy.generation() == start_gen;
         match result {
             Ok(meta) => {
@@ -220,6 +264,7 @@ impl Store {
                 if let Err(e) = self.index.remote_put(&self.root, &path, meta.as_ref().map(remote_entry)) {
                     tracing::warn!(root = %self.root, path, error = %e, "could not record the uploaded object");
                 }
+                copy.set_base(meta.as_ref().map(|m| (m.size, m.mtime)));
                 let mut pending = self.pending();
                 // A row of another seq (or an inexact read) must not be dropped.
                 let done_seq = if exact { seq } else { 0 };
@@ -242,6 +287,8 @@ impl Store {
                         if let Some(p) = pending.get_mut(&path) {
                             p.uploading = false;
                             p.entry.is_new = false;
+                            // Later changes now start from what we just uploaded.
+                            p.entry.base = meta.as_ref().map(|m| (m.size, m.mtime));
                         }
                     }
                     Err(e) => {
@@ -279,7 +326,57 @@ impl Store {
     }
 }
 
+enum Uploaded {
+    Done(Option<oxidrive_providers::ObjectMeta>),
+    /// Someone else changed the file: ours went to this conflict copy instead.
+    Conflict(String),
+}
+
+impl Store {
+    /// Ours is safe under `kept`; the name shows the provider's version again. A commit
+    /// made meanwhile stays pending (and will conflict again, never overwrite).
+    fn after_conflict(&self, path: &str, seq: u64, kept: &str) {
+        let mut pending = self.pending();
+        match pending.get(path).map(|p| p.entry.seq) {
+            Some(s) if s == seq => {
+                if let Err(e) = self.index.journal_remove(&self.root, path) {
+                    tracing::error!(root = %self.root, path, error = %e, "could not clear a conflicted change from the journal");
+                }
+                if let Some(p) = pending.remove(path) {
+                    p.copy.keep(false);
+                }
+            }
+            Some(_) => {
+                if let Some(p) = pending.get_mut(path) {
+                    p.uploading = false;
+                }
+            }
+            None => {}
+        }
+        drop(pending);
+        self.forget_recent_stat(path);
+        if let Some(hook) = self.change_hook.get() {
+            hook(path);
+            hook(kept);
+        }
+        self.uploads.changed.notify_waiters();
+        self.uploads.wake.notify_one();
+    }
+}
+
 async fn run(store: Weak<Store>, uploads: Arc<Uploads>) {
+    // Renames a crash interrupted decide where pending files go: settle them first.
+    let mut wait = FIRST_RETRY;
+    loop {
+        let Some(s) = store.upgrade() else { return };
+        match s.recover_renames().await {
+            Ok(()) => break,
+            Err(e) => tracing::warn!(root = %s.root, error = %e, "cannot settle interrupted renames yet; retrying"),
+        }
+        drop(s);
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(MAX_RETRY);
+    }
     loop {
         let wake = uploads.wake.notified();
         tokio::pin!(wake);

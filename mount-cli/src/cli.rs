@@ -45,9 +45,15 @@ pub struct PinArgs {
 
 #[derive(Debug, Args)]
 pub struct SyncArgs {
-    /// Wait for the uploads (the only mode today; says what the command does).
+    /// Wait until every change made so far is uploaded (the default).
     #[arg(long)]
     pub wait: bool,
+    /// Look for changes made by other devices now, instead of at the next poll.
+    #[arg(long)]
+    pub now: bool,
+    /// Apply the deletions a poll held back as suspicious (see `oxidrive status`).
+    #[arg(long)]
+    pub accept_deletes: bool,
     /// Give up after this many seconds, exiting non-zero and naming what is pending.
     #[arg(long, value_name = "SECONDS")]
     pub timeout: Option<f64>,
@@ -113,6 +119,10 @@ pub struct MountArgs {
     /// Seconds a saved file waits before upload, so quick repeated saves upload once.
     #[arg(long, value_name = "SECONDS", default_value_t = 2.0)]
     pub write_back: f64,
+    /// Seconds between polls for changes made by other devices (`oxidrive sync --now`
+    /// polls at once).
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+    pub poll: f64,
     /// At unmount, wait at most this many seconds for pending uploads; what is left
     /// stays in the journal and uploads at the next mount.
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]

@@ -5,6 +5,8 @@
 //! status            -> one line per provider
 //! sync [SECONDS]    -> "synced" once every committed change is uploaded,
 //!                      or "pending: ..." when SECONDS passed first
+//! poll              -> "polled: N changes" after every provider was polled
+//! accept-deletes    -> the same, applying deletions held as suspicious
 //! ```
 //!
 //! The socket lives in the runtime directory (0700, ours alone) and answers only its
@@ -51,11 +53,27 @@ impl Roots {
             .collect()
     }
 
+    /// Polls every store now; returns how many changes they found.
+    async fn poll(&self, accept_deletes: bool) -> String {
+        let mut changed = 0;
+        let mut out = String::new();
+        for store in self.stores() {
+            if accept_deletes {
+                store.accept_deletes();
+            }
+            match store.poll().await {
+                Ok(s) => changed += s.changed,
+                Err(e) => out.push_str(&format!("{}: poll failed: {e}\n", store.name())),
+            }
+        }
+        format!("{out}polled: {changed} changes\n")
+    }
+
     fn status_text(&self) -> String {
         let mut out = String::new();
         for (name, store) in &self.roots {
             match store {
-                Ok(store) => out.push_str(&status_line(&store.status())),
+                Ok(store) => out.push_str(&status_line(&store.status(), store.held_deletes())),
                 Err(why) => out.push_str(&format!("{name}: unavailable ({why})")),
             }
             out.push('\n');
@@ -83,8 +101,13 @@ async fn futures_all<F: std::future::Future<Output = bool>>(waits: impl Iterator
     out
 }
 
-fn status_line(st: &StoreStatus) -> String {
+fn status_line(st: &StoreStatus, held: usize) -> String {
     let mut line = format!("{}: {}", st.name, if st.online { "online" } else { "OFFLINE" });
+    if held > 0 {
+        line.push_str(&format!(
+            "; HOLDING {held} deletions a poll found (wrong bucket or folder? `oxidrive sync --accept-deletes` applies them)"
+        ));
+    }
     if let Some((at, err)) = &st.last_error {
         line.push_str(&format!("; last error {} ago: {err}", ago(*at)));
     }
@@ -169,6 +192,8 @@ async fn answer(stream: tokio::net::UnixStream, roots: &Roots) -> std::io::Resul
     let mut words = line.split_whitespace();
     let reply = match (words.next(), words.next()) {
         (Some("status"), None) => roots.status_text(),
+        (Some("poll"), None) => roots.poll(false).await,
+        (Some("accept-deletes"), None) => roots.poll(true).await,
         (Some("sync"), secs) => {
             let deadline = match secs.map(str::parse::<f64>) {
                 Some(Ok(s)) if s.is_finite() && s >= 0.0 => {
@@ -209,6 +234,18 @@ pub fn status() -> Result<()> {
 }
 
 pub fn sync(args: SyncArgs) -> Result<()> {
+    if args.now || args.accept_deletes {
+        let reply = request(if args.accept_deletes { "accept-deletes" } else { "poll" })?;
+        if !args.quiet {
+            print!("{reply}");
+        }
+        if reply.contains("poll failed") {
+            bail!("some providers could not be polled");
+        }
+        if !args.wait {
+            return Ok(());
+        }
+    }
     let line = match args.timeout {
         Some(s) => format!("sync {s}"),
         None => "sync".to_owned(),

@@ -82,7 +82,20 @@ pub fn run(args: MountArgs) -> Result<()> {
     let socket = control::socket_path(&dirs);
     control::serve(&rt, &socket, control_roots.clone())?;
     let owner = Caller { uid: nix::unistd::getuid().as_raw(), gid: nix::unistd::getgid().as_raw() };
+    let stores: Vec<(usize, Arc<Store>)> =
+        roots.iter().enumerate().filter_map(|(i, r)| r.store.as_ref().ok().map(|s| (i, s.clone()))).collect();
     let vfs = Arc::new(Vfs::new(roots, ViewConfig::default(), owner)?);
+    let poll_every = Duration::try_from_secs_f64(args.poll).context("--poll: not a number of seconds")?;
+    for (i, store) in stores {
+        let weak = Arc::downgrade(&vfs);
+        store.set_change_hook(Box::new(move |path| {
+            if let Some(vfs) = weak.upgrade() {
+                vfs.remote_changed(i, path);
+            }
+        }));
+        let _rt = rt.enter();
+        store.start_poller(poll_every);
+    }
 
     let privileged = nix::unistd::geteuid().is_root() || user_allow_other();
     let opts = MountOptions { auto_unmount: privileged, allow_other: false };

@@ -193,10 +193,12 @@ pub async fn open_all(specs: Vec<ProviderSpec>, state_dir: &Path, pass: &PassSou
             (Some(_), None) => {
                 let (vault, master) = Vault::create(&passphrase, KdfParams::DEFAULT, &rng)
                     .map_err(|e| anyhow::anyhow!("cannot create a vault: {e}"))?;
+                let bytes = vault.to_bytes();
                 backend
-                    .write_vault(&vault.to_bytes())
+                    .write_vault(&bytes)
                     .await
                     .with_context(|| format!("provider {:?}: cannot write its vault header", spec.name))?;
+                seen_now.push((SeenProvider::new(state_dir, &spec.name), Some(bytes.to_vec())));
                 tracing::info!(provider = %spec.name, "created a new encrypted store");
                 Provider::encrypted(&spec.name, backend, master)?
             }

@@ -52,9 +52,32 @@ pub fn mount(
     };
     config.n_threads = Some(2);
     config.clone_fd = true;
-    let fs = FuseAdapter::new(vfs, rt);
+    let fs = FuseAdapter::new(vfs.clone(), rt);
     let session = fuser::spawn_mount(fs, mountpoint, &config)?;
+    vfs.set_kernel_notify(Box::new(FuseNotify(session.notifier())));
     Ok(MountHandle { session: Some(session) })
+}
+
+/// Invalidations through fuser's notifier. "Not known" answers (the kernel had
+/// forgotten the entry already) are expected and ignored.
+struct FuseNotify(fuser::Notifier);
+
+impl oxidrive_vfs::KernelNotify for FuseNotify {
+    fn inval_entry(&self, parent: u64, name: &str) {
+        if let Err(e) = self.0.inval_entry(fuser::INodeNo(parent), std::ffi::OsStr::new(name))
+            && e.raw_os_error() != Some(libc::ENOENT)
+        {
+            tracing::debug!(parent, name, error = %e, "kernel entry invalidation failed");
+        }
+    }
+
+    fn inval_inode(&self, ino: u64) {
+        if let Err(e) = self.0.inval_inode(fuser::INodeNo(ino), 0, 0)
+            && e.raw_os_error() != Some(libc::ENOENT)
+        {
+            tracing::debug!(ino, error = %e, "kernel inode invalidation failed");
+        }
+    }
 }
 
 impl MountHandle {

@@ -94,9 +94,7 @@ impl Encrypted {
         let raw = join(&parent_raw, &stored.name);
         let id_bytes = match self.backend.read_all(&join(&raw, DIR_ID_OBJECT_NAME)).await {
             Ok(b) => b,
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                return Err(Error::new(ErrorKind::NotFound, format!("directory {plain}")));
-            }
+            Err(e) if e.kind() == ErrorKind::NotFound => return self.repair_dir(plain, raw).await,
             Err(e) => return Err(e),
         };
         let id = DirId::from_slice(&id_bytes).map_err(|e| crypto_err(e, format!("directory id of {plain}")))?;
@@ -105,6 +103,34 @@ impl Encrypted {
             dirs.clear();
         }
         dirs.insert(plain.to_owned(), (raw.clone(), id));
+        Ok((raw, id))
+    }
+
+    /// A folder whose id object is missing: an interrupted `mkdir` (the folder is made
+    /// first, its id second) leaves it so, empty. Such a folder gets a fresh id; a
+    /// missing folder stays missing, and a non-empty one without id is an error (its
+    /// names cannot be read without it).
+    async fn repair_dir(&self, plain: &str, raw: String) -> Result<(String, DirId)> {
+        let listed = match self.backend.list(&raw).await {
+            Ok(l) => l,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Err(Error::new(ErrorKind::NotFound, format!("directory {plain}")));
+            }
+            Err(e) => return Err(e),
+        };
+        if self.backend.stat(&raw).await?.is_none() {
+            return Err(Error::new(ErrorKind::NotFound, format!("directory {plain}")));
+        }
+        if !listed.is_empty() {
+            return Err(Error::new(
+                ErrorKind::Other,
+                format!("directory {plain}: its id object is missing, so its {} entries cannot be read", listed.len()),
+            ));
+        }
+        let id = DirId::generate(&self.rng).map_err(|e| crypto_err(e, plain))?;
+        self.backend.write_all(&join(&raw, DIR_ID_OBJECT_NAME), id.as_bytes().to_vec()).await?;
+        tracing::warn!(dir = plain, "an empty folder had no id (an interrupted mkdir); gave it one");
+        self.dirs().insert(plain.to_owned(), (raw.clone(), id));
         Ok((raw, id))
     }
 

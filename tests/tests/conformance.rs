@@ -593,7 +593,11 @@ fn provider_check_sftp_and_unreachable() {
         .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
         .unwrap_or_default();
     assert!(left.iter().all(|n| n == "tmp"), "probe left behind: {left:?}");
-    assert_eq!(fs::read_dir(sftp.root.join(".oxidrive/tmp")).map(|d| d.count()).unwrap_or(0), 0, "temporary upload left");
+    assert_eq!(
+        fs::read_dir(sftp.root.join(".oxidrive/tmp")).map(|d| d.count()).unwrap_or(0),
+        0,
+        "temporary upload left"
+    );
 
     let out = output_within(m.oxidrive().args(["provider", "check"]), Duration::from_secs(60));
     let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);

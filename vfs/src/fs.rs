@@ -26,6 +26,13 @@ const XATTR_PINNED: &str = "user.oxidrive.pinned";
 /// Setting it (any value) drops a file's cached blocks; never pending changes.
 const XATTR_FREE: &str = "user.oxidrive.free";
 
+/// Tells the kernel to forget what it cached of a name or a node (its attributes and
+/// pages), when something changed behind its back. Implemented by the platform.
+pub trait KernelNotify: Send + Sync {
+    fn inval_entry(&self, parent: u64, name: &str);
+    fn inval_inode(&self, ino: u64);
+}
+
 pub struct RootSpec {
     pub name: String,
     pub shared: bool,
@@ -82,6 +89,7 @@ pub struct Vfs {
     next_fh: AtomicU64,
     owner: Caller,
     started: SystemTime,
+    notify: std::sync::OnceLock<Box<dyn KernelNotify>>,
 }
 
 impl Vfs {
@@ -112,7 +120,37 @@ impl Vfs {
             next_fh: AtomicU64::new(1),
             owner,
             started: SystemTime::now(),
+            notify: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Where to send invalidations (set once the kernel side is mounted).
+    pub fn set_kernel_notify(&self, notify: Box<dyn KernelNotify>) {
+        let _ = self.notify.set(notify);
+    }
+
+    /// `path` of root number `root` was changed by another device: the kernel must look
+    /// it (and its folder's listing) up again.
+    pub fn remote_changed(&self, root: usize, path: &str) {
+        let Some(notify) = self.notify.get() else { return };
+        let Some(root_ino) = self.roots.get(root).map(|r| r.ino) else { return };
+        let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
+        let (parent, child) = {
+            let t = self.inodes();
+            let mut ino = Some(root_ino);
+            for part in dir.split('/').filter(|p| !p.is_empty()) {
+                ino = ino.and_then(|i| t.child(i, part));
+            }
+            (ino, ino.and_then(|p| t.child(p, name)))
+        };
+        // Never while holding the table: the kernel may call back in.
+        if let Some(p) = parent {
+            notify.inval_entry(p, name);
+            notify.inval_inode(p);
+        }
+        if let Some(c) = child {
+            notify.inval_inode(c);
+        }
     }
 
     fn inodes(&self) -> MutexGuard<'_, Inodes> {
@@ -255,8 +293,11 @@ impl Vfs {
             return Err(Error::new(ErrorKind::NotFound, "provider unavailable"));
         };
         let path = join(&loc.path, name);
-        let entry =
-            self.stat_path(&store, &path).await?.ok_or_else(|| Error::new(ErrorKind::NotFound, path.clone()))?;
+        let Some(entry) = self.stat_path(&store, &path).await? else {
+            // Gone (maybe removed by another device): a name we remembered goes too.
+            self.inodes().detach(parent, name);
+            return Err(Error::new(ErrorKind::NotFound, path));
+        };
         let (ino, open) = {
             let mut t = self.inodes();
             let ino = t.get_or_insert(parent, name, kind_of(entry.kind), true)?;

@@ -14,5 +14,5 @@ mod recents;
 
 pub use attr::{Attr, Caller, DirEntry, FileKind, SetAttr, StatFs, TimeSet};
 pub use error::{Error, ErrorKind, Result};
-pub use fs::{OpenMode, RenameMode, RootSpec, Vfs, ViewConfig};
+pub use fs::{KernelNotify, OpenMode, RenameMode, RootSpec, Vfs, ViewConfig};
 pub use layout::ROOT_INO;

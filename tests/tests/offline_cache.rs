@@ -1,0 +1,907 @@
+//! Write-back, the block cache and working offline, through a real mount.
+//!
+//! S3 tests run moto behind a [`FaultProxy`], so the provider can be made unreachable
+//! (`Refuse`) or hung (`Hang`) mid-test; providers are configured with a 2 s timeout
+//! and one retry, so failures surface in seconds. Local-store tests poke at the cache
+//! directory (a corrupt block, a full disk, a tiny size limit).
+//!
+//! Every check is on bytes; failures print the tail of the mount's log.
+
+use std::ffi::CString;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::fd::IntoRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use oxidrive_tests::faults::{Fault, FaultProxy};
+use oxidrive_tests::servers::S3Server;
+use oxidrive_tests::{TestMount, is_mounted, names, output_within, pattern};
+
+const NAME: &str = "Cloud";
+const BUCKET: &str = "offline";
+const MIB: usize = 1 << 20;
+const KIB: usize = 1 << 10;
+
+// ---- helpers ----------------------------------------------------------------------
+
+/// moto behind a fault proxy, and the `[[provider]]` table (encrypted) that reaches it
+/// through the proxy.
+struct Cloud {
+    proxy: FaultProxy,
+    _s3: S3Server,
+}
+
+impl Cloud {
+    fn start() -> Self {
+        let s3 = S3Server::start();
+        s3.create_bucket(BUCKET);
+        let proxy = FaultProxy::start(s3.port);
+        Cloud { proxy, _s3: s3 }
+    }
+
+    fn config(&self) -> String {
+        format!(
+            "[[provider]]\nname = \"{NAME}\"\ntype = \"s3\"\nbucket = \"{BUCKET}\"\n\
+             endpoint = \"http://127.0.0.1:{}\"\nregion = \"us-east-1\"\n\
+             access_key_id = \"test-key\"\nsecret_access_key = \"test-secret\"\n\
+             timeout_secs = 2\nretries = 1\nencrypt = true\n",
+            self.proxy.port()
+        )
+    }
+
+    /// A mounted S3 setup.
+    fn mount(&self) -> TestMount {
+        TestMount::with_config(&self.config())
+    }
+}
+
+/// The provider's folder in the mount.
+fn folder(m: &TestMount) -> PathBuf {
+    m.mnt.join("My Drive").join(NAME)
+}
+
+/// The last lines of the mount's log, for failure messages (60, or
+/// `$OXIDRIVE_TEST_TAIL`).
+fn tail(m: &TestMount) -> String {
+    let log = m.log();
+    let lines: Vec<&str> = log.lines().collect();
+    let keep = std::env::var("OXIDRIVE_TEST_TAIL").ok().and_then(|v| v.parse().ok()).unwrap_or(60);
+    let from = lines.len().saturating_sub(keep);
+    format!("--- last {} lines of the mount log ---\n{}", lines.len() - from, lines[from..].join("\n"))
+}
+
+/// Runs an `oxidrive` subcommand of this mount; panics (with the log) if it fails.
+fn cli(m: &TestMount, args: &[&str]) -> String {
+    let out = output_within(m.oxidrive().args(args), Duration::from_secs(120));
+    assert!(
+        out.status.success(),
+        "oxidrive {args:?} failed ({}):\nstdout: {}\nstderr: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        tail(m)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn cli_paths(m: &TestMount, cmd: &str, paths: &[&Path]) {
+    let mut c = m.oxidrive();
+    c.arg(cmd).args(paths);
+    let out = output_within(&mut c, Duration::from_secs(120));
+    assert!(
+        out.status.success(),
+        "oxidrive {cmd} {paths:?} failed ({}):\nstdout: {}\nstderr: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        tail(m)
+    );
+}
+
+fn status(m: &TestMount) -> String {
+    cli(m, &["status"])
+}
+
+/// The status line of the provider `name`.
+fn provider_line(status: &str, name: &str) -> String {
+    status.lines().find(|l| l.starts_with(&format!("{name}: "))).unwrap_or("").to_owned()
+}
+
+/// (used, limit, pinned) in bytes, from the `cache:` line of `oxidrive status`
+/// (`cache: 2.9 MiB used of 3.0 MiB, 1.0 MiB pinned`; sizes to 0.1 of their unit).
+fn cache_line(status: &str) -> (u64, u64, u64) {
+    let line =
+        status.lines().find(|l| l.starts_with("cache: ")).unwrap_or_else(|| panic!("no cache line in {status:?}"));
+    let words: Vec<&str> = line.trim_start_matches("cache: ").split_whitespace().collect();
+    // [n, unit, "used", "of", n, unit, n, unit, "pinned"]
+    let size = |n: &str, unit: &str| -> u64 {
+        let n: f64 = n.trim_end_matches(',').parse().unwrap_or_else(|_| panic!("bad size {n:?} in {line:?}"));
+        let mult = match unit.trim_end_matches(',') {
+            "B" => 1.0,
+            "KiB" => 1024.0,
+            "MiB" => 1024.0 * 1024.0,
+            "GiB" => 1024.0 * 1024.0 * 1024.0,
+            u => panic!("unknown unit {u:?} in {line:?}"),
+        };
+        (n * mult) as u64
+    };
+    assert!(
+        words.len() >= 9 && words[2] == "used" && words[3] == "of" && words[8] == "pinned",
+        "odd cache line {line:?}"
+    );
+    (size(words[0], words[1]), size(words[4], words[5]), size(words[6], words[7]))
+}
+
+fn getxattr(path: &Path, name: &str) -> io::Result<Vec<u8>> {
+    let p = CString::new(path.as_os_str().as_bytes()).expect("path");
+    let n = CString::new(name).expect("name");
+    let mut buf = vec![0u8; 256];
+    let rc = unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    buf.truncate(rc as usize);
+    Ok(buf)
+}
+
+/// `user.oxidrive.state` of a file in the mount.
+fn state(m: &TestMount, path: &Path) -> String {
+    let v = getxattr(path, "user.oxidrive.state")
+        .unwrap_or_else(|e| panic!("getxattr user.oxidrive.state {}: {e}\n{}", path.display(), tail(m)));
+    String::from_utf8_lossy(&v).into_owned()
+}
+
+#[track_caller]
+fn assert_state(m: &TestMount, path: &Path, want: &str) {
+    let got = state(m, path);
+    assert_eq!(got, want, "user.oxidrive.state of {}: want {want:?}, got {got:?}\n{}", path.display(), tail(m));
+}
+
+/// Reads `path` in a thread, so a read that hangs fails the test instead of hanging
+/// it: `None` if it took longer than `limit` (the thread is left to end with the mount).
+fn read_within(path: &Path, limit: Duration) -> Option<(io::Result<Vec<u8>>, Duration)> {
+    let (tx, rx) = mpsc::channel();
+    let p = path.to_owned();
+    std::thread::spawn(move || {
+        let t = Instant::now();
+        let r = fs::read(&p);
+        let _ = tx.send((r, t.elapsed()));
+    });
+    rx.recv_timeout(limit).ok()
+}
+
+/// Asserts `path` reads exactly `want`, within `limit`.
+#[track_caller]
+fn assert_reads(m: &TestMount, path: &Path, want: &[u8], limit: Duration, when: &str) {
+    let Some((r, took)) = read_within(path, limit) else {
+        panic!("{when}: reading {} took longer than {limit:?}\n{}", path.display(), tail(m))
+    };
+    let got =
+        r.unwrap_or_else(|e| panic!("{when}: reading {} failed after {took:?}: {e}\n{}", path.display(), tail(m)));
+    assert_same(m, path, &got, want, when);
+}
+
+#[track_caller]
+fn assert_same(m: &TestMount, path: &Path, got: &[u8], want: &[u8], when: &str) {
+    if got != want {
+        let at = got.iter().zip(want).position(|(a, b)| a != b).unwrap_or(got.len().min(want.len()));
+        panic!(
+            "{when}: {} holds {} bytes, want {}; first difference at offset {at}\n{}",
+            path.display(),
+            got.len(),
+            want.len(),
+            tail(m)
+        );
+    }
+}
+
+/// Asserts reading `path` fails with EIO within `limit`; returns how long it took.
+#[track_caller]
+fn assert_read_eio(m: &TestMount, path: &Path, limit: Duration, when: &str) -> Duration {
+    let Some((r, took)) = read_within(path, limit) else {
+        panic!("{when}: reading {} did not fail within {limit:?} (hangs)\n{}", path.display(), tail(m))
+    };
+    match r {
+        Ok(data) => panic!("{when}: reading {} gave {} bytes, want EIO\n{}", path.display(), data.len(), tail(m)),
+        Err(e) => assert_eq!(
+            e.raw_os_error(),
+            Some(libc::EIO),
+            "{when}: reading {} failed with {e}, want EIO\n{}",
+            path.display(),
+            tail(m)
+        ),
+    }
+    took
+}
+
+fn write_file(m: &TestMount, path: &Path, data: &[u8]) {
+    fs::write(path, data).unwrap_or_else(|e| panic!("write {}: {e}\n{}", path.display(), tail(m)));
+}
+
+/// `oxidrive decrypt --provider NAME` of the (unmounted) setup into a new folder.
+fn decrypt(m: &TestMount) -> PathBuf {
+    let n = fs::read_dir(m.dir.path()).map(|d| d.count()).unwrap_or(0);
+    let dest = m.dir.path().join(format!("decrypted-{n}"));
+    let out = output_within(m.oxidrive().args(["decrypt", "--provider", NAME]).arg(&dest), Duration::from_secs(120));
+    assert!(
+        out.status.success(),
+        "oxidrive decrypt failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dest
+}
+
+#[track_caller]
+fn assert_file(path: &Path, want: &[u8], what: &str) {
+    let got = fs::read(path).unwrap_or_else(|e| panic!("{what}: read {}: {e}", path.display()));
+    if got != want {
+        let at = got.iter().zip(want).position(|(a, b)| a != b).unwrap_or(got.len().min(want.len()));
+        panic!(
+            "{what}: {} holds {} bytes, want {}; first difference at offset {at}",
+            path.display(),
+            got.len(),
+            want.len()
+        );
+    }
+}
+
+/// Polls `oxidrive status` until `cond` holds for it; returns the last status and how
+/// long it took, or panics after `timeout`.
+fn wait_status(m: &TestMount, timeout: Duration, what: &str, cond: impl Fn(&str) -> bool) -> (String, Duration) {
+    let start = Instant::now();
+    loop {
+        let s = status(m);
+        if cond(&s) {
+            return (s, start.elapsed());
+        }
+        assert!(start.elapsed() < timeout, "{what}: not within {timeout:?}; last status:\n{s}\n{}", tail(m));
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// The sorted names in `dir`, or the error of listing it.
+fn try_names(dir: &Path) -> io::Result<Vec<String>> {
+    let mut v = Vec::new();
+    for e in fs::read_dir(dir)? {
+        v.push(e?.file_name().to_string_lossy().into_owned());
+    }
+    v.sort();
+    Ok(v)
+}
+
+#[track_caller]
+fn assert_lists(m: &TestMount, dir: &Path, want: &[&str], when: &str) {
+    match try_names(dir) {
+        Ok(v) => assert_eq!(v, want, "{when}: listing of {}\n{}", dir.display(), tail(m)),
+        Err(e) => panic!("{when}: listing {} failed: {e}\n{}", dir.display(), tail(m)),
+    }
+}
+
+/// Writes A (1 MiB) and B (200 KiB) into the provider's folder, uploads them, lists
+/// the folder (as a file manager would), reads A (so it is cached) and frees B (so it
+/// is not). Returns (A, B) contents.
+fn cached_a_uncached_b(m: &TestMount) -> (Vec<u8>, Vec<u8>) {
+    let dir = folder(m);
+    let (a, b) = write_a_and_b(m);
+    assert_lists(m, &dir, &["A.bin", "B.bin"], "online");
+    assert_reads(m, &dir.join("A.bin"), &a, Duration::from_secs(30), "online");
+    cli_paths(m, "free", &[&dir.join("B.bin")]);
+    assert_state(m, &dir.join("A.bin"), "cached");
+    assert_state(m, &dir.join("B.bin"), "cloud-only");
+    (a, b)
+}
+
+/// Writes A (1 MiB) and B (200 KiB) into the provider's folder and uploads them.
+fn write_a_and_b(m: &TestMount) -> (Vec<u8>, Vec<u8>) {
+    let dir = folder(m);
+    let (a, b) = (pattern(MIB, 1), pattern(200 * KIB, 2));
+    write_file(m, &dir.join("A.bin"), &a);
+    write_file(m, &dir.join("B.bin"), &b);
+    m.sync();
+    (a, b)
+}
+
+// ---- 1. offline reads and queued writes ----------------------------------------------
+
+#[test]
+fn offline_reads_cached_data_and_queues_writes() {
+    let cloud = Cloud::start();
+    let mut m = cloud.mount();
+    let dir = folder(&m);
+    let (a, b) = cached_a_uncached_b(&m);
+
+    cloud.proxy.set(Fault::Refuse);
+
+    // Cached data reads as it is.
+    assert_reads(&m, &dir.join("A.bin"), &a, Duration::from_secs(10), "offline, cached A");
+    // Uncached data fails fast; once the store knows it is offline, with a clear log line.
+    let first = assert_read_eio(&m, &dir.join("B.bin"), Duration::from_secs(15), "offline, uncached B (first)");
+    let second = assert_read_eio(&m, &dir.join("B.bin"), Duration::from_secs(5), "offline, uncached B (again)");
+    eprintln!("uncached reads failed after {first:?} and {second:?}");
+    assert!(
+        m.log().contains("is offline and this is not cached"),
+        "no \"is offline and this is not cached\" line after reading uncached B offline\n{}",
+        tail(&m)
+    );
+    // Names come from the mirror.
+    assert_lists(&m, &dir, &["A.bin", "B.bin"], "offline");
+    let meta = fs::metadata(dir.join("B.bin")).unwrap_or_else(|e| panic!("offline stat of B: {e}\n{}", tail(&m)));
+    assert_eq!(meta.len(), b.len() as u64, "offline stat of B\n{}", tail(&m));
+
+    // Writes succeed: a new file, and an append to a cached one.
+    let c = pattern(300 * KIB, 3);
+    write_file(&m, &dir.join("C.bin"), &c);
+    assert_state(&m, &dir.join("C.bin"), "dirty");
+    let more = pattern(100 * KIB, 4);
+    {
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(dir.join("A.bin"))
+            .unwrap_or_else(|e| panic!("offline open A for append: {e}\n{}", tail(&m)));
+        f.write_all(&more).unwrap_or_else(|e| panic!("offline append to A: {e}\n{}", tail(&m)));
+        f.sync_all().unwrap_or_else(|e| panic!("offline fsync of A: {e}\n{}", tail(&m)));
+    }
+    let a2 = [a.clone(), more].concat();
+    assert_reads(&m, &dir.join("A.bin"), &a2, Duration::from_secs(10), "offline, A after append");
+    assert_reads(&m, &dir.join("C.bin"), &c, Duration::from_secs(10), "offline, new C");
+
+    let s = status(&m);
+    let line = provider_line(&s, NAME);
+    assert!(
+        line.starts_with(&format!("{NAME}: OFFLINE")) && line.contains("2 pending uploads"),
+        "status while offline should say OFFLINE with 2 pending uploads:\n{s}\n{}",
+        tail(&m)
+    );
+
+    // Back online: uploads resume by themselves (no sync).
+    cloud.proxy.set(Fault::Pass);
+    let (s, took) = wait_status(&m, Duration::from_secs(60), "uploads resume once the provider is back", |s| {
+        let l = provider_line(s, NAME);
+        l.starts_with(&format!("{NAME}: online")) && l.contains("all uploaded")
+    });
+    eprintln!("uploads resumed and finished {took:?} after the provider came back:\n{s}");
+    assert_state(&m, &dir.join("C.bin"), "cached");
+    m.unmount();
+
+    let dest = decrypt(&m);
+    assert_file(&dest.join("A.bin"), &a2, "provider copy of A (with the offline append)");
+    assert_file(&dest.join("B.bin"), &b, "provider copy of B");
+    assert_file(&dest.join("C.bin"), &c, "provider copy of C (written offline)");
+}
+
+/// A folder never listed online cannot be listed offline (the mirror cannot know all of
+/// it: EIO, quickly, as SEMANTICS.md says), but the files this mount wrote there still
+/// read by name: their uploads recorded them.
+#[test]
+fn offline_folder_never_listed_reads_by_name() {
+    let cloud = Cloud::start();
+    let m = cloud.mount();
+    let dir = folder(&m);
+    let (a, _) = write_a_and_b(&m);
+    cloud.proxy.set(Fault::Refuse);
+    assert_reads(&m, &dir.join("A.bin"), &a, Duration::from_secs(10), "offline, A (cached by its upload)");
+    let started = Instant::now();
+    let err = try_names(&dir).expect_err("listing a never-listed folder offline");
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "offline listing: {err}\n{}", tail(&m));
+    assert!(started.elapsed() < Duration::from_secs(5), "offline listing took {:?}", started.elapsed());
+}
+
+// ---- 2 (and 6). mounting offline ----------------------------------------------------
+
+/// Also covers "the cache survives a remount and serves without the provider".
+#[test]
+fn mount_while_offline_uses_the_local_state() {
+    let cloud = Cloud::start();
+    let mut m = cloud.mount();
+    let dir = folder(&m);
+    let (a, b) = cached_a_uncached_b(&m);
+    // A second online session, so this test does not depend on what the first one
+    // (which created the vault) remembers: `mount_offline_right_after_creating_the_store`
+    // is about that.
+    m.remount();
+    assert_lists(&m, &dir, &["A.bin", "B.bin"], "second online mount");
+    m.unmount();
+
+    cloud.proxy.set(Fault::Refuse);
+    m.mount();
+    assert!(
+        m.log().contains("working offline"),
+        "mounting with the provider unreachable should log \"working offline\"\n{}",
+        tail(&m)
+    );
+    assert_lists(&m, &dir, &["A.bin", "B.bin"], "after an offline mount");
+    // The block cache persisted: A is served from it.
+    assert_reads(&m, &dir.join("A.bin"), &a, Duration::from_secs(10), "offline mount, cached A");
+    assert_read_eio(&m, &dir.join("B.bin"), Duration::from_secs(15), "offline mount, uncached B");
+
+    let d = pattern(150 * KIB, 5);
+    write_file(&m, &dir.join("D.bin"), &d);
+    assert_state(&m, &dir.join("D.bin"), "dirty");
+    let s = status(&m);
+    assert!(provider_line(&s, NAME).contains("1 pending uploads"), "status after an offline write:\n{s}\n{}", tail(&m));
+
+    cloud.proxy.set(Fault::Pass);
+    m.sync();
+    assert_reads(&m, &dir.join("B.bin"), &b, Duration::from_secs(30), "back online, B");
+    m.unmount();
+    let dest = decrypt(&m);
+    assert_file(&dest.join("A.bin"), &a, "provider copy of A");
+    assert_file(&dest.join("D.bin"), &d, "provider copy of D (written while mounted offline)");
+}
+
+/// The first mount of an encrypted provider creates its vault; a mount right after it,
+/// with the provider unreachable, starts offline from what that first mount kept.
+#[test]
+fn mount_offline_right_after_creating_the_store() {
+    let cloud = Cloud::start();
+    let mut m = cloud.mount();
+    let dir = folder(&m);
+    let (a, _) = cached_a_uncached_b(&m);
+    m.unmount();
+
+    cloud.proxy.set(Fault::Refuse);
+    m.mount();
+    assert!(
+        m.log().contains("working offline") && !m.log().contains("provider unavailable"),
+        "mounting with the provider unreachable, after the mount that created its vault, should work offline\n{}",
+        tail(&m)
+    );
+    assert_lists(&m, &dir, &["A.bin", "B.bin"], "offline mount after the first one");
+    assert_reads(&m, &dir.join("A.bin"), &a, Duration::from_secs(10), "offline mount after the first one, cached A");
+}
+
+/// Requests that need no network (the provider's top folder always exists) must not
+/// count as the provider answering: while it refuses, the store stays offline through
+/// any number of probes, and `status` keeps saying so.
+#[test]
+fn stays_offline_until_the_provider_really_answers() {
+    let cloud = Cloud::start();
+    let m = cloud.mount();
+    let dir = folder(&m);
+    let (a, b) = cached_a_uncached_b(&m);
+    cloud.proxy.set(Fault::Refuse);
+    assert_read_eio(&m, &dir.join("B.bin"), Duration::from_secs(15), "offline, uncached B");
+    // 12 s of ordinary use: past two offline windows (5 s each), so it probes twice.
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(12) {
+        let _ = fs::metadata(&dir);
+        let _ = fs::metadata(dir.join("A.bin"));
+        let _ = try_names(&dir);
+        assert_reads(&m, &dir.join("A.bin"), &a, Duration::from_secs(10), "offline, cached A");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let s = status(&m);
+    assert!(
+        provider_line(&s, NAME).starts_with(&format!("{NAME}: OFFLINE")) && !m.log().contains("reachable again"),
+        "after 12 s of a refusing provider, status should still say OFFLINE and nothing should log it reachable:\n{s}\n{}",
+        tail(&m)
+    );
+
+    // The first real answer brings it back.
+    cloud.proxy.set(Fault::Pass);
+    let start = Instant::now();
+    loop {
+        let _ = fs::metadata(dir.join("A.bin"));
+        let s = status(&m);
+        if provider_line(&s, NAME).starts_with(&format!("{NAME}: online")) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "still offline 30 s after the provider came back:\n{s}\n{}",
+            tail(&m)
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_reads(&m, &dir.join("B.bin"), &b, Duration::from_secs(30), "back online, B");
+}
+
+// ---- 3. a hung provider --------------------------------------------------------------
+
+#[test]
+fn hang_times_out_and_does_not_stall_cached_reads() {
+    let cloud = Cloud::start();
+    let m = cloud.mount();
+    let dir = folder(&m);
+    let (a, b) = cached_a_uncached_b(&m);
+
+    cloud.proxy.set(Fault::Hang);
+    let (tx, rx) = mpsc::channel();
+    let bp = dir.join("B.bin");
+    std::thread::spawn(move || {
+        let t = Instant::now();
+        let r = fs::read(&bp);
+        let _ = tx.send((r, t.elapsed()));
+    });
+    // While the uncached read waits for the hung provider, cached reads and stats are
+    // timed, for as long as it lasts (at most 25 s) and at least 15 s: past the first
+    // offline window (~5 s after the first timeout), so the next probe of the hung
+    // provider is covered too. Everything is measured first and judged after, so a
+    // failure reports all of it.
+    let start = Instant::now();
+    let mut stats: Vec<(Duration, Duration)> = Vec::new(); // (since start, took)
+    let mut reads: Vec<(Duration, Duration)> = Vec::new();
+    let mut uncached = None;
+    while start.elapsed() < Duration::from_secs(25) && (uncached.is_none() || start.elapsed() < Duration::from_secs(15))
+    {
+        let at = start.elapsed();
+        let t = Instant::now();
+        let meta = fs::metadata(dir.join("A.bin"));
+        stats.push((at, t.elapsed()));
+        let meta = meta.unwrap_or_else(|e| {
+            panic!("stat of cached A during the hang failed after {:?}: {e}\n{}", t.elapsed(), tail(&m))
+        });
+        assert_eq!(meta.len(), a.len() as u64);
+        let at = start.elapsed();
+        let t = Instant::now();
+        assert_reads(&m, &dir.join("A.bin"), &a, Duration::from_secs(30), "cached A during the hang");
+        reads.push((at, t.elapsed()));
+        if uncached.is_none()
+            && let Ok(r) = rx.try_recv()
+        {
+            uncached = Some(r);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let uncached = uncached.or_else(|| rx.recv_timeout(Duration::from_secs(1)).ok());
+    let slow = |v: &[(Duration, Duration)]| -> Vec<String> {
+        v.iter()
+            .filter(|(_, took)| *took >= Duration::from_secs(2))
+            .map(|(at, took)| format!("{took:.1?} at +{at:.1?}"))
+            .collect()
+    };
+    let (slow_stats, slow_reads) = (slow(&stats), slow(&reads));
+    let summary = format!(
+        "{} stats of cached A, slow ones: {slow_stats:?}; {} reads of cached A, slow ones: {slow_reads:?}; uncached read of B: {:?}",
+        stats.len(),
+        reads.len(),
+        uncached.as_ref().map(|(r, took)| (r.as_ref().map(Vec::len).map_err(|e| e.to_string()), took))
+    );
+    eprintln!("{summary}");
+    let (r, took) = uncached
+        .unwrap_or_else(|| panic!("uncached read of B still waiting after 25 s of hang; {summary}\n{}", tail(&m)));
+    match r {
+        Ok(data) => {
+            panic!("uncached read of B during the hang gave {} bytes, want EIO; {summary}\n{}", data.len(), tail(&m))
+        }
+        Err(e) => assert_eq!(
+            e.raw_os_error(),
+            Some(libc::EIO),
+            "uncached read of B during the hang: {e}; {summary}\n{}",
+            tail(&m)
+        ),
+    }
+    assert!(took < Duration::from_secs(20), "uncached read of B took {took:?} to fail; {summary}\n{}", tail(&m));
+    assert!(
+        slow_stats.is_empty() && slow_reads.is_empty(),
+        "cached A must stay fast (< 2 s per stat or read) while the provider hangs; {summary}\n{}",
+        tail(&m)
+    );
+
+    // Once the provider answers again, B reads (after the offline window at most).
+    cloud.proxy.set(Fault::Pass);
+    let start = Instant::now();
+    loop {
+        match read_within(&dir.join("B.bin"), Duration::from_secs(30)) {
+            Some((Ok(data), _)) => {
+                assert_same(&m, &dir.join("B.bin"), &data, &b, "B after the hang ended");
+                break;
+            }
+            Some((Err(e), _)) if start.elapsed() < Duration::from_secs(30) => {
+                eprintln!("B after the hang: {e}; again");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            other => panic!("B does not read 30 s after the hang ended: {other:?}\n{}", tail(&m)),
+        }
+    }
+}
+
+// ---- 4. corrupt cache block --------------------------------------------------------
+
+/// The local copies (cache and journal) of a mount using the default cache dir.
+fn copies_in(m: &TestMount) -> Vec<PathBuf> {
+    let dir = m.dir.path().join("cache/oxidrive/copies");
+    let mut v: Vec<PathBuf> = fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("list {}: {e}", dir.display()))
+        .map(|e| e.expect("entry").path())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn corrupt_cache_block_is_refetched_never_served() {
+    let mut m = TestMount::start();
+    let f = m.local().join("file.bin");
+    let data = pattern(300 * KIB, 7);
+    write_file(&m, &f, &data);
+    m.sync();
+    m.unmount();
+
+    let copies = copies_in(&m);
+    assert_eq!(copies.len(), 1, "want exactly the uploaded file's copy kept as its cache, got {copies:?}");
+    let slot = 65536 + 28;
+    let len = fs::metadata(&copies[0]).expect("copy").len();
+    assert!(len >= 4 * slot, "the copy is {len} bytes, want 5 slots of {slot} (300 KiB in 64 KiB blocks)");
+    let file = OpenOptions::new().read(true).write(true).open(&copies[0]).expect("open copy");
+    let mut byte = [0u8; 1];
+    file.read_exact_at(&mut byte, 100).expect("read byte");
+    file.write_all_at(&[byte[0] ^ 0x40], 100).expect("flip byte");
+    file.sync_all().expect("sync copy");
+    drop(file);
+
+    m.mount();
+    assert_reads(&m, &f, &data, Duration::from_secs(30), "with block 0 of the cached copy corrupted");
+    assert!(
+        m.log().contains("failed authentication"),
+        "the corrupt cached block should be logged (\"failed authentication\")\n{}",
+        tail(&m)
+    );
+    // Refetched into the cache: a second read is right too (and needs no refetch).
+    m.remount();
+    assert_reads(&m, &f, &data, Duration::from_secs(30), "after the refetch, next mount");
+    assert!(!m.log().contains("failed authentication"), "the refetched block was stored again corrupt\n{}", tail(&m));
+}
+
+// ---- 5. eviction ---------------------------------------------------------------------
+
+#[test]
+fn eviction_respects_the_limit_and_spares_pinned_and_pending() {
+    let mut m = TestMount::unstarted(None);
+    m.mount_args = vec!["--cache-size".into(), "3M".into()];
+    m.mount();
+    let dir = m.local();
+    let files: Vec<(PathBuf, Vec<u8>)> =
+        (0..8).map(|i| (dir.join(format!("f{i}.bin")), pattern(MIB, 10 + i as u8))).collect();
+    for (p, d) in &files {
+        write_file(&m, p, d);
+    }
+    m.sync();
+    cli_paths(&m, "pin", &[&files[0].0]);
+    assert_state(&m, &files[0].0, "pinned");
+    for round in 0..2 {
+        for (p, d) in &files {
+            assert_reads(&m, p, d, Duration::from_secs(30), &format!("round {round}, 3M cache"));
+            let (used, limit, pinned) = cache_line(&status(&m));
+            assert_eq!(limit, 3 * MIB as u64, "cache limit in status");
+            assert!(
+                used <= limit + MIB as u64,
+                "cache holds {used} bytes after reading {}, limit {limit}:\n{}\n{}",
+                p.display(),
+                status(&m),
+                tail(&m)
+            );
+            assert!(pinned >= MIB as u64, "pinned bytes {pinned} < 1 MiB after reading {}\n{}", p.display(), tail(&m));
+        }
+    }
+    assert_state(&m, &files[0].0, "pinned");
+    assert_eq!(getxattr(&files[0].0, "user.oxidrive.pinned").ok().as_deref(), Some(&b"1"[..]), "pinned xattr of f0");
+    // Some of the unpinned files were evicted: not all 7 can be cached in 3 MiB.
+    let evicted = files[1..].iter().filter(|(p, _)| state(&m, p) == "cloud-only").count();
+    assert!(evicted >= 4, "only {evicted} of 7 unpinned files were evicted from a 3 MiB cache\n{}", status(&m));
+    // The pinned file is still whole in the cache across a remount.
+    m.remount();
+    assert_state(&m, &files[0].0, "pinned");
+    let (_, _, pinned) = cache_line(&status(&m));
+    assert!(pinned >= MIB as u64, "pinned bytes {pinned} after remount");
+    drop(m);
+
+    // Pending changes are never evicted, however small the cache.
+    let mut m = TestMount::unstarted(None);
+    m.mount_args = ["--cache-size", "256K", "--write-back", "3600"].map(String::from).to_vec();
+    m.mount();
+    let dir = m.local();
+    // Small uploaded files (cacheable: at most half the limit) to churn the cache.
+    let small: Vec<(PathBuf, Vec<u8>)> =
+        (0..4).map(|i| (dir.join(format!("s{i}.bin")), pattern(100 * KIB, 20 + i as u8))).collect();
+    for (p, d) in &small {
+        write_file(&m, p, d);
+    }
+    m.sync();
+    let files: Vec<(PathBuf, Vec<u8>)> =
+        (0..5).map(|i| (dir.join(format!("p{i}.bin")), pattern(MIB, 30 + i as u8))).collect();
+    for (p, d) in &files {
+        write_file(&m, p, d);
+    }
+    // Reading the small files meanwhile fills the cache past its limit: eviction runs
+    // (it may drop them, never the 5 MiB waiting for upload).
+    for round in 0..2 {
+        for (p, d) in &small {
+            assert_reads(&m, p, d, Duration::from_secs(30), &format!("round {round}, small file, 256K cache"));
+        }
+        for (p, d) in files.iter().rev() {
+            assert_state(&m, p, "dirty");
+            assert_reads(&m, p, d, Duration::from_secs(30), "pending, 256K cache, before any sync");
+        }
+    }
+    let (used, _, _) = cache_line(&status(&m));
+    assert!(used <= 256 * KIB as u64 + 128 * KIB as u64, "cache holds {used} bytes with a 256K limit\n{}", status(&m));
+    let s = status(&m);
+    assert!(
+        provider_line(&s, "Local").contains("5 pending uploads"),
+        "5 files should wait for upload:\n{s}\n{}",
+        tail(&m)
+    );
+    m.sync();
+    for (p, d) in &files {
+        assert_reads(&m, p, d, Duration::from_secs(30), "uploaded, 256K cache");
+    }
+    let (used, _, _) = cache_line(&status(&m));
+    assert!(used <= 256 * KIB as u64 + MIB as u64, "cache holds {used} bytes with a 256K limit\n{}", status(&m));
+}
+
+#[test]
+fn pinning_a_file_before_its_upload_keeps_it_pinned() {
+    let m = TestMount::start();
+    let f = m.local().join("early.bin");
+    let data = pattern(MIB, 40);
+    write_file(&m, &f, &data);
+    // Still pending (write-back waits 2 s): pin it now.
+    cli_paths(&m, "pin", &[&f]);
+    m.sync();
+    assert_state(&m, &f, "pinned");
+    assert_eq!(getxattr(&f, "user.oxidrive.pinned").ok().as_deref(), Some(&b"1"[..]), "pinned xattr\n{}", tail(&m));
+}
+
+// ---- 7. full cache disk --------------------------------------------------------------
+
+/// A small tmpfs, unmounted on drop (lazily if busy).
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Self {
+        assert!(nix::unistd::geteuid().is_root(), "mounting a tmpfs needs root");
+        fs::create_dir_all(dir).expect("tmpfs dir");
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .expect("run mount");
+        assert!(st.success(), "mount -t tmpfs {}: {st}", dir.display());
+        Tmpfs(dir.to_owned())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        if is_mounted(&self.0) {
+            let ok = Command::new("umount").arg(&self.0).status().map(|s| s.success()).unwrap_or(false);
+            if !ok {
+                let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+            }
+        }
+    }
+}
+
+/// Writes 16 MiB into `path` (then fsync, then close); the errno of the first call
+/// that failed, if any.
+fn write_big(path: &Path) -> Option<(String, i32)> {
+    let mut f = match File::create(path) {
+        Ok(f) => f,
+        Err(e) => return Some(("create".into(), e.raw_os_error().unwrap_or(0))),
+    };
+    let chunk = pattern(256 * KIB, 9);
+    for i in 0..64 {
+        if let Err(e) = f.write_all(&chunk) {
+            return Some((format!("write #{i}"), e.raw_os_error().unwrap_or(0)));
+        }
+    }
+    if let Err(e) = f.sync_all() {
+        return Some(("fsync".into(), e.raw_os_error().unwrap_or(0)));
+    }
+    let fd = f.into_raw_fd();
+    if unsafe { libc::close(fd) } != 0 {
+        return Some(("close".into(), io::Error::last_os_error().raw_os_error().unwrap_or(0)));
+    }
+    None
+}
+
+fn full_cache_disk(mut m: TestMount) {
+    let cache = m.dir.path().join("small-cache");
+    let _tmpfs = Tmpfs::mount(&cache, "4m");
+    m.mount_args = vec!["--cache-dir".into(), cache.display().to_string()];
+    m.mount();
+    let dir = m.local();
+    let x = pattern(20 * KIB, 8);
+    {
+        let mut f = File::create(dir.join("x.bin")).expect("create x");
+        f.write_all(&x).expect("write x");
+        f.sync_all().expect("fsync x");
+    }
+    let failed = write_big(&dir.join("big.bin"));
+    match &failed {
+        Some((call, errno)) => assert_eq!(
+            *errno,
+            libc::ENOSPC,
+            "writing 16 MiB with a 4 MiB cache disk: {call} failed with {}, want ENOSPC\n{}",
+            io::Error::from_raw_os_error(*errno),
+            tail(&m)
+        ),
+        None => panic!("writing 16 MiB with a 4 MiB cache disk succeeded (write, fsync and close)\n{}", tail(&m)),
+    }
+    eprintln!("big write failed as expected: {failed:?}");
+    assert_reads(&m, &dir.join("x.bin"), &x, Duration::from_secs(30), "after ENOSPC");
+    fs::remove_file(dir.join("big.bin")).unwrap_or_else(|e| panic!("rm big.bin after ENOSPC: {e}\n{}", tail(&m)));
+    // The space is back: writing works again.
+    let y = pattern(100 * KIB, 11);
+    write_file(&m, &dir.join("y.bin"), &y);
+    if let Some(backing) = m.plain_backing() {
+        assert_file(&backing.join("x.bin"), &x, "x.bin on the provider");
+        assert_file(&backing.join("y.bin"), &y, "y.bin on the provider");
+        assert!(!backing.join("big.bin").exists(), "big.bin reached the provider after rm");
+    } else {
+        m.sync();
+    }
+    // A fresh cache: what the provider has.
+    m.unmount();
+    m.mount_args = vec!["--cache-dir".into(), m.dir.path().join("fresh-cache").display().to_string()];
+    m.mount();
+    assert_reads(&m, &m.local().join("x.bin"), &x, Duration::from_secs(30), "x.bin, fresh cache");
+    assert_reads(&m, &m.local().join("y.bin"), &y, Duration::from_secs(30), "y.bin, fresh cache");
+    assert_eq!(names(&m.local()), ["x.bin", "y.bin"], "files after the ENOSPC episode");
+    drop(m);
+}
+
+#[test]
+fn full_cache_disk_gives_enospc_and_loses_nothing_plain_store() {
+    full_cache_disk(TestMount::unstarted_plain());
+}
+
+#[test]
+fn full_cache_disk_gives_enospc_and_loses_nothing_default_store() {
+    full_cache_disk(TestMount::unstarted(None));
+}
+
+// ---- 8. pin CLI ----------------------------------------------------------------------
+
+#[test]
+fn pin_cli_pins_folders_and_new_files() {
+    let m = TestMount::start();
+    let dir = m.local().join("keep");
+    fs::create_dir(&dir).expect("mkdir keep");
+    let files: Vec<(PathBuf, Vec<u8>)> =
+        (0..3).map(|i| (dir.join(format!("k{i}.bin")), pattern(200 * KIB + i * 1000, 50 + i as u8))).collect();
+    for (p, d) in &files {
+        write_file(&m, p, d);
+    }
+    m.sync();
+    let paths: Vec<&Path> = files.iter().map(|(p, _)| p.as_path()).collect();
+    cli_paths(&m, "free", &paths);
+    for p in &paths {
+        assert_state(&m, p, "cloud-only");
+    }
+
+    cli_paths(&m, "pin", &[&dir]);
+    assert_eq!(getxattr(&dir, "user.oxidrive.pinned").ok().as_deref(), Some(&b"1"[..]), "folder pinned xattr");
+    for (p, _) in &files {
+        assert_state(&m, p, "pinned");
+    }
+    let total: u64 = files.iter().map(|(_, d)| d.len() as u64).sum();
+    let (_, _, pinned) = cache_line(&status(&m));
+    assert!(pinned >= total, "{pinned} bytes pinned, want at least {total} (whole files)\n{}", status(&m));
+
+    // A file created in the pinned folder is pinned once uploaded.
+    let new = dir.join("new.bin");
+    let nd = pattern(100 * KIB, 60);
+    write_file(&m, &new, &nd);
+    m.sync();
+    assert_state(&m, &new, "pinned");
+
+    cli_paths(&m, "unpin", &[&dir]);
+    assert_eq!(getxattr(&dir, "user.oxidrive.pinned").ok().as_deref(), Some(&b"0"[..]), "folder unpinned xattr");
+    for p in paths.iter().chain([&new.as_path()]) {
+        assert_state(&m, p, "cached");
+    }
+    let (_, _, pinned) = cache_line(&status(&m));
+    assert_eq!(pinned, 0, "pinned bytes after unpin\n{}", status(&m));
+    for (p, d) in files.iter().chain([&(new.clone(), nd)]) {
+        assert_reads(&m, p, d, Duration::from_secs(30), "after unpin");
+    }
+}
