@@ -20,7 +20,7 @@
 //! Lifetime: the file is removed when the value is dropped, unless [`LocalCopy::keep`]
 //! says something (the journal) still refers to it.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -71,10 +71,14 @@ impl std::fmt::Debug for CopyId {
 /// Plaintext bytes per block.
 pub const BLOCK: u64 = CHUNK_SIZE;
 const BLOCK_LEN: usize = BLOCK as usize;
-/// Bytes of local file per block: one sealed block (nonce, ciphertext, tag).
-const SLOT: u64 = BLOCK + BLOCK_OVERHEAD as u64;
+/// Bytes before the sealed block in a slot: the block's sequence number (u64 BE).
+const SEQ_LEN: u64 = 8;
+/// Bytes of one slot: sequence number, then one sealed block (nonce, ciphertext, tag).
+/// Block `i` has two slots, `2i` and `2i + 1`: each rewrite goes to the one not holding
+/// the current version, so a write torn by a crash never destroys the version before.
+const SLOT: u64 = SEQ_LEN + BLOCK + BLOCK_OVERHEAD as u64;
 /// Largest logical size: every slot must end below `i64::MAX` (`off_t`).
-const MAX_LEN: u64 = (i64::MAX as u64 / SLOT) * BLOCK;
+const MAX_LEN: u64 = (i64::MAX as u64 / (2 * SLOT)) * BLOCK;
 /// Number of block locks; block `i` uses stripe `i % STRIPES`.
 const STRIPES: usize = 64;
 
@@ -108,8 +112,19 @@ pub struct LocalCopy {
 struct Meta {
     /// Logical (plaintext) size.
     len: u64,
-    /// Indexes of the slots holding a sealed block.
-    sealed: BTreeSet<u64>,
+    /// The blocks holding data, and where their current version is.
+    sealed: BTreeMap<u64, Slot>,
+}
+
+/// Where block `i`'s current version is: slot `2i + parity`, written as write `seq`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Slot {
+    parity: u64,
+    seq: u64,
+}
+
+fn slot_offset(index: u64, parity: u64) -> u64 {
+    (2 * index + parity) * SLOT
 }
 
 impl LocalCopy {
@@ -209,7 +224,7 @@ impl LocalCopy {
             return Vec::new();
         }
         let meta = self.meta();
-        (offset / BLOCK..=(end - 1) / BLOCK).filter(|i| !meta.sealed.contains(i)).collect()
+        (offset / BLOCK..=(end - 1) / BLOCK).filter(|i| !meta.sealed.contains_key(i)).collect()
     }
 
     /// Forgets blocks (one failed authentication): they read as missing again.
@@ -296,17 +311,17 @@ impl LocalCopy {
             let to = end.min(start + BLOCK);
             let piece = &data[(from - offset) as usize..(to - offset) as usize];
             let _block = self.stripe(index);
-            if piece.len() == BLOCK_LEN {
-                self.store_block(index, piece)?;
+            let slot = if piece.len() == BLOCK_LEN {
+                self.store_block(index, piece)?
             } else {
                 let mut plain = self.load_block(index)?.unwrap_or_else(|| vec![0u8; BLOCK_LEN]);
                 plain[(from - start) as usize..(to - start) as usize].copy_from_slice(piece);
-                self.store_block(index, &plain)?;
-            }
+                self.store_block(index, &plain)?
+            };
             // Grow per block, so a write failing half-way leaves what it did visible
             // (a short write) and never nonzero bytes past `len`.
             let mut meta = self.meta();
-            meta.sealed.insert(index);
+            meta.sealed.insert(index, slot);
             meta.len = meta.len.max(to);
         }
         Ok(())
@@ -325,12 +340,14 @@ impl LocalCopy {
                 let index = new_len / BLOCK;
                 if let Some(mut plain) = self.load_block(index)? {
                     plain[tail..].fill(0);
-                    self.store_block(index, &plain)?;
+                    let slot = self.store_block(index, &plain)?;
+                    self.meta().sealed.insert(index, slot);
                 }
             }
             let mut meta = self.meta();
             drop(meta.sealed.split_off(&new_len.div_ceil(BLOCK)));
-            let needed = meta.sealed.last().map_or(0, |&i| (i + 1) * SLOT);
+            // Both slots of the last block stay: the other one may be the only good copy.
+            let needed = meta.sealed.last_key_value().map_or(0, |(&i, _)| slot_offset(i, 1) + SLOT);
             meta.len = new_len;
             drop(meta);
             self.file.set_len(needed)?;
@@ -343,29 +360,63 @@ impl LocalCopy {
     /// Block `index`'s plaintext (always `BLOCK` bytes), or `None` if never written.
     /// The caller holds the block's stripe lock (or `resize` alone).
     fn load_block(&self, index: u64) -> io::Result<Option<Vec<u8>>> {
-        if !self.meta().sealed.contains(&index) {
-            return Ok(None);
+        let Some(slot) = self.meta().sealed.get(&index).copied() else { return Ok(None) };
+        if let Some(plain) = self.open_slot(index, slot.parity)? {
+            return Ok(Some(plain));
         }
-        let mut sealed = vec![0u8; SLOT as usize];
-        self.file
-            .read_exact_at(&mut sealed, index * SLOT)
-            .map_err(|e| if e.kind() == io::ErrorKind::UnexpectedEof { corrupt(index, "is truncated") } else { e })?;
-        #[cfg(test)]
-        self.crypto_ops.1.fetch_add(1, Ordering::Relaxed);
-        match self.cipher.open_block(index, &sealed) {
-            Ok(plain) if plain.len() == BLOCK_LEN => Ok(Some(plain)),
-            _ => Err(corrupt(index, "failed authentication")),
+        // The current slot is torn (a crash mid-write) or damaged: the other slot holds
+        // the version before it, untouched by that write.
+        if let Some((other, plain)) = self.read_slot(index, 1 - slot.parity)?.and_then(|seq| {
+            self.open_slot(index, 1 - slot.parity).ok().flatten().map(|p| (Slot { parity: 1 - slot.parity, seq }, p))
+        }) {
+            tracing::warn!(block = index, "local copy block was torn or damaged; using its previous version");
+            self.meta().sealed.insert(index, other);
+            return Ok(Some(plain));
         }
+        Err(corrupt(index, "failed authentication"))
     }
 
-    /// Seals `plain` (exactly `BLOCK` bytes) into slot `index`.
+    /// The sequence number in slot `2 * index + parity`, if it holds a sealed block.
+    fn read_slot(&self, index: u64, parity: u64) -> io::Result<Option<u64>> {
+        read_slot_header(&self.file, index, parity)
+    }
+
+    /// The slot's plaintext if it authenticates (under its own sequence number).
+    fn open_slot(&self, index: u64, parity: u64) -> io::Result<Option<Vec<u8>>> {
+        let mut raw = vec![0u8; SLOT as usize];
+        match self.file.read_exact_at(&mut raw, slot_offset(index, parity)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        let (seq, sealed) = raw.split_at(SEQ_LEN as usize);
+        let seq = u64::from_be_bytes(seq.try_into().map_err(io::Error::other)?);
+        #[cfg(test)]
+        self.crypto_ops.1.fetch_add(1, Ordering::Relaxed);
+        Ok(match self.cipher.open_block(index, seq, sealed) {
+            Ok(plain) if plain.len() == BLOCK_LEN => Some(plain),
+            _ => None,
+        })
+    }
+
+    /// Seals `plain` (exactly `BLOCK` bytes) as the next version of block `index`, into
+    /// the slot not holding its current version; returns where it went.
     /// The caller holds the block's stripe lock (or `resize` alone).
-    fn store_block(&self, index: u64, plain: &[u8]) -> io::Result<()> {
+    fn store_block(&self, index: u64, plain: &[u8]) -> io::Result<Slot> {
         debug_assert_eq!(plain.len(), BLOCK_LEN);
+        let current = self.meta().sealed.get(&index).copied();
+        let slot = match current {
+            Some(c) => Slot { parity: 1 - c.parity, seq: c.seq + 1 },
+            None => Slot { parity: 0, seq: 1 },
+        };
         #[cfg(test)]
         self.crypto_ops.0.fetch_add(1, Ordering::Relaxed);
-        let sealed = self.cipher.seal_block(index, plain, &self.rng).map_err(io::Error::other)?;
-        self.file.write_all_at(&sealed, index * SLOT)
+        let sealed = self.cipher.seal_block(index, slot.seq, plain, &self.rng).map_err(io::Error::other)?;
+        let mut raw = Vec::with_capacity(SLOT as usize);
+        raw.extend_from_slice(&slot.seq.to_be_bytes());
+        raw.extend_from_slice(&sealed);
+        self.file.write_all_at(&raw, slot_offset(index, slot.parity))?;
+        Ok(slot)
     }
 
     fn stripe(&self, index: u64) -> MutexGuard<'_, ()> {
@@ -390,18 +441,35 @@ fn corrupt(index: u64, what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, format!("local copy block {index} {what}"))
 }
 
-/// The slots below `len` holding a sealed block: those whose nonce is not all zeros.
-fn sealed_slots(file: &File, len: u64) -> io::Result<BTreeSet<u64>> {
+/// The sequence number in a slot's header, if the slot holds a sealed block (its nonce
+/// is not all zeros: a hole reads as zeros).
+fn read_slot_header(file: &File, index: u64, parity: u64) -> io::Result<Option<u64>> {
+    let mut header = [0u8; (SEQ_LEN + 12) as usize];
+    match file.read_exact_at(&mut header, slot_offset(index, parity)) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let (seq, nonce) = header.split_at(SEQ_LEN as usize);
+    if nonce.iter().all(|&b| b == 0) {
+        return Ok(None);
+    }
+    Ok(Some(u64::from_be_bytes(seq.try_into().map_err(io::Error::other)?)))
+}
+
+/// The blocks below `len` holding data, each at the slot with the higher sequence
+/// number. (If that slot is torn, reading the block falls back to the other one.)
+fn sealed_slots(file: &File, len: u64) -> io::Result<BTreeMap<u64, Slot>> {
     let on_disk = file.metadata()?.len();
-    let mut sealed = BTreeSet::new();
-    let mut nonce = [0u8; 12];
+    let mut sealed = BTreeMap::new();
     for index in 0..len.div_ceil(BLOCK) {
-        if index * SLOT + SLOT > on_disk {
+        if slot_offset(index, 0) >= on_disk {
             break;
         }
-        file.read_exact_at(&mut nonce, index * SLOT)?;
-        if nonce != [0u8; 12] {
-            sealed.insert(index);
+        let a = read_slot_header(file, index, 0)?.map(|seq| Slot { parity: 0, seq });
+        let b = read_slot_header(file, index, 1)?.map(|seq| Slot { parity: 1, seq });
+        if let Some(slot) = a.into_iter().chain(b).max_by_key(|s| s.seq) {
+            sealed.insert(index, slot);
         }
     }
     Ok(sealed)
@@ -530,9 +598,11 @@ mod tests {
     fn truncate_down_frees_slots() {
         let (_dir, s) = copy();
         s.write_at(0, &pattern(10 * B, 1)).unwrap();
-        assert_eq!(std::fs::metadata(&s.path).unwrap().len(), 10 * SLOT);
+        // Block 9's first version sits in its first slot, the file's 19th.
+        assert_eq!(std::fs::metadata(&s.path).unwrap().len(), 19 * SLOT);
         s.set_len(BLOCK + 1).unwrap();
-        assert_eq!(std::fs::metadata(&s.path).unwrap().len(), 2 * SLOT);
+        // Block 1 was rewritten (its tail zeroed) into its second slot.
+        assert_eq!(std::fs::metadata(&s.path).unwrap().len(), 4 * SLOT);
         s.set_len(0).unwrap();
         assert_eq!(std::fs::metadata(&s.path).unwrap().len(), 0);
         assert!(s.read_at(0, 10).unwrap().is_empty());
@@ -553,7 +623,7 @@ mod tests {
         assert!(meta.blocks() * 512 < 1024 * K, "allocated {} bytes", meta.blocks() * 512);
         s.set_len(4 * 1024 * 1024 * 1024 + 1).unwrap();
         assert_eq!(s.read_at(0, 4).unwrap(), b"head");
-        assert_eq!(std::fs::metadata(&s.path).unwrap().len(), SLOT);
+        assert_eq!(std::fs::metadata(&s.path).unwrap().len(), 2 * SLOT);
     }
 
     #[test]
@@ -593,8 +663,8 @@ mod tests {
         let path = s.path.clone();
         let file = OpenOptions::new().read(true).write(true).open(&path).unwrap();
         let mut byte = [0u8; 1];
-        file.read_exact_at(&mut byte, SLOT + 100).unwrap();
-        file.write_all_at(&[byte[0] ^ 1], SLOT + 100).unwrap();
+        file.read_exact_at(&mut byte, slot_offset(1, 0) + 100).unwrap();
+        file.write_all_at(&[byte[0] ^ 1], slot_offset(1, 0) + 100).unwrap();
         assert!(s.read_at(0, 10).is_ok());
         let err = s.read_at(BLOCK, 10).unwrap_err();
         assert!(err.to_string().contains("local copy block 1 failed authentication"), "{err}");
@@ -602,18 +672,45 @@ mod tests {
         // A partial write into the broken block fails too rather than resealing garbage.
         assert_eq!(io_kind(s.write_at(BLOCK + 1, b"z").unwrap_err()), io::ErrorKind::InvalidData);
 
-        // Slot 0 copied over slot 1: a moved block does not open.
+        // Block 0's slot copied over block 1's: a moved block does not open.
         let mut slot0 = vec![0u8; SLOT as usize];
         file.read_exact_at(&mut slot0, 0).unwrap();
-        file.write_all_at(&slot0, SLOT).unwrap();
+        file.write_all_at(&slot0, slot_offset(1, 0)).unwrap();
         assert_eq!(io_kind(s.read_at(BLOCK, 1).unwrap_err()), io::ErrorKind::InvalidData);
         // A full-block overwrite needs no old contents and repairs it.
         s.write_at(BLOCK, &pattern(B, 3)).unwrap();
         assert_eq!(s.read_at(BLOCK, B).unwrap(), pattern(B, 3));
 
         // A file cut short under us reads as corrupt, not as zeros.
-        file.set_len(SLOT + 10).unwrap();
+        file.set_len(slot_offset(1, 0) + 10).unwrap();
         assert_eq!(io_kind(s.read_at(BLOCK, 1).unwrap_err()), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn a_torn_rewrite_leaves_the_version_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = LocalCopy::create(dir.path(), &KEY).unwrap();
+        a.write_at(0, &pattern(B, 1)).unwrap();
+        a.write_at(100, b"second version").unwrap();
+        let (id, len) = (a.id(), a.len().unwrap());
+        let mut want = pattern(B, 1);
+        want[100..114].copy_from_slice(b"second version");
+        // The third version's write is cut short by a crash: a header, half a block.
+        let current = a.meta().sealed[&0];
+        let torn_at = slot_offset(0, 1 - current.parity);
+        let file = OpenOptions::new().write(true).open(&a.path).unwrap();
+        let mut torn = (current.seq + 1).to_be_bytes().to_vec();
+        torn.extend_from_slice(&[0x5a; 40_000]);
+        file.write_all_at(&torn, torn_at).unwrap();
+        a.keep(true);
+        drop(a);
+        let b = LocalCopy::open(dir.path(), &KEY, id, len).unwrap();
+        assert_eq!(b.read_at(0, B).unwrap(), want, "the second version survives");
+        // And the next write goes to the torn slot, keeping the good one.
+        b.write_at(0, b"third").unwrap();
+        want[..5].copy_from_slice(b"third");
+        assert_eq!(b.read_at(0, B).unwrap(), want);
+        assert_eq!(b.meta().sealed[&0].parity, 1 - current.parity);
     }
 
     #[test]
@@ -627,7 +724,7 @@ mod tests {
         a.keep(true);
         drop(a);
         let b = LocalCopy::open(dir.path(), &KEY, id, len).unwrap();
-        assert_eq!(b.meta().sealed.iter().copied().collect::<Vec<_>>(), vec![0, 3]);
+        assert_eq!(b.meta().sealed.keys().copied().collect::<Vec<_>>(), vec![0, 3]);
         let mut expect = vec![0u8; len as usize];
         expect[10..14].copy_from_slice(b"head");
         expect[(3 * BLOCK + 5) as usize..].copy_from_slice(b"tail");

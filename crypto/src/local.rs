@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! sealed block = nonce (12) | AES-256-GCM(plaintext) | tag (16)
-//! AAD          = "oxidrive local block v1" || file id (16) || index as u64 BE (8)
+//! AAD          = "oxidrive local block v2" || file id (16) || index as u64 BE (8)
+//!                || sequence number as u64 BE (8)
 //! key          = HKDF-SHA256(local-state key, info "oxidrive v1 local-cache-blocks")
 //!                (or 32 random bytes kept only in memory, for scratch files)
 //! ```
@@ -28,7 +29,7 @@ pub const BLOCK_OVERHEAD: usize = aead::OVERHEAD;
 /// Length of the random per-file id bound into every block's AAD.
 pub const FILE_ID_LEN: usize = 16;
 
-const DOMAIN: &[u8] = b"oxidrive local block v1";
+const DOMAIN: &[u8] = b"oxidrive local block v2";
 const KEY_INFO: &[u8] = b"oxidrive v1 local-cache-blocks";
 
 /// The AES-256-GCM key and id of one local file.
@@ -58,22 +59,25 @@ impl LocalCipher {
 
     /// Seals block `index` under a fresh random nonce: `nonce || ciphertext || tag`,
     /// exactly `plaintext.len() + BLOCK_OVERHEAD` bytes.
-    pub fn seal_block(&self, index: u64, plaintext: &[u8], rng: &dyn RandomSource) -> Result<Vec<u8>> {
-        aead::seal(&self.key, &self.aad(index), plaintext, rng)
+    pub fn seal_block(&self, index: u64, seq: u64, plaintext: &[u8], rng: &dyn RandomSource) -> Result<Vec<u8>> {
+        aead::seal(&self.key, &self.aad(index, seq), plaintext, rng)
     }
 
-    /// Opens a block sealed by [`Self::seal_block`] of this instance at the same `index`.
-    pub fn open_block(&self, index: u64, sealed: &[u8]) -> Result<Vec<u8>> {
-        aead::open(&self.key, &self.aad(index), sealed, "local block")
+    /// Opens a block sealed by [`Self::seal_block`] of this instance at the same
+    /// `index` and `seq`.
+    pub fn open_block(&self, index: u64, seq: u64, sealed: &[u8]) -> Result<Vec<u8>> {
+        aead::open(&self.key, &self.aad(index, seq), sealed, "local block")
     }
 
-    fn aad(&self, index: u64) -> [u8; DOMAIN.len() + FILE_ID_LEN + 8] {
-        let mut aad = [0u8; DOMAIN.len() + FILE_ID_LEN + 8];
+    fn aad(&self, index: u64, seq: u64) -> [u8; DOMAIN.len() + FILE_ID_LEN + 16] {
+        let mut aad = [0u8; DOMAIN.len() + FILE_ID_LEN + 16];
         let (domain, rest) = aad.split_at_mut(DOMAIN.len());
-        let (instance, idx) = rest.split_at_mut(FILE_ID_LEN);
+        let (instance, rest) = rest.split_at_mut(FILE_ID_LEN);
+        let (idx, sq) = rest.split_at_mut(8);
         domain.copy_from_slice(DOMAIN);
         instance.copy_from_slice(&self.instance);
         idx.copy_from_slice(&index.to_be_bytes());
+        sq.copy_from_slice(&seq.to_be_bytes());
         aad
     }
 }
@@ -100,9 +104,9 @@ mod tests {
         let c = cipher();
         for len in [0usize, 1, 100, 65535, 65536] {
             let plain: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
-            let sealed = c.seal_block(len as u64, &plain, &rng).unwrap();
+            let sealed = c.seal_block(len as u64, 1, &plain, &rng).unwrap();
             assert_eq!(sealed.len(), len + BLOCK_OVERHEAD);
-            assert_eq!(c.open_block(len as u64, &sealed).unwrap(), plain);
+            assert_eq!(c.open_block(len as u64, 1, &sealed).unwrap(), plain);
         }
     }
 
@@ -110,31 +114,43 @@ mod tests {
     fn block_moved_to_another_index_fails() {
         let rng = SystemRandom::new();
         let c = cipher();
-        let sealed = c.seal_block(3, b"block three", &rng).unwrap();
-        assert_eq!(c.open_block(4, &sealed), Err(Error::Authentication("local block")));
-        assert_eq!(c.open_block(3 + (1 << 32), &sealed), Err(Error::Authentication("local block")));
+        let sealed = c.seal_block(3, 1, b"block three", &rng).unwrap();
+        assert_eq!(c.open_block(4, 1, &sealed), Err(Error::Authentication("local block")));
+        assert_eq!(c.open_block(3 + (1 << 32), 1, &sealed), Err(Error::Authentication("local block")));
+    }
+
+    #[test]
+    fn block_with_another_sequence_number_fails() {
+        let rng = SystemRandom::new();
+        let c = cipher();
+        let sealed = c.seal_block(3, 7, b"seventh write", &rng).unwrap();
+        assert_eq!(c.open_block(3, 7, &sealed).unwrap(), b"seventh write");
+        assert_eq!(
+            c.open_block(3, 6, &sealed),
+            Err(Error::Authentication("local block"))
+        );
     }
 
     #[test]
     fn block_from_another_instance_fails() {
         let rng = SystemRandom::new();
-        let sealed = cipher().seal_block(0, b"elsewhere", &rng).unwrap();
-        assert_eq!(cipher().open_block(0, &sealed), Err(Error::Authentication("local block")));
+        let sealed = cipher().seal_block(0, 1, b"elsewhere", &rng).unwrap();
+        assert_eq!(cipher().open_block(0, 1, &sealed), Err(Error::Authentication("local block")));
     }
 
     #[test]
     fn tampered_truncated_or_short_blocks_fail() {
         let rng = SystemRandom::new();
         let c = cipher();
-        let sealed = c.seal_block(9, &[0x5a; 1000], &rng).unwrap();
+        let sealed = c.seal_block(9, 1, &[0x5a; 1000], &rng).unwrap();
         for i in [0, 11, 12, 500, sealed.len() - 1] {
             let mut bad = sealed.clone();
             bad[i] ^= 1;
-            assert!(c.open_block(9, &bad).is_err(), "flip at {i}");
+            assert!(c.open_block(9, 1, &bad).is_err(), "flip at {i}");
         }
-        assert!(c.open_block(9, &sealed[..sealed.len() - 1]).is_err());
-        assert!(c.open_block(9, &sealed[..BLOCK_OVERHEAD - 1]).is_err());
-        assert!(c.open_block(9, &[]).is_err());
+        assert!(c.open_block(9, 1, &sealed[..sealed.len() - 1]).is_err());
+        assert!(c.open_block(9, 1, &sealed[..BLOCK_OVERHEAD - 1]).is_err());
+        assert!(c.open_block(9, 1, &[]).is_err());
     }
 
     #[test]
@@ -142,8 +158,8 @@ mod tests {
         let rng = SystemRandom::new();
         let c = cipher();
         let plain = [0u8; 4096];
-        let a = c.seal_block(0, &plain, &rng).unwrap();
-        let b = c.seal_block(0, &plain, &rng).unwrap();
+        let a = c.seal_block(0, 1, &plain, &rng).unwrap();
+        let b = c.seal_block(0, 1, &plain, &rng).unwrap();
         assert_ne!(a, b);
         assert!(!a.windows(32).any(|w| w == &plain[..32]));
     }
@@ -152,14 +168,14 @@ mod tests {
     fn keyed_cipher_binds_key_and_file_id() {
         let rng = SystemRandom::new();
         let a = LocalCipher::keyed(&[7; 32], [1; FILE_ID_LEN]).unwrap();
-        let sealed = a.seal_block(2, b"persistent", &rng).unwrap();
+        let sealed = a.seal_block(2, 1, b"persistent", &rng).unwrap();
         let again = LocalCipher::keyed(&[7; 32], [1; FILE_ID_LEN]).unwrap();
-        assert_eq!(again.open_block(2, &sealed).unwrap(), b"persistent");
+        assert_eq!(again.open_block(2, 1, &sealed).unwrap(), b"persistent");
         for other in [
             LocalCipher::keyed(&[7; 32], [2; FILE_ID_LEN]).unwrap(),
             LocalCipher::keyed(&[8; 32], [1; FILE_ID_LEN]).unwrap(),
         ] {
-            assert_eq!(other.open_block(2, &sealed), Err(Error::Authentication("local block")));
+            assert_eq!(other.open_block(2, 1, &sealed), Err(Error::Authentication("local block")));
         }
     }
 
