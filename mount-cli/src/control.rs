@@ -73,7 +73,7 @@ impl Roots {
         let mut out = String::new();
         for (name, store) in &self.roots {
             match store {
-                Ok(store) => out.push_str(&status_line(&store.status(), store.held_deletes())),
+                Ok(store) => out.push_str(&status_line(&store.status(), store.held_deletes(), store.conflict_count())),
                 Err(why) => out.push_str(&format!("{name}: unavailable ({why})")),
             }
             out.push('\n');
@@ -101,8 +101,11 @@ async fn futures_all<F: std::future::Future<Output = bool>>(waits: impl Iterator
     out
 }
 
-fn status_line(st: &StoreStatus, held: usize) -> String {
+fn status_line(st: &StoreStatus, held: usize, conflicts: usize) -> String {
     let mut line = format!("{}: {}", st.name, if st.online { "online" } else { "OFFLINE" });
+    if conflicts > 0 {
+        line.push_str(&format!("; {conflicts} conflict copies made (see the log)"));
+    }
     if held > 0 {
         line.push_str(&format!(
             "; HOLDING {held} deletions a poll found (wrong bucket or folder? `oxidrive sync --accept-deletes` applies them)"

@@ -62,6 +62,23 @@ fn assert_eventually(m: &TestMount, path: &Path, want: Option<&[u8]>) {
     );
 }
 
+mod xattr {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    use std::path::Path;
+
+    pub fn get(path: &Path, name: &str) -> Option<Vec<u8>> {
+        let (p, n) = (CString::new(path.as_os_str().as_bytes()).ok()?, CString::new(name).ok()?);
+        let mut buf = vec![0u8; 256];
+        // SAFETY: valid NUL-terminated strings and a buffer of the given length.
+        let len = unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        (len >= 0).then(|| {
+            buf.truncate(len as usize);
+            buf
+        })
+    }
+}
+
 fn conflict_copies(d: &Path, stem: &str) -> Vec<String> {
     names(d).into_iter().filter(|n| n.starts_with(&format!("{stem} (conflict "))).collect()
 }
@@ -112,6 +129,12 @@ fn concurrent_edits_keep_both_versions_in_exactly_one_conflict_copy() {
         assert_eq!(fs::read(dir.join(&copies[0])).unwrap(), b"edited on B, longer");
     }
     assert!(d.b.log().contains("conflict"), "the conflict is logged:\n{}", d.b.log());
+    let out = d.b.oxidrive().arg("status").output().expect("oxidrive status");
+    let status = String::from_utf8_lossy(&out.stdout);
+    assert!(status.contains("1 conflict copies made"), "status reports it:\n{status}");
+    let copy = b.join(&conflict_copies(&b, "report")[0]);
+    let state = xattr::get(&copy, "user.oxidrive.state");
+    assert_eq!(state.as_deref(), Some(&b"conflict"[..]), "state of the conflict copy");
 }
 
 #[test]
