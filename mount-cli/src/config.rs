@@ -12,6 +12,9 @@ use serde::Deserialize;
 pub struct Config {
     #[serde(default)]
     pub provider: Vec<ProviderSpec>,
+    /// How many files `Recents/` shows (default 50).
+    #[serde(default)]
+    pub recents: Option<usize>,
 }
 
 impl Config {
@@ -29,6 +32,11 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<()> {
+        if let Some(n) = self.recents
+            && !(1..=10_000).contains(&n)
+        {
+            bail!("recents = {n}: Recents shows between 1 and 10000 files");
+        }
         let mut seen = std::collections::HashSet::new();
         for p in &self.provider {
             if p.name.is_empty() || p.name.contains('/') || p.name == "." || p.name == ".." {

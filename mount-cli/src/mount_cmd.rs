@@ -19,7 +19,9 @@ pub fn run(args: MountArgs) -> Result<()> {
     let dirs = Dirs::resolve()?;
     let explicit = args.config.is_some();
     let config_path = args.config.clone().unwrap_or_else(|| dirs.config_file.clone());
-    let specs = Config::load(&config_path, explicit)?.providers_or_default(&dirs.default_local);
+    let config = Config::load(&config_path, explicit)?;
+    let views = ViewConfig { recents: config.recents.unwrap_or(ViewConfig::default().recents) };
+    let specs = config.providers_or_default(&dirs.default_local);
 
     let mountpoint = match &args.mountpoint {
         Some(m) => m.clone(),
@@ -84,7 +86,7 @@ pub fn run(args: MountArgs) -> Result<()> {
     let owner = Caller { uid: nix::unistd::getuid().as_raw(), gid: nix::unistd::getgid().as_raw() };
     let stores: Vec<(usize, Arc<Store>)> =
         roots.iter().enumerate().filter_map(|(i, r)| r.store.as_ref().ok().map(|s| (i, s.clone()))).collect();
-    let vfs = Arc::new(Vfs::new(roots, ViewConfig::default(), owner)?);
+    let vfs = Arc::new(Vfs::new(roots, views, owner)?);
     let poll_every = Duration::try_from_secs_f64(args.poll).context("--poll: not a number of seconds")?;
     for (i, store) in stores {
         let weak = Arc::downgrade(&vfs);

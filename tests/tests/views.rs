@@ -109,3 +109,20 @@ fn a_provider_that_cannot_start_is_an_empty_read_only_folder() {
     let log = m.log();
     assert!(log.lines().any(|l| l.contains("Broken") && l.contains("unavailable")), "log names the provider:\n{log}");
 }
+
+#[test]
+fn recents_shows_as_many_files_as_configured() {
+    let m = TestMount::with_config_in(|dir| format!("recents = 3\n{}", two_providers(dir)));
+    let work = m.mnt.join("My Drive/Work");
+    for i in 0..5 {
+        write(&work.join(format!("f{i}.txt")), format!("file {i}").as_bytes());
+    }
+    let mut shown = names(&m.mnt.join("Recents"));
+    shown.sort();
+    assert_eq!(shown, ["f2.txt", "f3.txt", "f4.txt"]);
+
+    let bad = TestMount::unstarted(Some("recents = 0\n"));
+    let out = bad.oxidrive().arg("mount").arg(&bad.mnt).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("recents = 0"), "{}", String::from_utf8_lossy(&out.stderr));
+}
