@@ -277,6 +277,20 @@ impl Index {
 
     /// Moves a path and everything below it; whatever was at `to` is dropped first.
     pub fn rename_tree(&self, root: &str, from: &str, to: &str) -> Result<()> {
+        self.rename_tree_with(root, from, to, false, None)
+    }
+
+    /// `rename_tree`, in the same transaction marking the moved journal row as maybe on
+    /// the provider (it replaced an uploaded file) and finishing a rename intent: a
+    /// crash never leaves half of it.
+    pub fn rename_tree_with(
+        &self,
+        root: &str,
+        from: &str,
+        to: &str,
+        maybe_remote: bool,
+        intent_done: Option<&str>,
+    ) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         delete_tree(&tx, root, to)?;
@@ -302,6 +316,12 @@ impl Index {
                 &format!("UPDATE {table} SET parent = ?3 WHERE root = ?1 AND path = ?2"),
                 params![root, to, parent_of(to)],
             )?;
+        }
+        if maybe_remote {
+            tx.execute("UPDATE journal SET is_new = 0 WHERE root = ?1 AND path = ?2", params![root, to])?;
+        }
+        if let Some(intent) = intent_done {
+            tx.execute("DELETE FROM renames WHERE root = ?1 AND from_path = ?2", params![root, intent])?;
         }
         tx.commit()?;
         Ok(())
@@ -432,13 +452,6 @@ impl Index {
         Ok(n > 0)
     }
 
-    /// Records that the provider may now hold something at `path` (a pending new file
-    /// was renamed over an existing one).
-    pub fn journal_maybe_remote(&self, root: &str, path: &str) -> Result<()> {
-        self.conn().execute("UPDATE journal SET is_new = 0 WHERE root = ?1 AND path = ?2", params![root, path])?;
-        Ok(())
-    }
-
     /// Sets the provider version a pending change starts from (after our own rename
     /// rewrote the object, so it is not mistaken for someone else's change).
     pub fn journal_set_base(&self, root: &str, path: &str, base: Option<(u64, Option<SystemTime>)>) -> Result<()> {
@@ -464,6 +477,27 @@ impl Index {
             params![root, path, is_new, bs, bm],
         )?;
         Ok(())
+    }
+
+    /// Whether any row of any path table is at or below `path`.
+    pub fn has_tree(&self, root: &str, path: &str) -> Result<bool> {
+        let (lo, hi) = subtree_bounds(path);
+        let conn = self.conn();
+        for table in PATH_TABLES {
+            let found = conn
+                .query_row(
+                    &format!(
+                        "SELECT 1 FROM {table} WHERE root = ?1 AND (path = ?2 OR (path > ?3 AND path < ?4)) LIMIT 1"
+                    ),
+                    params![root, path, lo, hi],
+                    |_| Ok(()),
+                )
+                .optional()?;
+            if found.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Records a rename about to happen on the provider (see `Store::recover_renames`).

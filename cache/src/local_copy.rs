@@ -95,6 +95,7 @@ pub struct LocalCopy {
     generation: AtomicU64,
     last_read_end: AtomicU64,
     prefetching: AtomicBool,
+    prefetched: tokio::sync::Notify,
     /// The provider version (size, mtime) this copy's contents started from.
     base: Mutex<Option<(u64, Option<std::time::SystemTime>)>>,
     rng: SystemRandom,
@@ -151,6 +152,14 @@ impl LocalCopy {
             .write(true)
             .open(&path)
             .map_err(|e| Error::io(format!("open local copy {}", path.display()), e))?;
+        // Blocks past `len` were written after the last commit, then lost with a crash:
+        // cut them off, or their slots (with higher sequence numbers) would win over
+        // the same blocks written again later.
+        let keep = slot_offset(len.div_ceil(BLOCK), 0);
+        let on_disk = file.metadata().map_err(|e| Error::io(format!("stat local copy {}", path.display()), e))?.len();
+        if on_disk > keep {
+            file.set_len(keep).map_err(|e| Error::io(format!("trim local copy {}", path.display()), e))?;
+        }
         let sealed =
             sealed_slots(&file, len).map_err(|e| Error::io(format!("scan local copy {}", path.display()), e))?;
         let copy = Self::with(id, path, file, cipher_key, Meta { len, sealed })?;
@@ -170,6 +179,7 @@ impl LocalCopy {
             generation: AtomicU64::new(0),
             last_read_end: AtomicU64::new(u64::MAX),
             prefetching: AtomicBool::new(false),
+            prefetched: tokio::sync::Notify::new(),
             base: Mutex::new(None),
             rng: SystemRandom::new(),
             resize: RwLock::new(()),
@@ -257,6 +267,11 @@ impl LocalCopy {
     /// Set while a read-ahead fills this copy, so only one runs at a time.
     pub fn prefetching(&self) -> &AtomicBool {
         &self.prefetching
+    }
+
+    /// Notified when a read-ahead of this copy ends.
+    pub fn prefetched(&self) -> &tokio::sync::Notify {
+        &self.prefetched
     }
 
     /// See `generation`: changes only ever make it grow.
@@ -711,6 +726,25 @@ mod tests {
         want[..5].copy_from_slice(b"third");
         assert_eq!(b.read_at(0, B).unwrap(), want);
         assert_eq!(b.meta().sealed[&0].parity, 1 - current.parity);
+    }
+
+    #[test]
+    fn blocks_past_the_committed_size_do_not_come_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = LocalCopy::create(dir.path(), &KEY).unwrap();
+        // Written twice (slots with sequence numbers 1 and 2), never committed.
+        a.write_at(0, &pattern(B, 1)).unwrap();
+        a.write_at(0, &pattern(B, 2)).unwrap();
+        let id = a.id();
+        a.keep(true);
+        drop(a);
+        // The journal knew the file as empty; the same block is written (once) again.
+        let b = LocalCopy::open(dir.path(), &KEY, id, 0).unwrap();
+        b.write_at(0, b"fresh").unwrap();
+        b.keep(true);
+        drop(b);
+        let c = LocalCopy::open(dir.path(), &KEY, id, 5).unwrap();
+        assert_eq!(c.read_at(0, 10).unwrap(), b"fresh");
     }
 
     #[test]

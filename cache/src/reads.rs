@@ -15,7 +15,9 @@ use crate::local_copy::{BLOCK, LocalCopy};
 use crate::store::{Store, is_unreachable};
 
 /// How far a sequential reader's fetches reach (and the background window after it).
-const READ_AHEAD: u64 = 4 * 1024 * 1024;
+const READ_AHEAD: u64 = 8 * 1024 * 1024;
+/// A reader waits at most this long for a read-ahead before fetching itself.
+const PREFETCH_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Store {
     /// Reads from a file whose size (as last seen) is `size`.
@@ -36,6 +38,17 @@ impl Store {
         let copy = self.config.copies.cached_or_new(&self.root, path, version)?;
         let sequential = copy.last_read_end().swap(end, Ordering::AcqRel) == offset;
         for attempt in 0..2 {
+            // A read-ahead running now most likely brings these blocks: wait for it
+            // rather than fetching them a second time.
+            while !copy.missing_blocks(offset, end).is_empty() {
+                let done = copy.prefetched().notified();
+                tokio::pin!(done);
+                done.as_mut().enable();
+                if !copy.prefetching().load(Ordering::Acquire) {
+                    break;
+                }
+                let _ = tokio::time::timeout(PREFETCH_WAIT, done).await;
+            }
             let missing = copy.missing_blocks(offset, end);
             if let (Some(&first), Some(&last)) = (missing.first(), missing.last()) {
                 let reach = if sequential { (offset + READ_AHEAD).div_ceil(BLOCK) } else { last + 1 };
@@ -96,21 +109,22 @@ impl Store {
         }
     }
 
-    /// Fetches the window after `from` in the background, one window per file at once.
+    /// Keeps a window ahead of a sequential reader: when a block within `READ_AHEAD`
+    /// after `from` is missing, fetches a whole window from there in the background,
+    /// one window per file at a time (so requests stay large and few).
     fn read_ahead(self: &Arc<Self>, path: &str, copy: &Arc<LocalCopy>, from: u64, size: u64) {
-        let to = from.saturating_add(READ_AHEAD).min(size);
-        let missing = copy.missing_blocks(from, to);
-        let Some(&first) = missing.first() else { return };
+        let horizon = from.saturating_add(READ_AHEAD).min(size);
+        let Some(&first) = copy.missing_blocks(from, horizon).first() else { return };
         if copy.prefetching().swap(true, Ordering::AcqRel) {
             return;
         }
         let (store, path, copy) = (self.clone(), path.to_owned(), copy.clone());
         tokio::spawn(async move {
-            let reach = to.div_ceil(BLOCK);
-            if let Err(e) = store.fill(&path, &copy, first, reach, size).await {
+            if let Err(e) = store.fill(&path, &copy, first, first + READ_AHEAD / BLOCK, size).await {
                 tracing::debug!(root = %store.root, path, error = %e, "read-ahead failed");
             }
             copy.prefetching().store(false, Ordering::Release);
+            copy.prefetched().notify_waiters();
         });
     }
 

@@ -451,10 +451,7 @@ impl Store {
         if pending_new {
             // Nothing of it is on the provider yet: the rename is the journal's alone.
             self.provider.check_name(to)?;
-            self.index.rename_tree(&self.root, from, to)?;
-            if over_remote {
-                self.index.journal_maybe_remote(&self.root, to)?;
-            }
+            self.index.rename_tree_with(&self.root, from, to, over_remote, None)?;
         } else {
             self.rename_on_provider(from, to, kind).await?;
         }
@@ -499,10 +496,16 @@ impl Store {
                 (true, true) if !is_dir => {
                     self.provider.delete_file(&from).await?;
                     self.finish_rename(&from, &to)?;
+                    self.rebase_after_rename(&to).await?;
                 }
                 (true, true) => tracing::warn!(root = %self.root, from, to,
                     "a folder rename was interrupted; both folders are kept, check them"),
-                (false, true) => self.finish_rename(&from, &to)?,
+                (false, true) => {
+                    self.finish_rename(&from, &to)?;
+                    if !is_dir {
+                        self.rebase_after_rename(&to).await?;
+                    }
+                }
                 // Never started (or nothing to move): the rename did not happen.
                 _ => {}
             }
@@ -512,7 +515,29 @@ impl Store {
         Ok(())
     }
 
+    /// A pending change of a file our own rename rewrote starts from the renamed
+    /// object now (its new mtime is not someone else's change).
+    async fn rebase_after_rename(&self, to: &str) -> Result<()> {
+        let meta = self.provider.stat(to).await?;
+        self.index.remote_put(&self.root, to, meta.as_ref().map(remote_entry))?;
+        let base = meta.map(|m| (m.size, m.mtime));
+        let moved = self.pending().get_mut(to).map(|p| {
+            p.entry.base = base;
+            p.copy.set_base(base);
+        });
+        if moved.is_some() {
+            self.index.journal_set_base(&self.root, to, base)?;
+        }
+        Ok(())
+    }
+
+    /// Moves the local records of a rename the provider finished. Nothing at `from`
+    /// means they moved already (the crash came after): then `to` must stay as it is.
     fn finish_rename(&self, from: &str, to: &str) -> Result<()> {
+        let pending_here = self.pending().keys().any(|p| p == from || is_below(p, from));
+        if !pending_here && !self.index.has_tree(&self.root, from)? {
+            return Ok(());
+        }
         self.index.rename_tree(&self.root, from, to)?;
         self.move_pending(from, to, true);
         Ok(())
@@ -535,8 +560,7 @@ impl Store {
             self.index.rename_intent_done(&self.root, from)?;
             return Err(e.into());
         }
-        self.index.rename_tree(&self.root, from, to)?;
-        self.index.rename_intent_done(&self.root, from)?;
+        self.index.rename_tree_with(&self.root, from, to, false, Some(from))?;
         if kind == EntryKind::Dir {
             return Ok(());
         }
