@@ -241,17 +241,7 @@ impl Index {
     pub fn update(&self, root: &str, path: &str, change: impl FnOnce(&mut Overlay)) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        let mut ov = tx
-            .query_row(
-                "SELECT mode, uid, gid, mtime_ns, symlink, remote_mtime_ns, remote_size
-                 FROM attrs WHERE root = ?1 AND path = ?2",
-                params![root, path],
-                row_to_overlay,
-            )
-            .optional()?
-            .unwrap_or_default();
-        change(&mut ov);
-        insert(&tx, root, path, &ov)?;
+        update_in(&tx, root, path, change)?;
         tx.commit()?;
         Ok(())
     }
@@ -364,17 +354,7 @@ impl Index {
                 params![root, path, parent_of(path), seq, copy, size as i64, entry.is_new, to_ns(entry.since), bs, bm],
             )?;
             if mtime.is_some() {
-                let mut ov = tx
-                    .query_row(
-                        "SELECT mode, uid, gid, mtime_ns, symlink, remote_mtime_ns, remote_size
-                         FROM attrs WHERE root = ?1 AND path = ?2",
-                        params![root, path],
-                        row_to_overlay,
-                    )
-                    .optional()?
-                    .unwrap_or_default();
-                ov.mtime = mtime;
-                insert(&tx, root, path, &ov)?;
+                update_in(&tx, root, path, |ov| ov.mtime = mtime)?;
             }
             tx.commit()?;
             Ok(entry)
@@ -809,6 +789,26 @@ fn delete_tree(tx: &rusqlite::Transaction<'_>, root: &str, path: &str) -> rusqli
         )?;
     }
     Ok(())
+}
+
+/// Reads, changes and writes back one overlay inside `tx`.
+fn update_in(
+    tx: &rusqlite::Transaction<'_>,
+    root: &str,
+    path: &str,
+    change: impl FnOnce(&mut Overlay),
+) -> rusqlite::Result<()> {
+    let mut ov = tx
+        .query_row(
+            "SELECT mode, uid, gid, mtime_ns, symlink, remote_mtime_ns, remote_size
+             FROM attrs WHERE root = ?1 AND path = ?2",
+            params![root, path],
+            row_to_overlay,
+        )
+        .optional()?
+        .unwrap_or_default();
+    change(&mut ov);
+    insert(tx, root, path, &ov)
 }
 
 fn insert(tx: &rusqlite::Transaction<'_>, root: &str, path: &str, ov: &Overlay) -> rusqlite::Result<()> {
