@@ -211,8 +211,7 @@ impl Copies {
 /// Removes local copies nothing refers to (left by a crash, or evicted while open);
 /// call before any store of this run makes new ones.
 pub fn sweep_copies(dir: &Path, index: &Index) -> Result<usize> {
-    let mut keep: std::collections::HashSet<String> = index.journal_copies()?.into_iter().collect();
-    keep.extend(index.cached_copies()?);
+    let keep: std::collections::HashSet<String> = index.referenced_copies()?.into_iter().collect();
     let mut removed = 0;
     let entries = std::fs::read_dir(dir).map_err(|e| Error::io(format!("list {}", dir.display()), e))?;
     for entry in entries.flatten() {

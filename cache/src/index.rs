@@ -388,10 +388,10 @@ impl Index {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// The local copies every journal row (of any root) refers to.
-    pub fn journal_copies(&self) -> Result<Vec<String>> {
+    /// Every local copy a journal or cache row (of any root) refers to.
+    pub fn referenced_copies(&self) -> Result<Vec<String>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached("SELECT copy FROM journal")?;
+        let mut stmt = conn.prepare_cached("SELECT copy FROM journal UNION SELECT copy FROM cached")?;
         let rows = stmt.query_map([], |r| r.get(0))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
@@ -678,14 +678,6 @@ impl Index {
         let mut stmt =
             conn.prepare_cached("SELECT root, path, bytes FROM cached WHERE pinned = 0 ORDER BY used_ns LIMIT ?1")?;
         let rows = stmt.query_map(params![limit as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64)))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-
-    /// Every local copy a cache row names (of any root).
-    pub fn cached_copies(&self) -> Result<Vec<String>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached("SELECT copy FROM cached")?;
-        let rows = stmt.query_map([], |r| r.get(0))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 

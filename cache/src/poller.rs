@@ -17,7 +17,7 @@ use oxidrive_providers::{ErrorKind, join};
 
 use crate::error::Result;
 use crate::index::RemoteEntry;
-use crate::store::{Store, is_unreachable, parent_of, remote_entry};
+use crate::store::{Store, parent_of, remote_entry};
 
 /// Deletions fewer than this are always applied.
 const MASS_DELETE_MIN: usize = 100;
@@ -102,7 +102,7 @@ impl Store {
                     gone_dirs.push(dir);
                     continue;
                 }
-                Err(e) if is_unreachable(&e) || dir.is_empty() => {
+                Err(e) if e.is_unreachable() || dir.is_empty() => {
                     // The top folder vanishing is "unreachable", never "all deleted".
                     self.unreachable(&e);
                     return Ok(summary);

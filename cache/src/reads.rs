@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 
 use crate::error::{Error, Result};
 use crate::local_copy::{BLOCK, LocalCopy};
-use crate::store::{Store, is_unreachable};
+use crate::store::Store;
 
 /// How far a sequential reader's fetches reach (and the background window after it).
 const READ_AHEAD: u64 = 8 * 1024 * 1024;
@@ -101,7 +101,7 @@ impl Store {
                 Ok(data)
             }
             Err(e) => {
-                if is_unreachable(&e) {
+                if e.is_unreachable() {
                     self.unreachable(&e);
                 }
                 Err(e.into())

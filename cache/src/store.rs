@@ -185,13 +185,14 @@ impl Store {
                 Ok(meta) => {
                     self.reached();
                     let entry = meta.map(|m| remote_entry(&m));
-                    if self.index.remote_get(&self.root, path)? != entry {
+                    // `known` is the mirror's record: write only what changed.
+                    if known.flatten() != entry {
                         self.index.remote_put(&self.root, path, entry)?;
                     }
                     self.recent.insert(path.to_owned(), entry);
                     return Ok(entry);
                 }
-                Err(e) if is_unreachable(&e) => self.unreachable(&e),
+                Err(e) if e.is_unreachable() => self.unreachable(&e),
                 Err(e) => return Err(e.into()),
             }
         }
@@ -232,7 +233,7 @@ impl Store {
                     }
                     return Ok(entries);
                 }
-                Err(e) if is_unreachable(&e) => self.unreachable(&e),
+                Err(e) if e.is_unreachable() => self.unreachable(&e),
                 Err(e) => return Err(e.into()),
             }
         }
@@ -292,7 +293,7 @@ impl Store {
         }
         let copy = self.new_copy()?;
         let size = self.provider.download(path, &*copy).await.inspect_err(|e| {
-            if is_unreachable(e) {
+            if e.is_unreachable() {
                 self.unreachable(e);
             }
         })?;
@@ -682,11 +683,6 @@ const RECENT_TTL: Duration = Duration::from_secs(1);
 
 pub(crate) fn remote_entry(meta: &ObjectMeta) -> RemoteEntry {
     RemoteEntry { is_dir: meta.kind == ObjectKind::Dir, size: meta.size, mtime: meta.mtime }
-}
-
-/// Errors that say "could not reach it", not "it answered no": then work offline.
-pub(crate) fn is_unreachable(e: &oxidrive_providers::Error) -> bool {
-    e.is_unreachable()
 }
 
 fn merge(meta: &RemoteEntry, ov: Option<&Overlay>) -> Entry {
