@@ -77,17 +77,18 @@ fn conflict_path(path: &str, host: &str, at: SystemTime, n: u32) -> String {
         Some(i) if i > 0 => (&name[..i], &name[i..]),
         _ => (name, ""),
     };
+    let suffix = if n > 1 { format!(" {n}") } else { String::new() };
+    let new = format!("{stem} (conflict {host} {}{suffix}){ext}", utc_stamp(at));
+    if dir.is_empty() { new } else { format!("{dir}/{new}") }
+}
+
+/// `YYYY-MM-DD hhmmss` in UTC: how names made by oxidrive (conflict copies, Trash
+/// duplicates) carry a time.
+pub fn utc_stamp(at: SystemTime) -> String {
     let secs = at.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let (y, mo, d) = civil_from_days((secs / 86_400) as i64);
     let t = secs % 86_400;
-    let suffix = if n > 1 { format!(" {n}") } else { String::new() };
-    let new = format!(
-        "{stem} (conflict {host} {y:04}-{mo:02}-{d:02} {:02}{:02}{:02}{suffix}){ext}",
-        t / 3600,
-        t / 60 % 60,
-        t % 60
-    );
-    if dir.is_empty() { new } else { format!("{dir}/{new}") }
+    format!("{y:04}-{mo:02}-{d:02} {:02}{:02}{:02}", t / 3600, t / 60 % 60, t % 60)
 }
 
 /// (year, month, day) of a day count since 1970-01-01 (Howard Hinnant's algorithm).

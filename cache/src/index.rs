@@ -83,6 +83,25 @@ CREATE TABLE IF NOT EXISTS renames(
     is_dir INTEGER NOT NULL,
     PRIMARY KEY(root, from_path)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tombstones(
+    root TEXT NOT NULL,
+    path TEXT NOT NULL,
+    id TEXT NOT NULL,
+    orig TEXT NOT NULL,
+    at_ns INTEGER NOT NULL,
+    is_dir INTEGER NOT NULL,
+    remote_size INTEGER,
+    remote_mtime_ns INTEGER,
+    PRIMARY KEY(root, path)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS trash(
+    root TEXT NOT NULL,
+    id TEXT NOT NULL,
+    orig TEXT NOT NULL,
+    at_ns INTEGER NOT NULL,
+    is_dir INTEGER NOT NULL,
+    PRIMARY KEY(root, id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS xattrs(
     root TEXT NOT NULL,
     path TEXT NOT NULL,
@@ -210,7 +229,7 @@ impl Index {
         Ok(Self { conn: Mutex::new(conn) })
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(crate) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -768,7 +787,8 @@ impl Index {
 }
 
 /// Tables keyed by (root, path) that follow their paths through renames and deletes.
-const PATH_TABLES: [&str; 8] = ["attrs", "xattrs", "recents", "journal", "remote", "listed", "cached", "pins"];
+const PATH_TABLES: [&str; 9] =
+    ["attrs", "xattrs", "recents", "journal", "remote", "listed", "cached", "pins", "tombstones"];
 /// Those of them that also record the parent directory.
 const PARENT_TABLES: [&str; 3] = ["attrs", "journal", "remote"];
 
@@ -860,7 +880,7 @@ fn row_to_overlay(row: &rusqlite::Row<'_>) -> rusqlite::Result<Overlay> {
 }
 
 /// Paths strictly below `path` sort between "path/" and "path0" ('0' follows '/').
-fn subtree_bounds(path: &str) -> (String, String) {
+pub(crate) fn subtree_bounds(path: &str) -> (String, String) {
     (format!("{path}/"), format!("{path}0"))
 }
 
@@ -872,14 +892,14 @@ fn name_of(path: &str) -> &str {
     path.rsplit_once('/').map_or(path, |(_, n)| n)
 }
 
-fn to_ns(t: SystemTime) -> i64 {
+pub(crate) fn to_ns(t: SystemTime) -> i64 {
     match t.duration_since(UNIX_EPOCH) {
         Ok(d) => d.as_nanos().min(i64::MAX as u128) as i64,
         Err(e) => -(e.duration().as_nanos().min(i64::MAX as u128) as i64),
     }
 }
 
-fn from_ns(ns: i64) -> SystemTime {
+pub(crate) fn from_ns(ns: i64) -> SystemTime {
     if ns >= 0 {
         UNIX_EPOCH + Duration::from_nanos(ns as u64)
     } else {

@@ -14,12 +14,17 @@ mod path_locks;
 mod poller;
 mod reads;
 mod store;
+mod trash;
+mod trash_index;
 mod uploader;
 
+pub use conflicts::utc_stamp;
 pub use copies::{Copies, sweep_copies};
 pub use error::{Error, Result};
 pub use index::{CachedEntry, Index, JournalEntry, Overlay, RemoteEntry};
 pub use local_copy::{CopyId, LocalCopy};
 pub use poller::{ChangeHook, PollSummary};
 pub use store::{Entry, EntryKind, FsStats, Store, StoreConfig};
+pub use trash::{Clock, TRASH_DIR, TrashEntry};
+pub use trash_index::{Tombstone, TrashItem};
 pub use uploader::{FileState, StoreStatus};

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-use oxidrive_providers::{ErrorKind, ObjectKind, ObjectMeta, Provider, join};
+use oxidrive_providers::{ErrorKind, META_DIR, ObjectKind, ObjectMeta, Provider, join};
 
 use crate::copies::{Copies, is_below};
 use crate::error::{Error, Result};
@@ -15,6 +15,7 @@ use crate::index::{Commit, Index, JournalEntry, Overlay, RemoteEntry};
 use crate::local_copy::LocalCopy;
 use crate::path_locks::PathLocks;
 use crate::poller::{ChangeHook, PollState};
+use crate::trash::{Clock, TrashState};
 use crate::uploader::Uploads;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +52,9 @@ pub struct StoreConfig {
     pub copies: Arc<Copies>,
     /// How long a committed change waits before upload, so repeated saves coalesce.
     pub write_back: Duration,
+    /// Trash items older than this are deleted for good.
+    pub trash_retention: Duration,
+    pub clock: Clock,
 }
 
 /// A file whose newest contents are in a local copy, committed to the journal and not
@@ -85,6 +89,7 @@ pub struct Store {
     pub(crate) poll_running: tokio::sync::Mutex<()>,
     /// Conflict copies made during this run (their state reads "conflict").
     pub(crate) conflicts: Mutex<std::collections::HashSet<String>>,
+    pub(crate) trash: TrashState,
 }
 
 impl std::fmt::Debug for Store {
@@ -110,7 +115,9 @@ impl Store {
                 }
             }
         }
+        let trash = TrashState::load(&index, root)?;
         Ok(Self {
+            trash,
             root: root.to_owned(),
             provider,
             index,
@@ -150,7 +157,16 @@ impl Store {
         self.pending().get(path).map(|p| p.copy.clone())
     }
 
+    /// What is at `path`; nothing if it (or a folder above it) was deleted.
     pub async fn stat(&self, path: &str) -> Result<Option<Entry>> {
+        if self.is_trashed(path) {
+            return Ok(None);
+        }
+        self.stat_any(path).await
+    }
+
+    /// `stat`, deleted names included (the Trash view reads them).
+    pub async fn stat_any(&self, path: &str) -> Result<Option<Entry>> {
         if let Some(copy) = self.pending_copy(path) {
             return Ok(Some(pending_entry(&copy, self.index.get(&self.root, path)?.as_ref())?));
         }
@@ -240,7 +256,20 @@ impl Store {
         self.index.remote_children(&self.root, dir)?.ok_or_else(|| self.offline_error(dir))
     }
 
+    /// The names in `dir`, deleted ones (and oxidrive's own folder) left out.
     pub async fn list(&self, dir: &str) -> Result<Vec<(String, Entry)>> {
+        let mut entries = self.list_any(dir).await?;
+        if dir.is_empty() {
+            entries.retain(|(name, _)| name != META_DIR);
+        }
+        if self.trash.count() > 0 {
+            entries.retain(|(name, _)| !self.is_trashed(&join(dir, name)));
+        }
+        Ok(entries)
+    }
+
+    /// `list`, deleted names included (the Trash view lists inside deleted folders).
+    pub async fn list_any(&self, dir: &str) -> Result<Vec<(String, Entry)>> {
         // Taken before listing the provider: a file whose upload finishes meanwhile is
         // then in this snapshot or in the listing, never in neither.
         let pending: Vec<(String, Arc<LocalCopy>)> = self
@@ -457,6 +486,7 @@ impl Store {
             self.rename_on_provider(from, to, kind).await?;
         }
         self.move_pending(from, to, over_remote);
+        self.move_tombstones(from, to);
         self.recent.invalidate_all();
         self.config.copies.invalidate_tree(&self.root, from);
         self.config.copies.invalidate_tree(&self.root, to);
@@ -541,6 +571,7 @@ impl Store {
         }
         self.index.rename_tree(&self.root, from, to)?;
         self.move_pending(from, to, true);
+        self.move_tombstones(from, to);
         Ok(())
     }
 

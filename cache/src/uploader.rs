@@ -65,6 +65,8 @@ pub struct StoreStatus {
     pub uploading: usize,
     /// When the oldest change not yet uploaded was committed.
     pub oldest_pending: Option<SystemTime>,
+    /// Deleted items not yet moved into the provider's Trash.
+    pub deleting: usize,
 }
 
 /// The state of one file, as `user.oxidrive.state` shows it.
@@ -132,11 +134,12 @@ impl Store {
             p.retry_at = None;
         }
         self.uploads.wake.notify_one();
+        self.wake_trash();
         let done = loop {
             let changed = self.uploads.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            if self.pending().is_empty() {
+            if self.pending().is_empty() && self.trash.count() == 0 {
                 break true;
             }
             match deadline {
@@ -163,6 +166,7 @@ impl Store {
             pending_bytes: pending.values().map(|p| p.copy.len().unwrap_or(p.entry.size)).sum(),
             uploading: pending.values().filter(|p| p.uploading).count(),
             oldest_pending: pending.values().map(|p| p.entry.since).min(),
+            deleting: self.trash.count(),
         }
     }
 
@@ -198,7 +202,7 @@ impl Store {
                 continue;
             }
             let mut at = (p.committed_at + delay).max(p.retry_at.unwrap_or(now));
-            if p.copy.generation() != p.committed_gen {
+            if p.copy.generation() != p.committed_gen && !self.is_deleted(path) {
                 // Still being written: its next commit (close, fsync) is coming.
                 at = at.max(p.committed_at + MAX_DEFER);
             }
@@ -255,7 +259,9 @@ impl Store {
             Ok(Uploaded::Done(meta)) => Ok(meta),
             Err(e) => Err(e),
         };
-        let exact = start_gen == committed_gen && copy.generation() == start_gen;
+        // A deleted file gets no more commits (its descriptors write to nothing that
+        // is ever committed): what was read is final.
+        let exact = self.is_deleted(&path) || (start_gen == committed_gen && copy.generation() == start_gen);
         match result {
             Ok(meta) => {
                 self.reached();
@@ -380,6 +386,7 @@ async fn run(store: Weak<Store>, uploads: Arc<Uploads>) {
         tokio::time::sleep(wait).await;
         wait = (wait * 2).min(MAX_RETRY);
     }
+    tokio::spawn(crate::trash::trash_loop(store.clone()));
     loop {
         let wake = uploads.wake.notified();
         tokio::pin!(wake);

@@ -34,6 +34,25 @@ pub enum Command {
     Unpin(PinArgs),
     /// Drop the cached copies of files to reclaim space (changes not yet uploaded stay).
     Free(PinArgs),
+    /// List, restore or empty the Trash (asks the running mount).
+    Trash {
+        #[command(subcommand)]
+        action: TrashAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrashAction {
+    /// Show what is in the Trash, newest first, with where each item came from.
+    List,
+    /// Put items back where they were deleted from, recreating missing folders.
+    /// NAME is the item's name in the mount's Trash folder.
+    Restore {
+        #[arg(required = true, value_name = "NAME")]
+        names: Vec<String>,
+    },
+    /// Delete everything in the Trash for good.
+    Empty,
 }
 
 #[derive(Debug, Args)]
@@ -93,6 +112,10 @@ pub struct DecryptArgs {
     pub config: Option<PathBuf>,
     #[arg(long)]
     pub passphrase_file: Option<PathBuf>,
+    /// Also restore the Trash, as .oxidrive/trash/ID/{data,info} (info: JSON with the
+    /// original path and deletion time).
+    #[arg(long)]
+    pub with_trash: bool,
 }
 
 #[derive(Debug, Args)]

@@ -15,6 +15,9 @@ pub struct Config {
     /// How many files `Recents/` shows (default 50).
     #[serde(default)]
     pub recents: Option<usize>,
+    /// Days a deleted item stays in `Trash/` before it is deleted for good (default 30).
+    #[serde(default)]
+    pub trash_days: Option<u64>,
 }
 
 impl Config {
@@ -36,6 +39,11 @@ impl Config {
             && !(1..=10_000).contains(&n)
         {
             bail!("recents = {n}: Recents shows between 1 and 10000 files");
+        }
+        if let Some(n) = self.trash_days
+            && !(1..=36_500).contains(&n)
+        {
+            bail!("trash_days = {n}: items stay in Trash between 1 and 36500 days");
         }
         let mut seen = std::collections::HashSet::new();
         for p in &self.provider {

@@ -7,6 +7,9 @@
 //!                      or "pending: ..." when SECONDS passed first
 //! poll              -> "polled: N changes" after every provider was polled
 //! accept-deletes    -> the same, applying deletions held as suspicious
+//! trash-list        -> one JSON object per Trash item and line
+//! trash-restore "NAME" (a JSON string) -> "restored: PROVIDER/PATH"
+//! trash-empty       -> "emptied: N"
 //! ```
 //!
 //! The socket lives in the runtime directory (0700, ours alone) and answers only its
@@ -21,6 +24,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, bail};
 use oxidrive_cache::{Copies, Store, StoreStatus};
+use oxidrive_vfs::Vfs;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 use crate::cli::SyncArgs;
@@ -31,6 +35,7 @@ use crate::paths::Dirs;
 pub struct Roots {
     pub roots: Vec<(String, std::result::Result<Arc<Store>, String>)>,
     pub copies: Arc<Copies>,
+    pub vfs: Arc<Vfs>,
 }
 
 impl Roots {
@@ -113,6 +118,9 @@ fn status_line(st: &StoreStatus, held: usize, conflicts: usize) -> String {
     }
     if let Some((at, err)) = &st.last_error {
         line.push_str(&format!("; last error {} ago: {err}", ago(*at)));
+    }
+    if st.deleting > 0 {
+        line.push_str(&format!("; {} deleted items moving to Trash", st.deleting));
     }
     if st.pending_files == 0 {
         line.push_str("; all uploaded");
@@ -197,6 +205,7 @@ async fn answer(stream: tokio::net::UnixStream, roots: &Roots) -> std::io::Resul
         (Some("status"), None) => roots.status_text(),
         (Some("poll"), None) => roots.poll(false).await,
         (Some("accept-deletes"), None) => roots.poll(true).await,
+        (Some(w), _) if w.starts_with("trash-") => crate::trash_cmd::answer(&roots.vfs, line.trim_end()).await,
         (Some("sync"), secs) => {
             let deadline = match secs.map(str::parse::<f64>) {
                 Some(Ok(s)) if s.is_finite() && s >= 0.0 => {
@@ -217,7 +226,7 @@ async fn answer(stream: tokio::net::UnixStream, roots: &Roots) -> std::io::Resul
     write.shutdown().await
 }
 
-fn request(line: &str) -> Result<String> {
+pub(crate) fn request(line: &str) -> Result<String> {
     let dirs = Dirs::resolve()?;
     let path = socket_path(&dirs);
     let mut stream = UnixStream::connect(&path)

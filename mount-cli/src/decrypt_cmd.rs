@@ -5,7 +5,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use oxidrive_providers::{LocalSink, ObjectKind, Provider, join};
+use oxidrive_providers::{LocalSink, META_DIR, ObjectKind, Provider, join};
 
 use crate::cli::DecryptArgs;
 use crate::config::Config;
@@ -39,7 +39,7 @@ pub fn run(args: DecryptArgs) -> Result<()> {
         // Only once the passphrase is right: a failed unlock leaves no trace.
         std::fs::create_dir_all(&args.dest).with_context(|| format!("cannot create {}", args.dest.display()))?;
         let mut tally = (0u64, 0u64);
-        walk(&provider, "", &args.dest, &mut tally).await?;
+        walk(&provider, "", &args.dest, args.with_trash, &mut tally).await?;
         Ok::<_, anyhow::Error>(tally)
     })?;
     eprintln!("oxidrive: {restored} files restored into {}", args.dest.display());
@@ -49,19 +49,23 @@ pub fn run(args: DecryptArgs) -> Result<()> {
     Ok(())
 }
 
-async fn walk(provider: &Provider, dir: &str, dest: &Path, tally: &mut (u64, u64)) -> Result<()> {
+/// `trash`: also the Trash, which lives in oxidrive's own top folder.
+async fn walk(provider: &Provider, dir: &str, dest: &Path, trash: bool, tally: &mut (u64, u64)) -> Result<()> {
     let (entries, rejects) = provider.list_checked(dir).await.with_context(|| format!("cannot list {dir:?}"))?;
     for (object, reason) in rejects {
         eprintln!("FAILED {}: {reason}", join(dir, &format!("<object {object}>")));
         tally.1 += 1;
     }
     for (name, meta) in entries {
+        if dir.is_empty() && name == META_DIR && !trash {
+            continue;
+        }
         let path = join(dir, &name);
         let out = dest.join(&path);
         match meta.kind {
             ObjectKind::Dir => {
                 std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
-                Box::pin(walk(provider, &path, dest, tally)).await?;
+                Box::pin(walk(provider, &path, dest, trash, tally)).await?;
             }
             ObjectKind::File => {
                 let file = std::fs::File::create(&out).with_context(|| format!("cannot create {}", out.display()))?;

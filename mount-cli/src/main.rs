@@ -10,6 +10,7 @@ mod mountpoint;
 mod paths;
 mod pin_cmd;
 mod provider_cmd;
+mod trash_cmd;
 mod unlock;
 mod unmount_cmd;
 
@@ -32,6 +33,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::Pin(args) => pin_cmd::pin(args),
         cli::Command::Unpin(args) => pin_cmd::unpin(args),
         cli::Command::Free(args) => pin_cmd::free(args),
+        cli::Command::Trash { action } => trash_cmd::run(action),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -2,7 +2,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use oxidrive_cache::{Copies, Index, Store, StoreConfig, sweep_copies};
+use oxidrive_cache::{Clock, Copies, Index, Store, StoreConfig, sweep_copies};
 use oxidrive_platform::MountOptions;
 use oxidrive_vfs::{Caller, RootSpec, Vfs, ViewConfig};
 
@@ -21,6 +21,7 @@ pub fn run(args: MountArgs) -> Result<()> {
     let config_path = args.config.clone().unwrap_or_else(|| dirs.config_file.clone());
     let config = Config::load(&config_path, explicit)?;
     let views = ViewConfig { recents: config.recents.unwrap_or(ViewConfig::default().recents) };
+    let trash_days = config.trash_days.unwrap_or(30);
     let specs = config.providers_or_default(&dirs.default_local);
 
     let mountpoint = match &args.mountpoint {
@@ -60,7 +61,12 @@ pub fn run(args: MountArgs) -> Result<()> {
     };
     let write_back = Duration::try_from_secs_f64(args.write_back).context("--write-back: not a number of seconds")?;
     let copies = Arc::new(Copies::new(&copies_dir, copy_key, args.cache_size.0, index.clone()));
-    let store_config = StoreConfig { copies: copies.clone(), write_back };
+    let store_config = StoreConfig {
+        copies: copies.clone(),
+        write_back,
+        trash_retention: Duration::from_secs(trash_days * 86_400),
+        clock: test_clock()?,
+    };
 
     let names: Vec<String> = unlocked.providers.iter().map(|(s, _)| s.name.clone()).collect();
     let mut roots = Vec::new();
@@ -80,13 +86,13 @@ pub fn run(args: MountArgs) -> Result<()> {
         control_roots.push((spec.name.clone(), Err(why.clone())));
         roots.push(RootSpec { name: spec.name.clone(), shared: spec.shared, store: Err(why) });
     }
-    let control_roots = Arc::new(control::Roots { roots: control_roots, copies });
-    let socket = control::socket_path(&dirs);
-    control::serve(&rt, &socket, control_roots.clone())?;
     let owner = Caller { uid: nix::unistd::getuid().as_raw(), gid: nix::unistd::getgid().as_raw() };
     let stores: Vec<(usize, Arc<Store>)> =
         roots.iter().enumerate().filter_map(|(i, r)| r.store.as_ref().ok().map(|s| (i, s.clone()))).collect();
     let vfs = Arc::new(Vfs::new(roots, views, owner)?);
+    let control_roots = Arc::new(control::Roots { roots: control_roots, copies, vfs: vfs.clone() });
+    let socket = control::socket_path(&dirs);
+    control::serve(&rt, &socket, control_roots.clone())?;
     let poll_every = Duration::try_from_secs_f64(args.poll).context("--poll: not a number of seconds")?;
     for (i, store) in stores {
         let weak = Arc::downgrade(&vfs);
@@ -153,6 +159,19 @@ fn drain(rt: &tokio::runtime::Runtime, roots: &control::Roots, secs: f64) {
             pending = %roots.pending_summary().join("; "),
             "some changes are not uploaded yet; they are kept in the journal and upload at the next mount"
         );
+    }
+}
+
+/// The clock deletion times and Trash retention use. `OXIDRIVE_CLOCK_SKEW_SECS` moves
+/// it, so a test can see what a mount a month from now would purge.
+fn test_clock() -> Result<Clock> {
+    match std::env::var("OXIDRIVE_CLOCK_SKEW_SECS") {
+        Ok(v) => {
+            let secs: i64 = v.trim().parse().context("OXIDRIVE_CLOCK_SKEW_SECS: not a whole number of seconds")?;
+            tracing::warn!(secs, "clock skewed for testing (OXIDRIVE_CLOCK_SKEW_SECS)");
+            Ok(Clock::shifted(secs))
+        }
+        Err(_) => Ok(Clock::system()),
     }
 }
 

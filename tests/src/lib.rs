@@ -47,6 +47,8 @@ pub struct TestMount {
     plain: bool,
     /// Extra arguments for `oxidrive mount` (e.g. `--cache-size 4M`).
     pub mount_args: Vec<String>,
+    /// Extra environment for `oxidrive mount` (e.g. `OXIDRIVE_CLOCK_SKEW_SECS`).
+    pub mount_env: Vec<(String, String)>,
 }
 
 impl TestMount {
@@ -108,7 +110,15 @@ impl TestMount {
         let dir = tempfile::Builder::new().prefix("oxidrive-test-").tempdir().expect("tempdir");
         let mnt = dir.path().join("mnt");
         let plain = config.is_none() && !build_encrypts();
-        let m = TestMount { mnt, dir, child: None, log: PathBuf::new(), plain, mount_args: Vec::new() };
+        let m = TestMount {
+            mnt,
+            dir,
+            child: None,
+            log: PathBuf::new(),
+            plain,
+            mount_args: Vec::new(),
+            mount_env: Vec::new(),
+        };
         if let Some(text) = config {
             m.write_config(text);
         }
@@ -166,6 +176,7 @@ impl TestMount {
             .arg("mount")
             .arg(&self.mnt)
             .args(&self.mount_args)
+            .envs(self.mount_env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", std::env::var("OXIDRIVE_TEST_LOG").unwrap_or_else(|_| "info".into()))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))

@@ -12,10 +12,11 @@ use oxidrive_providers::{META_DIR, join};
 use crate::attr::{Attr, Caller, DirEntry, FileKind, SetAttr, StatFs};
 use crate::error::{Error, ErrorKind, Result};
 use crate::inode::{Inodes, Located, Place};
-use crate::layout::{MY_DRIVE_INO, RECENTS_INO, ROOT_INO, SHARED_INO, VIEWS};
+use crate::layout::{MY_DRIVE_INO, RECENTS_INO, ROOT_INO, SHARED_INO, TRASH_INO, VIEWS};
 use crate::name;
 use crate::open_file::OpenFile;
 use crate::recents::{Recent, display_names};
+use crate::trash_names::{self, Trashed};
 
 /// Extended attributes in this namespace are ours: computed, not stored.
 const OUR_XATTR_PREFIX: &str = "user.oxidrive.";
@@ -55,10 +56,10 @@ impl Default for ViewConfig {
 }
 
 /// One root: its folder name, inode and store (or why it has none).
-struct Root {
-    name: String,
+pub(crate) struct Root {
+    pub(crate) name: String,
     ino: u64,
-    store: std::result::Result<Arc<Store>, String>,
+    pub(crate) store: std::result::Result<Arc<Store>, String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,7 +82,7 @@ struct Handle {
 }
 
 pub struct Vfs {
-    roots: Vec<Root>,
+    pub(crate) roots: Vec<Root>,
     views: ViewConfig,
     inodes: Mutex<Inodes>,
     handles: Mutex<HashMap<u64, Handle>>,
@@ -89,7 +90,7 @@ pub struct Vfs {
     next_fh: AtomicU64,
     owner: Caller,
     started: SystemTime,
-    notify: std::sync::OnceLock<Box<dyn KernelNotify>>,
+    pub(crate) notify: std::sync::OnceLock<Box<dyn KernelNotify>>,
 }
 
 impl Vfs {
@@ -153,7 +154,7 @@ impl Vfs {
         }
     }
 
-    fn inodes(&self) -> MutexGuard<'_, Inodes> {
+    pub(crate) fn inodes(&self) -> MutexGuard<'_, Inodes> {
         self.inodes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -162,7 +163,15 @@ impl Vfs {
     }
 
     fn locate(&self, ino: u64) -> Result<Located> {
-        self.inodes().locate(ino)
+        let mut loc = self.inodes().locate(ino)?;
+        // A Trash node's place on the provider moves when its item reaches the trash area.
+        if let Some(id) = &loc.item
+            && let Some(Ok(store)) = loc.root().and_then(|r| self.roots.get(r)).map(|r| r.store.as_ref())
+        {
+            let base = store.trash_path(id);
+            loc.path = if loc.path.is_empty() { base } else { join(&base, &loc.path) };
+        }
+        Ok(loc)
     }
 
     fn store(&self, loc: &Located) -> Result<&Arc<Store>> {
@@ -175,7 +184,7 @@ impl Vfs {
             .map_err(|why| Error::new(ErrorKind::ReadOnly, format!("provider {:?} is unavailable: {why}", root.name)))
     }
 
-    fn stores(&self) -> impl Iterator<Item = (usize, &Arc<Store>)> {
+    pub(crate) fn stores(&self) -> impl Iterator<Item = (usize, &Arc<Store>)> {
         self.roots.iter().enumerate().filter_map(|(i, r)| r.store.as_ref().ok().map(|s| (i, s)))
     }
 
@@ -193,6 +202,7 @@ impl Vfs {
                 ));
             }
             Place::Virtual => return Err(Error::new(ErrorKind::ReadOnly, "this view is read-only")),
+            Place::Trash(_) => return Err(trash_read_only()),
             Place::Root(_) if name == META_DIR => {
                 return Err(Error::new(ErrorKind::NotPermitted, format!("{META_DIR} is reserved for oxidrive")));
             }
@@ -265,6 +275,14 @@ impl Vfs {
         store.stat(path).await.map_err(|e| Error::from_cache(e, format!("stat {path}")))
     }
 
+    /// `stat_path` for a located node: inside the Trash, deleted names are what is shown.
+    async fn stat_loc(&self, store: &Store, loc: &Located, path: &str) -> Result<Option<Entry>> {
+        if loc.in_trash() {
+            return store.stat_any(path).await.map_err(|e| Error::from_cache(e, format!("stat {path}")));
+        }
+        self.stat_path(store, path).await
+    }
+
     pub async fn lookup(&self, parent: u64, name: &OsStr) -> Result<Attr> {
         let name = name::check(name)?;
         let loc = self.locate(parent)?;
@@ -281,6 +299,11 @@ impl Vfs {
             let open = self.inodes().get(ino)?.open.clone();
             return self.entry_attr(ino, &entry, open.as_ref());
         }
+        if parent == TRASH_INO {
+            let (root, item, entry) = self.trash_named(name).await?;
+            let ino = self.inodes().trash_item(TRASH_INO, name, root, &item.id, kind_of(entry.kind), true);
+            return self.entry_attr(ino, &entry, None);
+        }
         if loc.place == Place::Virtual {
             let ino =
                 self.inodes().child(parent, name).ok_or_else(|| Error::new(ErrorKind::NotFound, name.to_owned()))?;
@@ -293,7 +316,7 @@ impl Vfs {
             return Err(Error::new(ErrorKind::NotFound, "provider unavailable"));
         };
         let path = join(&loc.path, name);
-        let Some(entry) = self.stat_path(&store, &path).await? else {
+        let Some(entry) = self.stat_loc(&store, &loc, &path).await? else {
             // Gone (maybe removed by another device): a name we remembered goes too.
             self.inodes().detach(parent, name);
             return Err(Error::new(ErrorKind::NotFound, path));
@@ -341,7 +364,7 @@ impl Vfs {
             return Ok(attr);
         }
         let entry = self
-            .stat_path(&store, &loc.path)
+            .stat_loc(&store, &loc, &loc.path)
             .await?
             .ok_or_else(|| Error::new(ErrorKind::NotFound, loc.path.clone()))?;
         self.entry_attr(ino, &entry, loc.open.as_ref())
@@ -351,6 +374,9 @@ impl Vfs {
         let loc = self.locate(ino)?;
         if loc.place == Place::Virtual {
             return Err(Error::new(ErrorKind::NotPermitted, "the top folders cannot be changed"));
+        }
+        if loc.in_trash() {
+            return Err(trash_read_only());
         }
         let store = self.store(&loc)?.clone();
         if let Some(size) = set.size {
@@ -460,6 +486,47 @@ impl Vfs {
         store.forget_recent(&path).map_err(|e| Error::from_cache(e, "forget recent"))
     }
 
+    /// The Trash view now, newest first: (display name, root, item). `refresh` reads
+    /// the providers' trash areas first (what other devices did).
+    pub(crate) async fn trash_items(&self, refresh: bool) -> Result<Vec<(String, usize, oxidrive_cache::TrashEntry)>> {
+        let mut all = Vec::new();
+        for (i, store) in self.stores() {
+            match store.trash_entries(refresh).await {
+                Ok(items) => all.extend(items.into_iter().map(|t| (i, t))),
+                Err(e) => tracing::warn!(provider = store.name(), error = %e, "cannot read the Trash"),
+            }
+        }
+        all.sort_by(|a, b| b.1.deleted.cmp(&a.1.deleted).then_with(|| a.1.id.cmp(&b.1.id)));
+        let keys: Vec<Trashed<'_>> = all
+            .iter()
+            .map(|(i, t)| Trashed { orig: &t.orig, deleted: t.deleted, root_name: &self.roots[*i].name })
+            .collect();
+        let names = trash_names::display_names(&keys);
+        Ok(names.into_iter().zip(all).map(|(n, (i, t))| (n, i, t)).collect())
+    }
+
+    /// What a trash item's contents look like now; `None` for an item whose contents
+    /// are missing (being moved by another device) or unreachable.
+    pub(crate) async fn trash_stat(&self, root: usize, item: &oxidrive_cache::TrashEntry) -> Option<Entry> {
+        let store = self.roots[root].store.as_ref().ok()?;
+        match store.stat_any(&item.path).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(path = %item.path, error = %e, "trash item unreachable; not shown");
+                None
+            }
+        }
+    }
+
+    /// The trash item shown as `name` in the Trash view, with its attributes.
+    pub(crate) async fn trash_named(&self, name: &str) -> Result<(usize, oxidrive_cache::TrashEntry, Entry)> {
+        let not_found = || Error::new(ErrorKind::NotFound, format!("{name} is not in Trash"));
+        let (_, root, item) =
+            self.trash_items(false).await?.into_iter().find(|(n, ..)| n == name).ok_or_else(not_found)?;
+        let entry = self.trash_stat(root, &item).await.ok_or_else(not_found)?;
+        Ok((root, item, entry))
+    }
+
     // ---- directories ------------------------------------------------------------
 
     /// Lists a directory once per open; readdir pages through this snapshot.
@@ -479,6 +546,12 @@ impl Vfs {
                 let open = self.inodes().get(ino)?.open.clone();
                 out.push(DirEntry { attr: self.entry_attr(ino, &entry, open.as_ref())?, name });
             }
+        } else if ino == TRASH_INO {
+            for (name, root, item) in self.trash_items(true).await? {
+                let Some(entry) = self.trash_stat(root, &item).await else { continue };
+                let ino = self.inodes().trash_item(TRASH_INO, &name, root, &item.id, kind_of(entry.kind), false);
+                out.push(DirEntry { attr: self.entry_attr(ino, &entry, None)?, name });
+            }
         } else if loc.place == Place::Virtual {
             let kids = self.inodes().children_of(ino);
             for (name, child) in kids {
@@ -486,7 +559,8 @@ impl Vfs {
                 out.push(DirEntry { name, attr });
             }
         } else if let Ok(store) = self.store(&loc).cloned() {
-            let list = store.list(&loc.path).await.map_err(|e| Error::from_cache(e, format!("list {}", loc.path)))?;
+            let list = if loc.in_trash() { store.list_any(&loc.path).await } else { store.list(&loc.path).await };
+            let list = list.map_err(|e| Error::from_cache(e, format!("list {}", loc.path)))?;
             let mut t = self.inodes();
             for (name, entry) in list {
                 let ino = t.get_or_insert(ino, &name, kind_of(entry.kind), false)?;
@@ -518,6 +592,7 @@ impl Vfs {
         if self.stat_path(&store, &path).await?.is_some() {
             return Err(Error::new(ErrorKind::AlreadyExists, path));
         }
+        self.settle_deleted(&store, &path).await?;
         store
             .mkdir(&path, mode & 0o7777, caller.uid, caller.gid)
             .await
@@ -528,6 +603,9 @@ impl Vfs {
 
     pub async fn rmdir(&self, parent: u64, name: &OsStr) -> Result<()> {
         let name = name::check(name)?;
+        if let Some(done) = self.delete_in_trash(parent, name, FileKind::Dir).await? {
+            return Ok(done);
+        }
         let (store, _, path) = self.writable_dir(parent, name)?;
         let entry =
             self.stat_path(&store, &path).await?.ok_or_else(|| Error::new(ErrorKind::NotFound, path.clone()))?;
@@ -538,10 +616,67 @@ impl Vfs {
         if !list.is_empty() {
             return Err(Error::new(ErrorKind::DirectoryNotEmpty, path));
         }
-        store.remove_dir(&path).await.map_err(|e| Error::from_cache(e, format!("rmdir {path}")))?;
+        store.delete(&path, EntryKind::Dir).await.map_err(|e| Error::from_cache(e, format!("rmdir {path}")))?;
         self.inodes().detach(parent, name);
         self.touch_dir(&store, parent);
         Ok(())
+    }
+
+    /// A new name is about to take the place of one deleted and not yet moved to
+    /// Trash: move it there first.
+    async fn settle_deleted(&self, store: &Store, path: &str) -> Result<()> {
+        store.settle_path(path).await.map_err(|e| Error::from_cache(e, format!("move the deleted {path} to Trash")))
+    }
+
+    /// `unlink` and `rmdir` in the Trash view delete for good; elsewhere `None`.
+    async fn delete_in_trash(&self, parent: u64, name: &str, kind: FileKind) -> Result<Option<()>> {
+        let loc = self.locate(parent)?;
+        if parent == TRASH_INO {
+            let (root, item, entry) = self.trash_named(name).await?;
+            let store = self.roots[root].store.as_ref().map_err(|w| Error::new(ErrorKind::NotFound, w.clone()))?;
+            match (kind, kind_of(entry.kind)) {
+                (FileKind::Dir, FileKind::Dir) => {
+                    // As for any rmdir: `rm -rf` empties it first.
+                    let list = store.list_any(&item.path).await.map_err(|e| Error::from_cache(e, "list"))?;
+                    if !list.is_empty() {
+                        return Err(Error::new(ErrorKind::DirectoryNotEmpty, name));
+                    }
+                }
+                (FileKind::Dir, _) => return Err(Error::new(ErrorKind::NotADirectory, name)),
+                (_, FileKind::Dir) => return Err(Error::new(ErrorKind::IsADirectory, name)),
+                _ => {}
+            }
+            store
+                .trash_delete(&item.id)
+                .await
+                .map_err(|e| Error::from_cache(e, format!("delete {name} from Trash")))?;
+            self.inodes().detach(parent, name);
+            return Ok(Some(()));
+        }
+        if !loc.in_trash() {
+            return Ok(None);
+        }
+        let store = self.store(&loc)?.clone();
+        let path = join(&loc.path, name);
+        let entry = store
+            .stat_any(&path)
+            .await
+            .map_err(|e| Error::from_cache(e, format!("stat {path}")))?
+            .ok_or_else(|| Error::new(ErrorKind::NotFound, path.clone()))?;
+        match (kind, entry.kind) {
+            (FileKind::Dir, EntryKind::Dir) => {
+                let list = store.list_any(&path).await.map_err(|e| Error::from_cache(e, format!("list {path}")))?;
+                if !list.is_empty() {
+                    return Err(Error::new(ErrorKind::DirectoryNotEmpty, path));
+                }
+            }
+            (FileKind::Dir, _) => return Err(Error::new(ErrorKind::NotADirectory, path)),
+            (_, EntryKind::Dir) => return Err(Error::new(ErrorKind::IsADirectory, path)),
+            _ => {}
+        }
+        store.delete_for_good(&path).await.map_err(|e| Error::from_cache(e, format!("delete {path} for good")))?;
+        self.inodes().detach(parent, name);
+        Ok(Some(()))
     }
 
     /// A directory's mtime changes when names in it do. It is kept in the index, not
@@ -581,6 +716,7 @@ impl Vfs {
             let fh = self.open(attr.ino, open).await?;
             return Ok((self.getattr(attr.ino).await?, fh));
         }
+        self.settle_deleted(&store, &path).await?;
         store
             .create_file(&path, mode & 0o7777, caller.uid, caller.gid)
             .map_err(|e| Error::from_cache(e, format!("create {path}")))?;
@@ -607,6 +743,9 @@ impl Vfs {
             FileKind::Dir => return Err(Error::new(ErrorKind::IsADirectory, "open of a directory")),
             FileKind::Symlink => return Err(Error::new(ErrorKind::InvalidInput, "open of a symlink")),
             FileKind::File => {}
+        }
+        if loc.in_trash() && (mode.write || mode.truncate) {
+            return Err(trash_read_only());
         }
         let store = self.store(&loc)?.clone();
         let (of, _) = self.open_file_for(ino, &store, &loc).await?;
@@ -647,7 +786,7 @@ impl Vfs {
         let size = if loc.unlinked {
             0
         } else {
-            self.stat_path(store, &loc.path)
+            self.stat_loc(store, loc, &loc.path)
                 .await?
                 .ok_or_else(|| Error::new(ErrorKind::NotFound, loc.path.clone()))?
                 .size
@@ -765,6 +904,9 @@ impl Vfs {
         if parent == RECENTS_INO {
             return self.forget_recent(name).await;
         }
+        if let Some(done) = self.delete_in_trash(parent, name, FileKind::File).await? {
+            return Ok(done);
+        }
         let (store, _, path) = self.writable_dir(parent, name)?;
         let entry =
             self.stat_path(&store, &path).await?.ok_or_else(|| Error::new(ErrorKind::NotFound, path.clone()))?;
@@ -772,7 +914,7 @@ impl Vfs {
             return Err(Error::new(ErrorKind::IsADirectory, path));
         }
         self.keep_open_copy(&store, parent, name, &path).await?;
-        store.remove_file(&path).await.map_err(|e| Error::from_cache(e, format!("unlink {path}")))?;
+        store.delete(&path, entry.kind).await.map_err(|e| Error::from_cache(e, format!("unlink {path}")))?;
         self.inodes().detach(parent, name);
         self.touch_dir(&store, parent);
         Ok(())
@@ -801,16 +943,37 @@ impl Vfs {
     ) -> Result<()> {
         let name = name::check(name)?;
         let newname = name::check(newname)?;
-        let (store, from_dir, from) = self.writable_dir(parent, name)?;
+        if newparent == TRASH_INO || self.locate(newparent)?.in_trash() {
+            return Err(Error::new(ErrorKind::NotPermitted, "use rm to move things to Trash"));
+        }
+        // Out of the Trash view: a whole item is restored, or a part of one moved out.
+        let from_loc = self.locate(parent)?;
+        let (store, from_root, from, restoring) = if parent == TRASH_INO {
+            let (root, item, _) = self.trash_named(name).await?;
+            let store =
+                self.roots[root].store.as_ref().map_err(|w| Error::new(ErrorKind::NotFound, w.clone()))?.clone();
+            (store, Some(root), item.path, Some(item.id))
+        } else if from_loc.in_trash() {
+            (self.store(&from_loc)?.clone(), from_loc.root(), join(&from_loc.path, name), None)
+        } else {
+            let (store, from_dir, from) = self.writable_dir(parent, name)?;
+            (store, from_dir.root(), from, None)
+        };
+        let from_trash = parent == TRASH_INO || from_loc.in_trash();
         let (_, to_dir, to) = self.writable_dir(newparent, newname)?;
-        if from_dir.root() != to_dir.root() {
+        if from_root != to_dir.root() {
             return Err(Error::new(ErrorKind::CrossesDevices, "rename across providers"));
         }
         if mode == RenameMode::Exchange {
             return Err(Error::new(ErrorKind::InvalidInput, "RENAME_EXCHANGE is not supported"));
         }
-        let src = self.stat_path(&store, &from).await?.ok_or_else(|| Error::new(ErrorKind::NotFound, from.clone()))?;
-        if from == to {
+        let src = if from_trash { store.stat_any(&from).await } else { store.stat(&from).await };
+        let src = src
+            .map_err(|e| Error::from_cache(e, format!("stat {from}")))?
+            .ok_or_else(|| Error::new(ErrorKind::NotFound, from.clone()))?;
+        // Back to where a not yet moved item still is: only the deletion is undone.
+        let undelete = restoring.is_some() && from == to;
+        if from == to && !undelete {
             return Ok(());
         }
         if src.kind == EntryKind::Dir && to.starts_with(&format!("{from}/")) {
@@ -829,10 +992,17 @@ impl Vfs {
                     if !list.is_empty() {
                         return Err(Error::new(ErrorKind::DirectoryNotEmpty, to));
                     }
-                    store.remove_dir(&to).await.map_err(|e| Error::from_cache(e, format!("rmdir {to}")))?;
+                    // Whatever was deleted inside it goes to Trash; the folder itself is replaced.
+                    let replaced = async {
+                        store.delete(&to, EntryKind::Dir).await?;
+                        store.settle_path(&to).await
+                    };
+                    replaced.await.map_err(|e| Error::from_cache(e, format!("rmdir {to}")))?;
                 }
                 (false, false) => self.keep_open_copy(&store, newparent, newname, &to).await?,
             }
+        } else if !undelete {
+            self.settle_deleted(&store, &to).await?;
         }
         // A commit in flight for the source must land before the name moves.
         let src_open = {
@@ -843,11 +1013,16 @@ impl Vfs {
             Some(of) => Some(of.commit.lock().await),
             None => None,
         };
-        store
-            .rename(&from, &to, src.kind, dst.is_some())
-            .await
-            .map_err(|e| Error::from_cache(e, format!("rename {from} -> {to}")))?;
-        self.inodes().rename(parent, name, newparent, newname);
+        let moved = match &restoring {
+            Some(id) => store.trash_restore(id, Some(&to), dst.is_some()).await.map(|_| ()),
+            None => store.rename(&from, &to, src.kind, dst.is_some()).await,
+        };
+        moved.map_err(|e| Error::from_cache(e, format!("rename {from} -> {to}")))?;
+        if from_trash {
+            self.inodes().rename_out_of_trash(parent, name, newparent, newname);
+        } else {
+            self.inodes().rename(parent, name, newparent, newname);
+        }
         self.touch_dir(&store, parent);
         if newparent != parent {
             self.touch_dir(&store, newparent);
@@ -863,6 +1038,7 @@ impl Vfs {
         if self.stat_path(&store, &path).await?.is_some() {
             return Err(Error::new(ErrorKind::AlreadyExists, path));
         }
+        self.settle_deleted(&store, &path).await?;
         store
             .symlink(&path, target, caller.uid, caller.gid)
             .await
@@ -913,7 +1089,7 @@ impl Vfs {
 
     fn xattr_target(&self, ino: u64) -> Result<(Arc<Store>, Located)> {
         let loc = self.locate(ino)?;
-        if loc.place == Place::Virtual || loc.unlinked {
+        if loc.place == Place::Virtual || loc.unlinked || loc.in_trash() {
             return Err(Error::new(ErrorKind::Unsupported, "no extended attributes here"));
         }
         Ok((self.store(&loc)?.clone(), loc))
@@ -1027,6 +1203,10 @@ impl Vfs {
         }
         first_err.map_or(Ok(()), Err)
     }
+}
+
+fn trash_read_only() -> Error {
+    Error::new(ErrorKind::ReadOnly, "Trash is read-only: move things out of it to restore them, rm to delete for good")
 }
 
 fn parse_flag(value: &[u8]) -> Result<bool> {

@@ -11,8 +11,11 @@ mod layout;
 mod name;
 mod open_file;
 mod recents;
+mod trash_control;
+mod trash_names;
 
 pub use attr::{Attr, Caller, DirEntry, FileKind, SetAttr, StatFs, TimeSet};
 pub use error::{Error, ErrorKind, Result};
 pub use fs::{KernelNotify, OpenMode, RenameMode, RootSpec, Vfs, ViewConfig};
 pub use layout::ROOT_INO;
+pub use trash_control::TrashListing;

@@ -32,7 +32,7 @@ pub(crate) fn display_names(recents: &[Recent]) -> Vec<String> {
 
 /// `report.pdf` + `Work` → `report (Work).pdf`; names without an extension (or dot
 /// files) get the tag at the end.
-fn with_tag(name: &str, tag: &str) -> String {
+pub(crate) fn with_tag(name: &str, tag: &str) -> String {
     match name.rfind('.') {
         Some(i) if i > 0 => format!("{} ({tag}){}", &name[..i], &name[i..]),
         _ => format!("{name} ({tag})"),

@@ -56,7 +56,12 @@ async fn fixture_in(dir: tempfile::TempDir, encrypt: bool) -> Fixture {
     };
     let index = Arc::new(Index::open(&dir.path().join("index.sqlite"), Some(&[5; 32])).unwrap());
     let copies = Arc::new(Copies::new(&copies, [3; 32], 1 << 30, index.clone()));
-    let config = StoreConfig { copies, write_back: Duration::from_secs(3600) };
+    let config = StoreConfig {
+        copies,
+        write_back: Duration::from_secs(3600),
+        trash_retention: Duration::from_secs(30 * 86_400),
+        clock: oxidrive_cache::Clock::system(),
+    };
     let store = Arc::new(Store::new("Local", provider, index, config).unwrap());
     store.start_uploads();
     let root = RootSpec { name: "Local".into(), shared: false, store: Ok(store.clone()) };

@@ -1,0 +1,598 @@
+//! The Trash of one store.
+//!
+//! Deleting something the provider holds leaves a tombstone: the name is gone at once
+//! (`stat` and `list` skip it), and the object moves into the provider's trash area
+//! later, as one item per deleted name: `.oxidrive/trash/<id>/data` with an `info`
+//! object beside it (original path, deletion time). Moving late is what makes
+//! `rm -rf dir` one item: the files' tombstones wait, the folder's comes last, and
+//! only the folder moves. The trash area is encrypted like everything else and seen by
+//! every device using the provider.
+//!
+//! A file never uploaded has nothing to keep and is simply forgotten. An empty folder
+//! deleted on its own is removed for good (it holds nothing to restore); inside a
+//! deleted folder it goes along, so a restored tree keeps its empty folders.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use oxidrive_providers::{ErrorKind, META_DIR, ObjectKind, join};
+use ring::rand::SecureRandom;
+use tokio::sync::Notify;
+
+use crate::copies::is_below;
+use crate::error::{Error, Result};
+use crate::index::{Index, Overlay, RemoteEntry};
+use crate::store::{EntryKind, Store, parent_of};
+use crate::trash_index::{Tombstone, TrashItem};
+
+/// Where trash items live on each provider (a plaintext path above the encryption).
+pub const TRASH_DIR: &str = ".oxidrive/trash";
+/// Deleted things move to the trash area once no delete happened for the write-back
+/// delay (so a whole `rm -rf` groups), but never wait longer than this.
+const MAX_TRASH_DEFER: Duration = Duration::from_secs(120);
+/// After a failed move, wait this long before trying again (unless someone waits).
+const TRASH_RETRY: Duration = Duration::from_secs(30);
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
+
+/// "Now", for deletion times and retention: injectable so a test can age the Trash.
+#[derive(Clone)]
+pub struct Clock(Arc<dyn Fn() -> SystemTime + Send + Sync>);
+
+impl Clock {
+    pub fn system() -> Self {
+        Self(Arc::new(SystemTime::now))
+    }
+
+    /// The system clock moved by `secs` (negative: into the past).
+    pub fn shifted(secs: i64) -> Self {
+        let by = Duration::from_secs(secs.unsigned_abs());
+        Self(Arc::new(move || if secs >= 0 { SystemTime::now() + by } else { SystemTime::now() - by }))
+    }
+
+    pub fn now(&self) -> SystemTime {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Clock({:?})", self.now())
+    }
+}
+
+/// One thing in the Trash, as the Trash view lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrashEntry {
+    pub id: String,
+    /// Where it was deleted from.
+    pub orig: String,
+    pub deleted: SystemTime,
+    pub is_dir: bool,
+    /// Where its contents are now (still the original place until moved).
+    pub path: String,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct TrashState {
+    /// Tombstones by current path.
+    tombstones: Mutex<BTreeMap<String, Tombstone>>,
+    last_delete: Mutex<Option<Instant>>,
+    retry_at: Mutex<Option<Instant>>,
+    /// One mover at a time: the background loop, a settle before a create, a restore.
+    running: tokio::sync::Mutex<()>,
+    wake: Arc<Notify>,
+}
+
+impl TrashState {
+    pub(crate) fn load(index: &Index, root: &str) -> Result<Self> {
+        let state = Self::default();
+        {
+            let mut map = state.tombstones();
+            for t in index.tombstones(root)? {
+                if t.path.starts_with(&format!("{TRASH_DIR}/")) {
+                    // Moved, then a crash before it was recorded: record it now.
+                    let item =
+                        TrashItem { id: t.id.clone(), orig: t.orig.clone(), deleted: t.deleted, is_dir: t.is_dir };
+                    index.trash_settled(root, &item, &t.path)?;
+                    continue;
+                }
+                map.insert(t.path.clone(), t);
+            }
+        }
+        Ok(state)
+    }
+
+    fn tombstones(&self) -> MutexGuard<'_, BTreeMap<String, Tombstone>> {
+        self.tombstones.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn count(&self) -> usize {
+        self.tombstones().len()
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Info {
+    path: String,
+    deleted_ns: i64,
+    kind: String,
+}
+
+impl Store {
+    fn now(&self) -> SystemTime {
+        self.config.clock.now()
+    }
+
+    /// Whether `path` or a folder above it was deleted (and not yet moved away).
+    pub fn is_trashed(&self, path: &str) -> bool {
+        let t = self.trash.tombstones();
+        if t.is_empty() {
+            return false;
+        }
+        let mut p = path;
+        while !p.is_empty() {
+            if t.contains_key(p) {
+                return true;
+            }
+            p = parent_of(p);
+        }
+        false
+    }
+
+    /// Whether `path` was deleted: still at its place, or already in the trash area.
+    pub(crate) fn is_deleted(&self, path: &str) -> bool {
+        is_below(path, TRASH_DIR) || self.is_trashed(path)
+    }
+
+    /// Deletes `path` (a folder must look empty): what the provider holds goes to the
+    /// Trash; a file never uploaded is simply removed.
+    pub async fn delete(&self, path: &str, kind: EntryKind) -> Result<()> {
+        if kind != EntryKind::Dir && self.pending().get(path).is_some_and(|p| p.entry.is_new) {
+            return self.remove_file(path).await;
+        }
+        // Against a rename of a folder above (a tree lock there); an upload of this very
+        // file may go on: it lands under the deleted name and moves with it.
+        let _lock = self.locks.lock(&[(parent_of(path), false)]).await;
+        let version = match kind {
+            EntryKind::Dir => None,
+            _ => self.index.remote_get(&self.root, path)?.map(|r| (r.size, r.mtime)),
+        };
+        let t = Tombstone {
+            id: new_id()?,
+            path: path.to_owned(),
+            orig: path.to_owned(),
+            deleted: self.now(),
+            is_dir: kind == EntryKind::Dir,
+            version,
+        };
+        self.index.tombstone_add(&self.root, &t)?;
+        self.trash.tombstones().insert(path.to_owned(), t);
+        *self.trash.last_delete.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+        self.forget_recent_stat(path);
+        self.trash.wake.notify_one();
+        Ok(())
+    }
+
+    /// Moves what was deleted at `path` into the trash area now, because a new name is
+    /// about to take its place.
+    pub async fn settle_path(&self, path: &str) -> Result<()> {
+        if !self.trash.tombstones().contains_key(path) {
+            return Ok(());
+        }
+        let _running = self.trash.running.lock().await;
+        let Some(t) = self.trash.tombstones().get(path).cloned() else { return Ok(()) };
+        self.settle_one(&t).await.inspect_err(|e| {
+            tracing::error!(root = %self.root, path, error = %e, "cannot move the deleted item to Trash; the new name must wait");
+        })
+    }
+
+    /// Moves every deleted top-level item into the trash area.
+    pub(crate) async fn settle_all(&self) {
+        let _running = self.trash.running.lock().await;
+        for t in self.top_tombstones() {
+            if let Err(e) = self.settle_one(&t).await {
+                if let Error::Provider(pe) = &e
+                    && pe.is_unreachable()
+                {
+                    self.unreachable(pe);
+                }
+                tracing::warn!(root = %self.root, path = %t.path, error = %e, "could not move a deleted item to Trash; will retry");
+                *self.trash.retry_at.lock().unwrap_or_else(PoisonError::into_inner) =
+                    Some(Instant::now() + TRASH_RETRY);
+                return;
+            }
+        }
+    }
+
+    /// Tombstones with no deleted folder above them: each becomes one trash item.
+    fn top_tombstones(&self) -> Vec<Tombstone> {
+        let map = self.trash.tombstones();
+        map.values()
+            .filter(|t| {
+                let mut p = parent_of(&t.path);
+                while !p.is_empty() {
+                    if map.contains_key(p) {
+                        return false;
+                    }
+                    p = parent_of(p);
+                }
+                true
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// A deleted folder with nothing deleted below it was empty: nothing to keep.
+    fn is_empty_dir(&self, t: &Tombstone) -> bool {
+        t.is_dir && !self.trash.tombstones().keys().any(|k| is_below(k, &t.path))
+    }
+
+    async fn settle_one(&self, t: &Tombstone) -> Result<()> {
+        if self.is_empty_dir(t) {
+            self.delete_for_good(&t.path).await?;
+            self.index.tombstones_remove_tree(&self.root, &t.path)?;
+            self.drop_tombstones(&t.path);
+            self.uploads.changed.notify_waiters();
+            return Ok(());
+        }
+        let pending_here = self.pending().contains_key(&t.path);
+        let meta = self.provider.stat(&t.path).await?;
+        if let Some(m) = &meta
+            && !t.is_dir
+            && !pending_here
+        {
+            let now = Some((m.size, m.mtime));
+            let ours = t.version == now
+                || self.index.get(&self.root, &t.path)?.is_some_and(|ov| ov.remote == Some((m.mtime, m.size)));
+            if !ours {
+                // Edited on another device after it was deleted here: the edit wins.
+                tracing::info!(root = %self.root, path = %t.path, "deleted here but changed on another device since; keeping that version");
+                self.index.tombstones_remove_tree(&self.root, &t.path)?;
+                self.drop_tombstones(&t.path);
+                self.forget_recent_stat(&t.path);
+                if let Some(hook) = self.change_hook.get() {
+                    hook(&t.path);
+                }
+                self.uploads.changed.notify_waiters();
+                return Ok(());
+            }
+        }
+        let item_dir = join(TRASH_DIR, &t.id);
+        let data = join(&item_dir, "data");
+        for dir in [META_DIR, TRASH_DIR, item_dir.as_str()] {
+            self.ensure_dir(dir).await?;
+        }
+        // Written first: an item that has data always says where it came from.
+        let info = Info {
+            path: t.orig.clone(),
+            deleted_ns: crate::index::to_ns(t.deleted),
+            kind: if t.is_dir { "dir" } else { "file" }.to_owned(),
+        };
+        let json = serde_json::to_vec(&info).map_err(|e| Error::io("trash info", e.into()))?;
+        self.provider.write_all(&join(&item_dir, "info"), json).await?;
+        if pending_here || meta.is_some() {
+            let kind = if t.is_dir { EntryKind::Dir } else { EntryKind::File };
+            self.rename(&t.path, &data, kind, false).await?;
+        } else if self.provider.stat(&data).await?.is_none() {
+            tracing::info!(root = %self.root, path = %t.path, "a deleted item vanished before it reached Trash (deleted elsewhere)");
+            self.delete_for_good(&item_dir).await?;
+            self.index.tombstones_remove_tree(&self.root, &t.path)?;
+            self.drop_tombstones(&t.path);
+            return Ok(());
+        }
+        let item = TrashItem { id: t.id.clone(), orig: t.orig.clone(), deleted: t.deleted, is_dir: t.is_dir };
+        self.index.trash_settled(&self.root, &item, &data)?;
+        self.drop_tombstones(&t.path);
+        self.drop_tombstones(&data);
+        tracing::debug!(root = %self.root, path = %t.orig, id = %t.id, "moved to Trash");
+        self.uploads.changed.notify_waiters();
+        Ok(())
+    }
+
+    fn drop_tombstones(&self, path: &str) {
+        self.trash.tombstones().retain(|k, _| k != path && !is_below(k, path));
+    }
+
+    /// Tombstones follow a rename of a folder above them.
+    pub(crate) fn move_tombstones(&self, from: &str, to: &str) {
+        let mut map = self.trash.tombstones();
+        let moved: Vec<String> = map.keys().filter(|k| is_below(k, from)).cloned().collect();
+        for old in moved {
+            if let Some(mut t) = map.remove(&old) {
+                t.path = format!("{to}{}", &old[from.len()..]);
+                map.insert(t.path.clone(), t);
+            }
+        }
+    }
+
+    async fn ensure_dir(&self, path: &str) -> Result<()> {
+        // Never create over an existing folder: an encrypted one would get a new id.
+        if self.provider.stat(path).await?.is_none() {
+            self.provider.create_dir(path).await?;
+        }
+        Ok(())
+    }
+
+    /// What the Trash holds: deleted items still at their place, and moved ones.
+    /// `refresh` first reads the provider's trash area (items another device added
+    /// or removed).
+    pub async fn trash_entries(&self, refresh: bool) -> Result<Vec<TrashEntry>> {
+        if refresh
+            && !self.offline_now()
+            && let Err(e) = self.refresh_trash().await
+        {
+            tracing::warn!(root = %self.root, error = %e, "cannot read the provider's Trash; showing what is known");
+        }
+        let mut tops = self.top_tombstones();
+        tops.retain(|t| !self.is_empty_dir(t));
+        let pending: HashSet<String> = tops.iter().map(|t| t.id.clone()).collect();
+        let mut out: Vec<TrashEntry> = tops
+            .into_iter()
+            .map(|t| TrashEntry { id: t.id, orig: t.orig, deleted: t.deleted, is_dir: t.is_dir, path: t.path })
+            .collect();
+        for item in self.index.trash_items(&self.root)? {
+            if pending.contains(&item.id) {
+                continue;
+            }
+            let path = join(&join(TRASH_DIR, &item.id), "data");
+            out.push(TrashEntry { id: item.id, orig: item.orig, deleted: item.deleted, is_dir: item.is_dir, path });
+        }
+        Ok(out)
+    }
+
+    /// Where the contents of trash item `id` are now.
+    pub fn trash_path(&self, id: &str) -> String {
+        match self.trash.tombstones().values().find(|t| t.id == id) {
+            Some(t) => t.path.clone(),
+            None => join(&join(TRASH_DIR, id), "data"),
+        }
+    }
+
+    async fn refresh_trash(&self) -> Result<()> {
+        let listed = match self.provider.list(TRASH_DIR).await {
+            Ok(v) => v,
+            Err(e) if e.kind() == ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e.into()),
+        };
+        let known: HashMap<String, TrashItem> =
+            self.index.trash_items(&self.root)?.into_iter().map(|i| (i.id.clone(), i)).collect();
+        let on_provider: HashSet<&str> =
+            listed.iter().filter(|(_, m)| m.kind == ObjectKind::Dir).map(|(n, _)| n.as_str()).collect();
+        for id in known.keys().filter(|id| !on_provider.contains(id.as_str())) {
+            self.index.trash_remove(&self.root, id)?;
+        }
+        for id in on_provider.iter().filter(|id| !known.contains_key(**id)) {
+            let info_path = join(&join(TRASH_DIR, id), "info");
+            let info = match self.provider.read_all(&info_path).await {
+                Ok(bytes) => bytes,
+                // Being written by a device right now, or emptied meanwhile.
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(e.into()),
+            };
+            match serde_json::from_slice::<Info>(&info) {
+                Ok(info) => {
+                    let item = TrashItem {
+                        id: (*id).to_owned(),
+                        orig: info.path,
+                        deleted: crate::index::from_ns(info.deleted_ns),
+                        is_dir: info.kind == "dir",
+                    };
+                    self.index.trash_put(&self.root, &item)?;
+                }
+                Err(e) => {
+                    tracing::warn!(root = %self.root, id, error = %e, "unreadable trash item info; item not shown")
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes trash item `id` for good.
+    pub async fn trash_delete(&self, id: &str) -> Result<()> {
+        let _running = self.trash.running.lock().await;
+        self.trash_delete_locked(id).await
+    }
+
+    async fn trash_delete_locked(&self, id: &str) -> Result<()> {
+        let pending = self.trash.tombstones().values().find(|t| t.id == id).cloned();
+        match pending {
+            Some(t) => {
+                self.delete_for_good(&t.path).await?;
+                self.index.tombstones_remove_tree(&self.root, &t.path)?;
+                self.drop_tombstones(&t.path);
+            }
+            None => {
+                self.delete_for_good(&join(TRASH_DIR, id)).await?;
+                self.index.trash_remove(&self.root, id)?;
+            }
+        }
+        self.uploads.changed.notify_waiters();
+        Ok(())
+    }
+
+    /// Moves trash item `id` back: to `to`, or where it was deleted from (recreating
+    /// missing folders). `replaces` says whether something is at the destination (a
+    /// `mv` over it). Returns where it went.
+    pub async fn trash_restore(&self, id: &str, to: Option<&str>, replaces: bool) -> Result<String> {
+        let _running = self.trash.running.lock().await;
+        let pending = self.trash.tombstones().values().find(|t| t.id == id).cloned();
+        if let Some(t) = pending {
+            // Not moved yet: restoring to where it is just forgets the deletion.
+            self.index.tombstones_remove_tree(&self.root, &t.path)?;
+            self.drop_tombstones(&t.path);
+            let dest = to.unwrap_or(&t.path).to_owned();
+            if dest != t.path {
+                let kind = if t.is_dir { EntryKind::Dir } else { EntryKind::File };
+                self.rename(&t.path, &dest, kind, replaces).await?;
+            }
+            self.uploads.changed.notify_waiters();
+            return Ok(dest);
+        }
+        let item = self
+            .index
+            .trash_items(&self.root)?
+            .into_iter()
+            .find(|i| i.id == id)
+            .ok_or_else(|| not_found(format!("no item {id} in Trash")))?;
+        let dest = to.unwrap_or(&item.orig).to_owned();
+        if to.is_none() {
+            if self.stat(&dest).await?.is_some() {
+                return Err(Error::Provider(oxidrive_providers::Error::new(
+                    ErrorKind::AlreadyExists,
+                    format!("{dest} exists; move it away first, or restore elsewhere with mv"),
+                )));
+            }
+            self.make_parents(&dest).await?;
+        }
+        let item_dir = join(TRASH_DIR, id);
+        let kind = if item.is_dir { EntryKind::Dir } else { EntryKind::File };
+        self.rename(&join(&item_dir, "data"), &dest, kind, replaces).await?;
+        self.delete_for_good(&item_dir).await?;
+        self.index.trash_remove(&self.root, id)?;
+        if let Some(hook) = self.change_hook.get() {
+            hook(&dest);
+        }
+        Ok(dest)
+    }
+
+    /// Creates the missing folders above `path`.
+    async fn make_parents(&self, path: &str) -> Result<()> {
+        let mut at = String::new();
+        let parent = parent_of(path);
+        for part in parent.split('/').filter(|p| !p.is_empty()) {
+            at = join(&at, part);
+            if self.stat(&at).await?.is_none() {
+                if self.trash.tombstones().contains_key(&at) {
+                    let _ = self.settle_path_locked(&at).await;
+                }
+                self.provider.create_dir(&at).await?;
+                self.forget_recent_stat(&at);
+                let ov = Overlay { mtime: Some(SystemTime::now()), ..Overlay::default() };
+                self.index.replace(&self.root, &at, &ov)?;
+                self.index.remote_put(&self.root, &at, Some(RemoteEntry { is_dir: true, size: 0, mtime: None }))?;
+                self.index.remote_set_children(&self.root, &at, &[])?;
+                if let Some(hook) = self.change_hook.get() {
+                    hook(&at);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn settle_path_locked(&self, path: &str) -> Result<()> {
+        let Some(t) = self.trash.tombstones().get(path).cloned() else { return Ok(()) };
+        self.settle_one(&t).await
+    }
+
+    /// Removes `path` and everything below it from the provider and every local record.
+    pub async fn delete_for_good(&self, path: &str) -> Result<()> {
+        let _lock = self.locks.lock(&[(path, true)]).await;
+        {
+            let mut pending = self.pending();
+            let gone: Vec<String> = pending.keys().filter(|p| *p == path || is_below(p, path)).cloned().collect();
+            for p in gone {
+                if let Some(old) = pending.remove(&p) {
+                    old.copy.keep(false);
+                }
+            }
+        }
+        self.delete_objects(path).await?;
+        self.config.copies.invalidate_tree(&self.root, path);
+        self.index.remove_tree(&self.root, path)?;
+        self.forget_recent_stat(path);
+        self.uploads.changed.notify_waiters();
+        Ok(())
+    }
+
+    async fn delete_objects(&self, path: &str) -> Result<()> {
+        let Some(meta) = self.provider.stat(path).await? else { return Ok(()) };
+        if meta.kind != ObjectKind::Dir {
+            return Ok(self.provider.delete_file(path).await?);
+        }
+        for (name, _) in self.provider.list(path).await? {
+            Box::pin(self.delete_objects(&join(path, &name))).await?;
+        }
+        match self.provider.delete_dir(path).await {
+            Err(e) if e.kind() != ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Deletes trash items older than the retention.
+    async fn purge_expired(&self) -> Result<usize> {
+        let Some(cutoff) = self.now().checked_sub(self.config.trash_retention) else { return Ok(0) };
+        let _running = self.trash.running.lock().await;
+        let mut n = 0;
+        for item in self.index.trash_items(&self.root)? {
+            if item.deleted < cutoff {
+                self.trash_delete_locked(&item.id).await?;
+                tracing::info!(root = %self.root, path = %item.orig, "purged from Trash after the retention period");
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// One round of the background mover: moves deleted items when deletions paused
+    /// (or someone waits), purges expired ones now and then.
+    async fn trash_tick(&self, last_purge: &mut Option<Instant>) {
+        if self.offline_now() {
+            return;
+        }
+        let urgent = self.uploads.urgent.load(std::sync::atomic::Ordering::Acquire) > 0;
+        let retry_ok =
+            self.trash.retry_at.lock().unwrap_or_else(PoisonError::into_inner).is_none_or(|t| t <= Instant::now());
+        let quiet = self
+            .trash
+            .last_delete
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_none_or(|t| t.elapsed() >= self.config.write_back);
+        let now = self.now();
+        let overdue = self
+            .trash
+            .tombstones()
+            .values()
+            .any(|t| now.duration_since(t.deleted).is_ok_and(|age| age >= MAX_TRASH_DEFER));
+        if self.trash.count() > 0 && (urgent || (retry_ok && (quiet || overdue))) {
+            self.settle_all().await;
+        }
+        if last_purge.is_none_or(|t| t.elapsed() >= PURGE_EVERY) {
+            match self.purge_expired().await {
+                Ok(_) => *last_purge = Some(Instant::now()),
+                Err(e) => tracing::warn!(root = %self.root, error = %e, "could not purge expired Trash items"),
+            }
+        }
+    }
+
+    pub(crate) fn wake_trash(&self) {
+        self.trash.wake.notify_one();
+    }
+}
+
+/// The background mover of one store; ends when the store is dropped.
+pub(crate) async fn trash_loop(store: std::sync::Weak<Store>) {
+    let mut last_purge = None;
+    loop {
+        let wake = {
+            let Some(s) = store.upgrade() else { return };
+            s.trash_tick(&mut last_purge).await;
+            s.trash.wake.clone()
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(1), wake.notified()).await;
+    }
+}
+
+fn new_id() -> Result<String> {
+    let mut bytes = [0u8; 12];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| Error::io("trash item id", std::io::Error::other("no randomness")))?;
+    let stamp = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    Ok(format!("{stamp:x}-{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()))
+}
+
+fn not_found(msg: String) -> Error {
+    Error::Provider(oxidrive_providers::Error::new(ErrorKind::NotFound, msg))
+}

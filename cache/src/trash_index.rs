@@ -1,0 +1,181 @@
+//! The index's record of the Trash: tombstones (names deleted here whose objects are
+//! not yet moved into the provider's trash area) and trash items (moved, by this device
+//! or another one).
+
+use std::time::SystemTime;
+
+use rusqlite::params;
+
+use crate::error::Result;
+use crate::index::{Index, from_ns, subtree_bounds, to_ns};
+
+/// A deleted name whose object still sits at `path` on the provider. Renames of a
+/// folder above it move `path`; `orig` stays where it was deleted from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tombstone {
+    pub id: String,
+    pub path: String,
+    pub orig: String,
+    pub deleted: SystemTime,
+    pub is_dir: bool,
+    /// The provider's (size, mtime) of the file when it was deleted: another version
+    /// found there later is another device's edit, which wins over the delete.
+    pub version: Option<(u64, Option<SystemTime>)>,
+}
+
+/// An item in the provider's trash area (`.oxidrive/trash/<id>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrashItem {
+    pub id: String,
+    pub orig: String,
+    pub deleted: SystemTime,
+    pub is_dir: bool,
+}
+
+impl Index {
+    pub fn tombstone_add(&self, root: &str, t: &Tombstone) -> Result<()> {
+        self.conn().execute(
+            "INSERT OR REPLACE INTO tombstones (root, path, id, orig, at_ns, is_dir, remote_size, remote_mtime_ns)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                root,
+                t.path,
+                t.id,
+                t.orig,
+                to_ns(t.deleted),
+                t.is_dir,
+                t.version.map(|v| v.0 as i64),
+                t.version.and_then(|v| v.1).map(to_ns)
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub fn tombstones(&self, root: &str) -> Result<Vec<Tombstone>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT path, id, orig, at_ns, is_dir, remote_size, remote_mtime_ns
+             FROM tombstones WHERE root = ?1 ORDER BY path",
+        )?;
+        let rows = stmt.query_map(params![root], |r| {
+            let size: Option<i64> = r.get(5)?;
+            let mtime: Option<i64> = r.get(6)?;
+            Ok(Tombstone {
+                path: r.get(0)?,
+                id: r.get(1)?,
+                orig: r.get(2)?,
+                deleted: from_ns(r.get(3)?),
+                is_dir: r.get(4)?,
+                version: size.map(|s| (s as u64, mtime.map(from_ns))),
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Drops the tombstones at and below `path` (what one move to the trash settled,
+    /// or what was deleted for good).
+    pub fn tombstones_remove_tree(&self, root: &str, path: &str) -> Result<()> {
+        let (lo, hi) = subtree_bounds(path);
+        self.conn().execute(
+            "DELETE FROM tombstones WHERE root = ?1 AND (path = ?2 OR (path > ?3 AND path < ?4))",
+            params![root, path, lo, hi],
+        )?;
+        Ok(())
+    }
+
+    /// Records an item as moved into the trash area and drops the tombstones that
+    /// moved with it, in one transaction.
+    pub fn trash_settled(&self, root: &str, item: &TrashItem, moved_to: &str) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let (lo, hi) = subtree_bounds(moved_to);
+        tx.execute(
+            "DELETE FROM tombstones WHERE root = ?1 AND (id = ?2 OR path = ?3 OR (path > ?4 AND path < ?5))",
+            params![root, item.id, moved_to, lo, hi],
+        )?;
+        insert_item(&tx, root, item)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn trash_put(&self, root: &str, item: &TrashItem) -> Result<()> {
+        insert_item(&self.conn(), root, item)
+    }
+
+    pub fn trash_items(&self, root: &str) -> Result<Vec<TrashItem>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached("SELECT id, orig, at_ns, is_dir FROM trash WHERE root = ?1")?;
+        let rows = stmt.query_map(params![root], |r| {
+            Ok(TrashItem { id: r.get(0)?, orig: r.get(1)?, deleted: from_ns(r.get(2)?), is_dir: r.get(3)? })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn trash_remove(&self, root: &str, id: &str) -> Result<()> {
+        self.conn().execute("DELETE FROM trash WHERE root = ?1 AND id = ?2", params![root, id])?;
+        Ok(())
+    }
+}
+
+fn insert_item(conn: &rusqlite::Connection, root: &str, item: &TrashItem) -> Result<()> {
+    conn.execute(
+        "INSERT OR REPLACE INTO trash (root, id, orig, at_ns, is_dir) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![root, item.id, item.orig, to_ns(item.deleted), item.is_dir],
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn at(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    #[test]
+    fn tombstones_move_with_renames_and_settle_by_id() {
+        let index = Index::in_memory().unwrap();
+        let t = Tombstone {
+            id: "i1".into(),
+            path: "a/b/f".into(),
+            orig: "a/b/f".into(),
+            deleted: at(5),
+            is_dir: false,
+            version: Some((3, Some(at(4)))),
+        };
+        index.tombstone_add("r", &t).unwrap();
+        index.rename_tree("r", "a", "z").unwrap();
+        let now = index.tombstones("r").unwrap();
+        assert_eq!(now.len(), 1);
+        assert_eq!((now[0].path.as_str(), now[0].orig.as_str()), ("z/b/f", "a/b/f"));
+        assert_eq!(now[0].version, Some((3, Some(at(4)))));
+        let item = TrashItem { id: "i1".into(), orig: "a/b/f".into(), deleted: at(5), is_dir: false };
+        index.trash_settled("r", &item, ".oxidrive/trash/i1/data").unwrap();
+        assert!(index.tombstones("r").unwrap().is_empty());
+        assert_eq!(index.trash_items("r").unwrap(), vec![item]);
+        assert!(index.trash_items("other").unwrap().is_empty());
+        index.trash_remove("r", "i1").unwrap();
+        assert!(index.trash_items("r").unwrap().is_empty());
+    }
+
+    #[test]
+    fn removing_a_tree_drops_its_tombstones_only() {
+        let index = Index::in_memory().unwrap();
+        for (id, path) in [("1", "d"), ("2", "d/x"), ("3", "dx")] {
+            let t = Tombstone {
+                id: id.into(),
+                path: path.into(),
+                orig: path.into(),
+                deleted: at(1),
+                is_dir: false,
+                version: None,
+            };
+            index.tombstone_add("r", &t).unwrap();
+        }
+        index.tombstones_remove_tree("r", "d").unwrap();
+        let left: Vec<String> = index.tombstones("r").unwrap().into_iter().map(|t| t.path).collect();
+        assert_eq!(left, ["dx"]);
+    }
+}
