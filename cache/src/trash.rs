@@ -148,7 +148,7 @@ impl Store {
     /// Deletes `path` (a folder must look empty): what the provider holds goes to the
     /// Trash; a file never uploaded is simply removed.
     pub async fn delete(&self, path: &str, kind: EntryKind) -> Result<()> {
-        if kind != EntryKind::Dir && self.pending().get(path).is_some_and(|p| p.entry.is_new) {
+        if kind == EntryKind::File && self.pending().get(path).is_some_and(|p| p.entry.is_new) {
             return self.remove_file(path).await;
         }
         // Against a rename of a folder above (a tree lock there); an upload of this very
@@ -223,13 +223,17 @@ impl Store {
             .collect()
     }
 
-    /// A deleted folder with nothing deleted below it was empty: nothing to keep.
-    fn is_empty_dir(&self, t: &Tombstone) -> bool {
-        t.is_dir && !self.trash.tombstones().keys().any(|k| is_below(k, &t.path))
+    /// Deleted on its own, an empty folder (nothing deleted below it) or a symlink
+    /// (`git init` makes and drops one to probe the filesystem) holds nothing to keep.
+    fn nothing_to_keep(&self, t: &Tombstone) -> bool {
+        if t.is_dir {
+            return !self.trash.tombstones().keys().any(|k| is_below(k, &t.path));
+        }
+        matches!(self.index.get(&self.root, &t.path), Ok(Some(ov)) if ov.symlink.is_some())
     }
 
     async fn settle_one(&self, t: &Tombstone) -> Result<()> {
-        if self.is_empty_dir(t) {
+        if self.nothing_to_keep(t) {
             self.delete_for_good(&t.path).await?;
             self.index.tombstones_remove_tree(&self.root, &t.path)?;
             self.drop_tombstones(&t.path);
@@ -325,7 +329,7 @@ impl Store {
             tracing::warn!(root = %self.root, error = %e, "cannot read the provider's Trash; showing what is known");
         }
         let mut tops = self.top_tombstones();
-        tops.retain(|t| !self.is_empty_dir(t));
+        tops.retain(|t| !self.nothing_to_keep(t));
         let pending: HashSet<String> = tops.iter().map(|t| t.id.clone()).collect();
         let mut out: Vec<TrashEntry> = tops
             .into_iter()
