@@ -65,7 +65,8 @@ if command -v rclone >/dev/null; then
   bench_wait_mounted "$RCLONE_MNT" $! "$WORK/rclone.log"
   RCLONE="$RCLONE_MNT/bench"
   mkdir -p "$RCLONE"
-  RCLONE_VERSION=$(rclone version | head -1)
+  # awk reads all of it: `head` could end rclone with SIGPIPE, which pipefail reports.
+  RCLONE_VERSION=$(rclone version | awk 'NR == 1')
 else
   echo "rclone is not installed (apt-get install rclone): its columns are n/a"
   RCLONE_VERSION="rclone: not installed"

@@ -12,7 +12,7 @@ use fuser::{
     ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
     WriteFlags,
 };
-use oxidrive_vfs::{Attr, Caller, FileKind, OpenMode, RenameMode, SetAttr, TimeSet, Vfs};
+use oxidrive_vfs::{Attr, Caller, FileKind, KernelPages, OpenMode, RenameMode, SetAttr, TimeSet, Vfs};
 
 use crate::errno::reply_errno;
 
@@ -23,11 +23,13 @@ const GEN: Generation = Generation(0);
 pub(crate) struct FuseAdapter {
     vfs: Arc<Vfs>,
     rt: tokio::runtime::Handle,
+    /// What the kernel's page cache of each open file may hold (see `open`).
+    pages: Arc<KernelPages>,
 }
 
 impl FuseAdapter {
     pub(crate) fn new(vfs: Arc<Vfs>, rt: tokio::runtime::Handle) -> Self {
-        Self { vfs, rt }
+        Self { vfs, rt, pages: Arc::new(KernelPages::new()) }
     }
 
     /// Runs `f` on the runtime so the fuser loop is free for the next request.
@@ -92,9 +94,19 @@ fn owned(name: &OsStr) -> std::ffi::OsString {
 impl Filesystem for FuseAdapter {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         // Big requests cut per-call overhead; readdirplus saves a lookup per listed name.
+        // (Read-ahead stays at what the kernel offers: fuser refuses more, and the kernel
+        // caps it at 128 KiB anyway. Writes above 1 MiB are split by the kernel's
+        // 256-page request limit, so a larger max_write buys nothing.)
         let _ = config.set_max_write(1 << 20);
         let _ = config.set_max_background(64);
         let _ = config.add_capabilities(InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_PARALLEL_DIROPS);
+        // Opens may keep cached pages (FOPEN_KEEP_CACHE), so the kernel must drop them
+        // when a lookup or getattr shows another mtime, not only another size: that is
+        // how a change made elsewhere and seen by a stat rather than a poll reaches a
+        // descriptor that stays open. (Opens check the version themselves.)
+        if let Err(missing) = config.add_capabilities(InitFlags::FUSE_AUTO_INVAL_DATA) {
+            tracing::warn!(?missing, "kernel cannot drop cached pages on mtime changes");
+        }
         Ok(())
     }
 
@@ -109,6 +121,8 @@ impl Filesystem for FuseAdapter {
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        // Sent when the kernel evicts the inode, pages included.
+        self.pages.forget(ino.0);
         self.vfs.forget(ino.0, nlookup);
     }
 
@@ -266,9 +280,13 @@ impl Filesystem for FuseAdapter {
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let mode = open_mode(flags.0);
+        let pages = self.pages.clone();
         self.spawn(move |vfs| async move {
-            match vfs.open(ino.0, mode).await {
-                Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            match vfs.open_keeping_pages(&pages, ino.0, mode).await {
+                // Without KEEP_CACHE the kernel drops the file's pages at every open, so
+                // a warm re-read would come through us again.
+                Ok((fh, true)) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
+                Ok((fh, false)) => reply.opened(FileHandle(fh), FopenFlags::empty()),
                 Err(e) => reply.error(reply_errno("open", &e)),
             }
         });
