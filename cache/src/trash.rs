@@ -8,9 +8,9 @@
 //! only the folder moves. The trash area is encrypted like everything else and seen by
 //! every device using the provider.
 //!
-//! A file never uploaded has nothing to keep and is simply forgotten. An empty folder
-//! deleted on its own is removed for good (it holds nothing to restore); inside a
-//! deleted folder it goes along, so a restored tree keeps its empty folders.
+//! A file never uploaded has nothing to keep and is simply forgotten. A folder deleted
+//! with no file in it, or a symlink deleted on its own, is removed for good; inside a
+//! deleted folder with files both go along, so a restored tree is whole.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -223,11 +223,12 @@ impl Store {
             .collect()
     }
 
-    /// Deleted on its own, an empty folder (nothing deleted below it) or a symlink
-    /// (`git init` makes and drops one to probe the filesystem) holds nothing to keep.
+    /// Deleted on its own, a folder holding only folders (no file deleted below it) or
+    /// a symlink (`git init` makes and drops one to probe the filesystem) holds nothing
+    /// to keep.
     fn nothing_to_keep(&self, t: &Tombstone) -> bool {
         if t.is_dir {
-            return !self.trash.tombstones().keys().any(|k| is_below(k, &t.path));
+            return !self.trash.tombstones().values().any(|x| !x.is_dir && is_below(&x.path, &t.path));
         }
         matches!(self.index.get(&self.root, &t.path), Ok(Some(ov)) if ov.symlink.is_some())
     }

@@ -175,6 +175,7 @@ fn conformance(kind: &str, encrypt: bool) {
     timed("rename file", || rename_file(&root));
     timed("rename dir", || rename_non_empty_dir(&root));
     timed("delete", || delete(&root));
+    timed("trash", || trash(&first, &root));
     timed("odd names", || odd_names(&root));
     timed("big dir", || big_directory(&root));
     let expected = timed("snapshot", || snapshot_except_many(&root));
@@ -191,6 +192,9 @@ fn conformance(kind: &str, encrypt: bool) {
         panic!("the fresh mount differs from what the first one wrote: {diff}\n{}", second.log());
     }
     timed("big dir cold listing", || check_many(&root.join("many"), many_entries() + MORE_ENTRIES));
+    // The Trash lives on the provider: a fresh mount (as another device) sees it.
+    let binned = second.mnt.join("Trash/binned.txt");
+    assert_eq!(fs::read(&binned).expect("trash item seen by a fresh mount"), b"in the bin");
     drop(second);
     eprintln!("{kind} encrypt={encrypt}: {:.1} s in all", started.elapsed().as_secs_f64());
 }
@@ -280,6 +284,25 @@ fn delete(root: &Path) {
     // An empty directory that stays: the fresh mount must see it (object stores keep
     // it as a marker).
     fs::create_dir(root.join("kept empty")).expect("mkdir");
+}
+
+/// `rm` moves to the provider's trash area; `mv` out of Trash restores, folders whole.
+fn trash(m: &TestMount, root: &Path) {
+    fs::create_dir_all(root.join("bin dir/sub")).expect("mkdir");
+    fs::write(root.join("bin dir/sub/y.txt"), b"y").expect("write");
+    fs::write(root.join("binned.txt"), b"in the bin").expect("write");
+    m.sync();
+    fs::remove_dir_all(root.join("bin dir")).expect("rm -r");
+    fs::remove_file(root.join("binned.txt")).expect("rm");
+    let trash = m.mnt.join("Trash");
+    assert_eq!(names(&trash), ["bin dir", "binned.txt"]);
+    // Moved on the provider before it is restored.
+    m.sync();
+    assert_eq!(fs::read(trash.join("bin dir/sub/y.txt")).expect("read in Trash"), b"y");
+    fs::rename(trash.join("bin dir"), root.join("restored dir")).expect("restore");
+    assert_eq!(fs::read(root.join("restored dir/sub/y.txt")).expect("read restored"), b"y");
+    assert_eq!(names(&trash), ["binned.txt"]);
+    m.sync();
 }
 
 const ODD: &[&str] = &[

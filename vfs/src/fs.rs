@@ -521,8 +521,12 @@ impl Vfs {
     /// The trash item shown as `name` in the Trash view, with its attributes.
     pub(crate) async fn trash_named(&self, name: &str) -> Result<(usize, oxidrive_cache::TrashEntry, Entry)> {
         let not_found = || Error::new(ErrorKind::NotFound, format!("{name} is not in Trash"));
-        let (_, root, item) =
-            self.trash_items(false).await?.into_iter().find(|(n, ..)| n == name).ok_or_else(not_found)?;
+        let mut found = self.trash_items(false).await?.into_iter().find(|(n, ..)| n == name);
+        if found.is_none() {
+            // Maybe put there by another device since the Trash was last listed here.
+            found = self.trash_items(true).await?.into_iter().find(|(n, ..)| n == name);
+        }
+        let (_, root, item) = found.ok_or_else(not_found)?;
         let entry = self.trash_stat(root, &item).await.ok_or_else(not_found)?;
         Ok((root, item, entry))
     }
