@@ -20,4 +20,10 @@ impl Error {
     pub fn io(context: impl Into<String>, source: io::Error) -> Self {
         Self::Io { context: context.into(), source }
     }
+
+    /// The index is held by another process (another mount of the same state).
+    pub fn is_locked(&self) -> bool {
+        matches!(self, Self::Index(rusqlite::Error::SqliteFailure(e, _))
+            if matches!(e.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked))
+    }
 }

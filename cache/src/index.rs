@@ -201,6 +201,11 @@ impl Index {
             let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
             conn.execute_batch(&format!("PRAGMA key = \"x'{hex}'\";"))?;
         }
+        // One mount owns its index: exclusive locking spares the POSIX lock calls and the
+        // shared-memory index SQLite makes for every transaction otherwise (about a
+        // hundred fcntl calls per file untarred), and keeps a second mount of the same
+        // state out. Set before the first read, so no shared memory is ever used.
+        conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
         // Fails here ("file is not a database") when the key does not match.
         conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))?;
         Self::init(conn)

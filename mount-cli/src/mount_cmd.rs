@@ -1,7 +1,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use oxidrive_cache::{Clock, Copies, Index, Store, StoreConfig, sweep_copies};
 use oxidrive_platform::MountOptions;
 use oxidrive_vfs::{Caller, RootSpec, Vfs, ViewConfig};
@@ -42,10 +42,20 @@ pub fn run(args: MountArgs) -> Result<()> {
     // An encrypted index when anything is encrypted; a separate plain one otherwise, so
     // the two never meet.
     let index_file = if unlocked.local_key.is_some() { "index.sqlite" } else { "index-plain.sqlite" };
-    let index =
-        Arc::new(Index::open(&dirs.state.join(index_file), unlocked.local_key.as_ref()).with_context(|| {
-            format!("cannot open the metadata index {} (wrong key, or damaged)", dirs.state.join(index_file).display())
-        })?);
+    let index_path = dirs.state.join(index_file);
+    let index = match Index::open(&index_path, unlocked.local_key.as_ref()) {
+        Ok(index) => Arc::new(index),
+        Err(e) if e.is_locked() => bail!(
+            "another oxidrive mount is running with this state ({}); unmount it first, or give this one \
+             its own XDG_STATE_HOME",
+            dirs.state.display()
+        ),
+        Err(e) => {
+            return Err(e).with_context(|| {
+                format!("cannot open the metadata index {} (wrong key, or damaged)", index_path.display())
+            });
+        }
+    };
     let cache_dir = args.cache_dir.clone().unwrap_or_else(|| dirs.cache.clone());
     let copies_dir = cache_dir.join(if unlocked.local_key.is_some() { "copies" } else { "copies-plain" });
     std::fs::create_dir_all(&copies_dir).with_context(|| format!("cannot create {}", copies_dir.display()))?;

@@ -57,6 +57,21 @@ fn mounting_twice_on_the_same_mountpoint_is_refused() {
 }
 
 #[test]
+fn a_second_mount_of_the_same_state_is_refused() {
+    let m = TestMount::start();
+    fs::write(m.local().join("f"), b"still here").unwrap();
+    let other = m.dir.path().join("other-mnt");
+    let err = one_line(&mount_fails(&m, &other));
+    assert!(err.contains("another oxidrive mount is running"), "{err}");
+    assert!(!is_mounted(&other));
+    // The first mount is unharmed and keeps working.
+    assert_eq!(fs::read(m.local().join("f")).unwrap(), b"still here");
+    fs::write(m.local().join("g"), b"after").unwrap();
+    m.sync();
+    assert_eq!(fs::read(m.local().join("g")).unwrap(), b"after");
+}
+
+#[test]
 fn missing_mountpoint_is_created() {
     let mut m = TestMount::unstarted_plain();
     m.mnt = m.dir.path().join("not/yet/there");
