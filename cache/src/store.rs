@@ -149,6 +149,11 @@ impl Store {
         self.recent.invalidate(path);
     }
 
+    /// After a change of a whole tree: answers about anything below it are stale too.
+    pub(crate) fn forget_recent_stats(&self) {
+        self.recent.invalidate_all();
+    }
+
     pub(crate) fn pending(&self) -> MutexGuard<'_, HashMap<String, Pending>> {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }

@@ -505,7 +505,7 @@ impl Store {
         self.delete_objects(path).await?;
         self.config.copies.invalidate_tree(&self.root, path);
         self.index.remove_tree(&self.root, path)?;
-        self.forget_recent_stat(path);
+        self.forget_recent_stats();
         self.uploads.changed.notify_waiters();
         Ok(())
     }
