@@ -1,6 +1,7 @@
 //! The one interface `vfs` uses to reach a provider root. Reads of files pass through
 //! to the provider; file contents written locally are committed to the journal and
-//! uploaded in the background (`uploader`); names change on the provider at once.
+//! uploaded in the background (`uploader`); new names and renames reach the provider
+//! at once, deletes through the Trash (`trash`).
 
 use std::collections::HashMap;
 
@@ -446,8 +447,9 @@ impl Store {
             .map_err(|_| Error::io(format!("readlink {path}"), std::io::ErrorKind::InvalidData.into()))
     }
 
-    /// Deletes a file. One never uploaded is only forgotten: the provider never sees it.
-    pub async fn remove_file(&self, path: &str) -> Result<()> {
+    /// Deletes a file for good (`delete` sends what the provider holds to the Trash
+    /// instead). One never uploaded is only forgotten: the provider never sees it.
+    pub(crate) async fn remove_file(&self, path: &str) -> Result<()> {
         let _lock = self.locks.lock(&[(path, false)]).await;
         let pending_new = self.pending().get(path).map(|p| p.entry.is_new);
         if pending_new != Some(true) {
@@ -464,14 +466,6 @@ impl Store {
         self.index.remove_tree(&self.root, path)?;
         self.uploads.changed.notify_waiters();
         Ok(())
-    }
-
-    pub async fn remove_dir(&self, path: &str) -> Result<()> {
-        let _lock = self.locks.lock(&[(path, true)]).await;
-        self.provider.delete_dir(path).await?;
-        self.recent.invalidate_all();
-        self.config.copies.invalidate_tree(&self.root, path);
-        self.index.remove_tree(&self.root, path)
     }
 
     /// Renames a file or directory. `replaces` says whether something is at `to`.
