@@ -537,3 +537,29 @@ pub fn names(dir: &Path) -> Vec<String> {
 pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 8) as u8).collect()
 }
+
+/// Two devices on one encrypted local store named "Shared": two mounts with their own
+/// config, state and cache dirs and the same passphrase, each started with `args`.
+pub struct Devices {
+    pub a: TestMount,
+    pub b: TestMount,
+    _store: tempfile::TempDir,
+}
+
+impl Devices {
+    pub fn start(args: &[&str]) -> Self {
+        let store = tempfile::tempdir().expect("store dir");
+        let config =
+            format!("[[provider]]\nname = \"Shared\"\ntype = \"local\"\npath = \"{}\"\n", store.path().display());
+        let mount = |config: &str| {
+            let mut m = TestMount::unstarted(Some(config));
+            m.mount_args = args.iter().map(|a| a.to_string()).collect();
+            m.mount();
+            m
+        };
+        // One after the other: the first creates the store's vault, the second opens it.
+        let a = mount(&config);
+        let b = mount(&config);
+        Devices { a, b, _store: store }
+    }
+}

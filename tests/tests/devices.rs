@@ -12,30 +12,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use oxidrive_tests::{TestMount, names, wait_until};
+use oxidrive_tests::{Devices, TestMount, names, wait_until};
 
-struct Devices {
-    a: TestMount,
-    b: TestMount,
-    _store: tempfile::TempDir,
-}
-
-impl Devices {
-    fn start() -> Self {
-        let store = tempfile::tempdir().expect("store dir");
-        let config =
-            format!("[[provider]]\nname = \"Shared\"\ntype = \"local\"\npath = \"{}\"\n", store.path().display());
-        let mount = |config: &str| {
-            let mut m = TestMount::unstarted(Some(config));
-            m.mount_args = ["--poll", "1", "--write-back", "3600"].map(String::from).to_vec();
-            m.mount();
-            m
-        };
-        // One after the other: the first creates the store's vault, the second opens it.
-        let a = mount(&config);
-        let b = mount(&config);
-        Devices { a, b, _store: store }
-    }
+fn start() -> Devices {
+    Devices::start(&["--poll", "1", "--write-back", "3600"])
 }
 
 fn dir(m: &TestMount) -> PathBuf {
@@ -85,7 +65,7 @@ fn conflict_copies(d: &Path, stem: &str) -> Vec<String> {
 
 #[test]
 fn changes_in_one_show_in_the_other_without_remounting() {
-    let d = Devices::start();
+    let d = start();
     let (a, b) = (dir(&d.a), dir(&d.b));
     fs::write(a.join("note.txt"), b"from A").unwrap();
     fs::create_dir(a.join("folder")).unwrap();
@@ -108,7 +88,7 @@ fn changes_in_one_show_in_the_other_without_remounting() {
 
 #[test]
 fn concurrent_edits_keep_both_versions_in_exactly_one_conflict_copy() {
-    let d = Devices::start();
+    let d = start();
     let (a, b) = (dir(&d.a), dir(&d.b));
     fs::write(a.join("report.txt"), b"original").unwrap();
     publish(&d.a, &d.b);
@@ -139,7 +119,7 @@ fn concurrent_edits_keep_both_versions_in_exactly_one_conflict_copy() {
 
 #[test]
 fn interleavings_lose_no_bytes() {
-    let d = Devices::start();
+    let d = start();
     let (a, b) = (dir(&d.a), dir(&d.b));
     for name in ["edit-delete", "delete-edit", "rename-edit"] {
         fs::write(a.join(name), format!("{name}: original")).unwrap();

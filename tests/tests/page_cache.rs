@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use oxidrive_tests::{TestMount, names, pattern};
+use oxidrive_tests::{Devices, TestMount, names, pattern};
 
 /// (resident, total) pages of `path` in the page cache, seen through a new open.
 fn cached_pages(path: &Path) -> (usize, usize) {
@@ -68,30 +68,9 @@ fn assert_bytes(what: &str, got: &[u8], want: &[u8]) {
     }
 }
 
-/// Two devices on one encrypted store (two mounts, separate state and cache), like
-/// tests/devices.rs, but they upload and poll only when a test says so.
-struct Devices {
-    a: TestMount,
-    b: TestMount,
-    _store: tempfile::TempDir,
-}
-
-impl Devices {
-    fn start() -> Self {
-        let store = tempfile::tempdir().expect("store dir");
-        let config =
-            format!("[[provider]]\nname = \"Shared\"\ntype = \"local\"\npath = \"{}\"\n", store.path().display());
-        let mount = |config: &str| {
-            let mut m = TestMount::unstarted(Some(config));
-            m.mount_args = ["--poll", "3600", "--write-back", "3600"].map(String::from).to_vec();
-            m.mount();
-            m
-        };
-        // One after the other: the first creates the store's vault, the second opens it.
-        let a = mount(&config);
-        let b = mount(&config);
-        Devices { a, b, _store: store }
-    }
+/// Two devices on one store that upload and poll only when a test says so.
+fn start() -> Devices {
+    Devices::start(&["--poll", "3600", "--write-back", "3600"])
 }
 
 fn dir(m: &TestMount) -> PathBuf {
@@ -137,7 +116,7 @@ fn an_unchanged_file_is_read_again_from_the_page_cache() {
 
 #[test]
 fn a_change_from_another_device_replaces_cached_pages_after_the_poll() {
-    let d = Devices::start();
+    let d = start();
     let (a, b) = (dir(&d.a), dir(&d.b));
     // Same size before and after: only the mtime tells the versions apart.
     let (v1, v2) = (pattern(300_000, 1), pattern(300_000, 2));
@@ -172,7 +151,7 @@ fn a_change_from_another_device_replaces_cached_pages_after_the_poll() {
 /// descriptor that was open all along.
 #[test]
 fn a_change_seen_only_by_a_stat_replaces_cached_pages_too() {
-    let d = Devices::start();
+    let d = start();
     let (a, b) = (dir(&d.a), dir(&d.b));
     let (v1, v2) = (pattern(200_000, 3), pattern(200_000, 4));
     fs::write(a.join("same-size.bin"), &v1).unwrap();
@@ -234,7 +213,7 @@ fn an_open_after_oxidrive_saw_a_new_version_never_mixes_in_old_pages() {
 
 #[test]
 fn a_conflict_replaces_our_cached_version_with_the_providers() {
-    let d = Devices::start();
+    let d = start();
     let (a, b) = (dir(&d.a), dir(&d.b));
     fs::write(a.join("report.txt"), pattern(100_000, 5)).unwrap();
     d.a.sync();

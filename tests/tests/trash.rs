@@ -8,7 +8,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use oxidrive_tests::{TestMount, assert_errno, make_tree, names, pattern, run, snapshot, snapshot_diff, wait_until};
+use oxidrive_tests::{
+    Devices, TestMount, assert_errno, make_tree, names, pattern, run, snapshot, snapshot_diff, wait_until,
+};
 
 /// Item folders in a plain store's trash area.
 fn trash_items(backing: &Path) -> Vec<PathBuf> {
@@ -253,16 +255,7 @@ fn items_older_than_the_retention_are_purged() {
 
 #[test]
 fn a_second_device_sees_and_restores_the_same_trash() {
-    let store = tempfile::tempdir().unwrap();
-    let config = format!("[[provider]]\nname = \"Shared\"\ntype = \"local\"\npath = \"{}\"\n", store.path().display());
-    let mount = |config: &str| {
-        let mut m = TestMount::unstarted(Some(config));
-        m.mount_args = ["--poll", "1"].map(String::from).to_vec();
-        m.mount();
-        m
-    };
-    let a = mount(&config);
-    let b = mount(&config);
+    let Devices { a, b, .. } = &Devices::start(&["--poll", "1"]);
     let da = a.mnt.join("My Drive/Shared");
     let db = b.mnt.join("My Drive/Shared");
     fs::write(da.join("plan.txt"), b"the plan").unwrap();
