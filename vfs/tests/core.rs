@@ -134,7 +134,17 @@ async fn committed_changes_survive_a_restart_and_upload_then() {
     // The process ends without uploading (the write-back delay is an hour).
     let Fixture { dir, vfs, store, .. } = f;
     drop(vfs);
+    // A mount holds its index exclusively: the next one opens it once the last
+    // background task of this one let go of the store.
+    let old = Arc::downgrade(&store);
     drop(store);
+    for _ in 0..1000 {
+        if old.strong_count() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(old.strong_count(), 0, "the old store is still alive");
     let f = fixture_in(dir, false).await;
     assert_eq!(f.store.status().pending_files, 1);
     assert!(!f.backing.join("journal.txt").exists());
