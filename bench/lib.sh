@@ -34,12 +34,17 @@ bench_cleanup() {
   true
 }
 
-# Builds the release binary and creates a private temp dir; HOME and XDG_* point inside
-# it so no real config, data or cache is read or written. Sets BIN, REAL_HOME, WORK.
+# Builds the release binary (or takes $OXIDRIVE_BENCH_BIN, to compare two builds) and
+# creates a private temp dir; HOME and XDG_* point inside it so no real config, data or
+# cache is read or written. Sets BIN, REAL_HOME, WORK.
 bench_setup() {
   cd "$(dirname "${BASH_SOURCE[0]}")/.."
-  cargo build --release -p oxidrive -q
-  BIN=$PWD/target/release/oxidrive
+  if [ -n "${OXIDRIVE_BENCH_BIN:-}" ]; then
+    BIN=$OXIDRIVE_BENCH_BIN
+  else
+    cargo build --release -p oxidrive -q
+    BIN=$PWD/target/release/oxidrive
+  fi
   REAL_HOME=$HOME
   WORK=$(mktemp -d /tmp/oxidrive-bench.XXXXXX)
   trap bench_cleanup EXIT

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use oxidrive_providers::ObjectMeta;
+use oxidrive_providers::{ErrorKind, ObjectMeta, Precondition};
 
 use crate::error::Result;
 use crate::local_copy::LocalCopy;
@@ -34,13 +34,20 @@ impl Store {
     /// Uploads `copy` (our version of `path`) under a conflict name next to it, and
     /// returns that path. The provider's version stays at `path`.
     pub(crate) async fn upload_conflict_copy(&self, path: &str, copy: &Arc<LocalCopy>) -> Result<String> {
-        let mut target = conflict_path(path, &host(), SystemTime::now(), 0);
         let mut n = 1;
-        while self.provider.stat(&target).await?.is_some() || self.pending().contains_key(&target) {
+        let target = loop {
+            let target = conflict_path(path, &host(), SystemTime::now(), n);
             n += 1;
-            target = conflict_path(path, &host(), SystemTime::now(), n);
-        }
-        self.provider.upload(&target, &**copy).await?;
+            if self.provider.stat(&target).await?.is_some() || self.pending().contains_key(&target) {
+                continue;
+            }
+            // Another device may pick the same name at the same moment.
+            match self.provider.upload(&target, &**copy, &Precondition::Absent).await {
+                Err(e) if e.kind() == ErrorKind::ConditionNotMatch && n < 100 => continue,
+                r => r?,
+            }
+            break target;
+        };
         let meta = self.provider.stat(&target).await?;
         self.index.remote_put(&self.root, &target, meta.as_ref().map(remote_entry))?;
         self.conflicts.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(target.clone());

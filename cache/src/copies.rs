@@ -14,10 +14,13 @@ use std::time::SystemTime;
 
 use crate::error::{Error, Result};
 use crate::index::{CachedEntry, Index};
-use crate::local_copy::{CopyId, LocalCopy};
+use crate::local_copy::{CopyId, LocalCopy, MemoryBudget};
 
 /// Open cached copies kept at hand (each holds a file descriptor).
 const OPEN_HANDLES: u64 = 256;
+/// Bytes new small copies may hold in memory together (about a thousand small files
+/// waiting for upload); past it new copies go to files at once.
+const MEMORY_BUDGET: u64 = 64 << 20;
 /// Eviction frees down to this share of the limit, so it does not run on every fill.
 const EVICT_TO: f64 = 0.9;
 
@@ -26,6 +29,8 @@ type Key = (String, String);
 pub struct Copies {
     dir: PathBuf,
     key: [u8; 32],
+    /// What new small copies may hold in memory together (see `create_small`).
+    memory: Arc<MemoryBudget>,
     limit: u64,
     index: Arc<Index>,
     handles: moka::sync::Cache<Key, Arc<LocalCopy>>,
@@ -45,7 +50,8 @@ impl Copies {
     /// `key` is the local-state key; `limit` bounds the read cache in bytes.
     pub fn new(dir: &Path, key: [u8; 32], limit: u64, index: Arc<Index>) -> Self {
         let handles = moka::sync::Cache::builder().max_capacity(OPEN_HANDLES).support_invalidation_closures().build();
-        Self { dir: dir.to_owned(), key, limit, index, handles, evicting: Mutex::new(()) }
+        let memory = MemoryBudget::new(MEMORY_BUDGET);
+        Self { dir: dir.to_owned(), key, memory, limit, index, handles, evicting: Mutex::new(()) }
     }
 
     pub fn dir(&self) -> &Path {
@@ -60,10 +66,23 @@ impl Copies {
         LocalCopy::create(&self.dir, &self.key)
     }
 
+    /// A new copy for contents written here (a new file, a rewrite): kept in memory
+    /// while it is small, so most new files never make a file here at all.
+    pub fn create_small(&self) -> Result<LocalCopy> {
+        LocalCopy::create_in_memory(&self.dir, &self.key, self.memory.clone())
+    }
+
     pub fn open(&self, id: &str, len: u64) -> Result<LocalCopy> {
         let id = CopyId::from_hex(id)
             .ok_or_else(|| Error::io("local copies", std::io::Error::other(format!("bad copy id {id:?}"))))?;
         LocalCopy::open(&self.dir, &self.key, id, len)
+    }
+
+    /// Rebuilds a copy from the contents its commit carried inline.
+    pub fn restore(&self, id: &str, len: u64, image: &[u8]) -> Result<LocalCopy> {
+        let id = CopyId::from_hex(id)
+            .ok_or_else(|| Error::io("local copies", std::io::Error::other(format!("bad copy id {id:?}"))))?;
+        LocalCopy::restore(&self.dir, &self.key, id, len, image)
     }
 
     /// The cached copy of `path` if it holds `version`; a stale one is dropped.
@@ -123,6 +142,8 @@ impl Copies {
             pinned,
         };
         self.forget(root, path)?;
+        // The cache opens its copies from their files.
+        copy.persist()?;
         copy.keep(true);
         self.index.cached_put(root, path, &entry)?;
         self.handles.insert(key(root, path), copy);

@@ -2,7 +2,8 @@
 //! symlink targets and extended attributes, keyed by (root, path).
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -42,6 +43,7 @@ CREATE TABLE IF NOT EXISTS journal(
     since_ns INTEGER NOT NULL,
     base_size INTEGER,
     base_mtime_ns INTEGER,
+    inline_data BLOB,
     PRIMARY KEY(root, path)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS remote(
@@ -175,14 +177,32 @@ pub struct Commit<'a> {
     pub mtime: Option<SystemTime>,
     /// Kept from the first commit not yet uploaded.
     pub base: Option<(u64, Option<SystemTime>)>,
+    /// Attributes changed since the last commit (`None` fields stay as recorded).
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    /// Notes the file in the recents table, at this time.
+    pub recent: Option<SystemTime>,
+    /// The contents themselves, sealed (`LocalCopy::inline_image`), for a small file
+    /// whose copy file is not synced: this transaction makes them durable.
+    pub inline: Option<&'a [u8]>,
 }
 
-/// Rows kept in the recents table (the view shows fewer).
+/// Rows kept in the recents table (the view shows fewer): far more than any Recents
+/// view shows.
 const RECENTS_KEPT: i64 = 1000;
+/// The recents table is trimmed at every this many touches: finding the cut walks a
+/// thousand index entries, too much to do for every file written.
+const RECENTS_TRIM_EVERY: u64 = 64;
 
 /// Lock order: the connection mutex is a leaf; it is never held across an `.await`.
 pub struct Index {
     conn: Mutex<Connection>,
+    /// The next journal sequence number (kept here, not found by a scan of the journal
+    /// at every commit). Only changed while the connection is locked.
+    next_seq: AtomicU64,
+    /// Touches of the recents table so far (see `RECENTS_TRIM_EVERY`).
+    recent_touches: AtomicU64,
 }
 
 impl std::fmt::Debug for Index {
@@ -191,11 +211,19 @@ impl std::fmt::Debug for Index {
     }
 }
 
+/// Held while a connection is opened (and keyed). The first open in a process
+/// initializes SQLite, and SQLCipher's part of that runs after SQLite counts as
+/// initialized: a keyed open on another thread meanwhile failed "An error occurred with
+/// PRAGMA key or rekey" (SQLCipher not ready yet). A mount opens its index once, so this
+/// costs nothing.
+static OPENING: Mutex<()> = Mutex::new(());
+
 impl Index {
     /// Opens (or creates) the index. With a key the whole database file is encrypted
     /// (SQLCipher, AES-256), so paths, names, symlink targets and xattrs stay unreadable
     /// without it.
     pub fn open(path: &Path, key: Option<&[u8; 32]>) -> Result<Self> {
+        let _opening = OPENING.lock().unwrap_or_else(PoisonError::into_inner);
         let conn = Connection::open(path)?;
         if let Some(key) = key {
             let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
@@ -212,7 +240,12 @@ impl Index {
     }
 
     pub fn in_memory() -> Result<Self> {
-        Self::init(Connection::open_in_memory()?)
+        // Opening may be the process's first use of SQLite (see `OPENING`).
+        let conn = {
+            let _opening = OPENING.lock().unwrap_or_else(PoisonError::into_inner);
+            Connection::open_in_memory()?
+        };
+        Self::init(conn)
     }
 
     fn init(conn: Connection) -> Result<Self> {
@@ -222,16 +255,34 @@ impl Index {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(Duration::from_secs(5))?;
+        // Room for every statement a file's create and commit run (the default 16 is
+        // fewer: they would be parsed again each time).
+        conn.set_prepared_statement_cache_capacity(128);
+        // Small files' contents pass through the journal (inline commits); a page cache
+        // larger than the default 2 MiB keeps the tables' pages in memory meanwhile, so
+        // they are not read and decrypted again.
+        conn.pragma_update(None, "cache_size", -8192)?;
         conn.execute_batch(SCHEMA)?;
-        // Journals made before conflict detection lack the base columns.
-        for column in ["base_size", "base_mtime_ns"] {
+        // Journals made before conflict detection lack the base columns; before inline
+        // commits, the contents column.
+        for (column, kind) in [("base_size", "INTEGER"), ("base_mtime_ns", "INTEGER"), ("inline_data", "BLOB")] {
             let has: bool =
                 conn.prepare("SELECT 1 FROM pragma_table_info('journal') WHERE name = ?1")?.exists(params![column])?;
             if !has {
-                conn.execute_batch(&format!("ALTER TABLE journal ADD COLUMN {column} INTEGER"))?;
+                conn.execute_batch(&format!("ALTER TABLE journal ADD COLUMN {column} {kind}"))?;
             }
         }
-        Ok(Self { conn: Mutex::new(conn) })
+        let max_seq: i64 = conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM journal", [], |r| r.get(0))?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+            next_seq: AtomicU64::new(max_seq as u64 + 1),
+            recent_touches: AtomicU64::new(0),
+        })
+    }
+
+    /// Whether this touch of the recents table also trims it.
+    fn trim_recents(&self) -> bool {
+        self.recent_touches.fetch_add(1, Ordering::Relaxed).is_multiple_of(RECENTS_TRIM_EVERY)
     }
 
     pub(crate) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -280,6 +331,24 @@ impl Index {
         Ok(())
     }
 
+    /// Records a folder just made on the provider, in one transaction: its attributes
+    /// `ov` replacing whatever was recorded at or below `path`, the provider's (empty)
+    /// listing of it, and its parent's new mtime.
+    pub fn record_mkdir(&self, root: &str, path: &str, ov: &Overlay) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        delete_tree(&tx, root, path)?;
+        insert(&tx, root, path, ov)?;
+        tx.prepare_cached(
+            "INSERT OR REPLACE INTO remote (root, path, parent, is_dir, size, mtime_ns) VALUES (?1, ?2, ?3, 1, 0, NULL)",
+        )?
+        .execute(params![root, path, parent_of(path)])?;
+        tx.prepare_cached("INSERT OR IGNORE INTO listed (root, path) VALUES (?1, ?2)")?.execute(params![root, path])?;
+        update_in(&tx, root, parent_of(path), |p| p.mtime = ov.mtime)?;
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Forgets a path and everything below it.
     pub fn remove_tree(&self, root: &str, path: &str) -> Result<()> {
         let mut conn = self.conn();
@@ -313,7 +382,7 @@ impl Index {
             tx.execute(
                 &format!(
                     "UPDATE {table} SET path = ?2 || substr(path, length(?3) + 1)
-                     WHERE root = ?1 AND (path = ?3 OR (path > ?4 AND path < ?5))"
+                     WHERE root = ?1 AND path >= ?3 AND path < ?5 AND (path = ?3 OR path > ?4)"
                 ),
                 params![root, to, from, flo, fhi],
             )?;
@@ -322,7 +391,7 @@ impl Index {
             tx.execute(
                 &format!(
                     "UPDATE {table} SET parent = ?2 || substr(parent, length(?3) + 1)
-                     WHERE root = ?1 AND (parent = ?3 OR (parent > ?4 AND parent < ?5))"
+                     WHERE root = ?1 AND parent >= ?3 AND parent < ?5 AND (parent = ?3 OR parent > ?4)"
                 ),
                 params![root, to, from, flo, fhi],
             )?;
@@ -341,44 +410,28 @@ impl Index {
         Ok(())
     }
 
-    /// Commits a file's new contents to the journal, with its mtime, in one transaction.
-    /// `durable` syncs it to disk before returning (power-cut safe); otherwise it
-    /// survives a crash of this process only. Returns the new sequence number.
+    /// Commits a file's new contents to the journal, with its mtime and changed
+    /// attributes, in one transaction. `durable` syncs it to disk before returning
+    /// (power-cut safe); otherwise it survives a crash of this process only. Returns
+    /// the new sequence number.
     pub fn journal_commit(&self, root: &str, path: &str, c: &Commit<'_>, durable: bool) -> Result<JournalEntry> {
-        let Commit { copy, size, is_new, mtime, base } = *c;
         let mut conn = self.conn();
         if durable {
             conn.pragma_update(None, "synchronous", "FULL")?;
         }
         let result = (|| {
             let tx = conn.transaction()?;
-            type Old = (bool, i64, Option<(u64, Option<SystemTime>)>);
-            let old: Option<Old> = tx
-                .query_row(
-                    "SELECT is_new, since_ns, base_size, base_mtime_ns FROM journal WHERE root = ?1 AND path = ?2",
-                    params![root, path],
-                    |r| Ok((r.get(0)?, r.get(1)?, base_of(r.get(2)?, r.get(3)?))),
-                )
-                .optional()?;
-            let seq: i64 = tx.query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM journal", [], |r| r.get(0))?;
-            let entry = JournalEntry {
-                seq: seq as u64,
-                copy: copy.to_owned(),
-                size,
-                // Once something may be on the provider, it stays "maybe there".
-                is_new: old.map_or(is_new, |(was_new, ..)| was_new && is_new),
-                since: old.map_or_else(SystemTime::now, |(_, since, _)| from_ns(since)),
-                base: old.map_or(base, |(.., b)| b),
-            };
-            let (bs, bm) = base_cols(entry.base);
-            tx.execute(
-                "INSERT OR REPLACE INTO journal
-                 (root, path, parent, seq, copy, size, is_new, since_ns, base_size, base_mtime_ns)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                params![root, path, parent_of(path), seq, copy, size as i64, entry.is_new, to_ns(entry.since), bs, bm],
-            )?;
-            if mtime.is_some() {
-                update_in(&tx, root, path, |ov| ov.mtime = mtime)?;
+            let entry = self.journal_put(&tx, root, path, c)?;
+            if c.mtime.is_some() || c.mode.is_some() || c.uid.is_some() || c.gid.is_some() {
+                update_in(&tx, root, path, |ov| {
+                    ov.mtime = c.mtime.or(ov.mtime);
+                    ov.mode = c.mode.or(ov.mode);
+                    ov.uid = c.uid.or(ov.uid);
+                    ov.gid = c.gid.or(ov.gid);
+                })?;
+            }
+            if let Some(at) = c.recent {
+                recent_touch_in(&tx, root, path, at, self.trim_recents())?;
             }
             tx.commit()?;
             Ok(entry)
@@ -387,6 +440,83 @@ impl Index {
             conn.pragma_update(None, "synchronous", "NORMAL")?;
         }
         result
+    }
+
+    /// Records a new empty file in one transaction (not synced: see `journal_commit`):
+    /// its attributes `ov` replacing whatever was recorded at or below `path`, its
+    /// journal row naming `copy`, a recents entry, and its folder's new mtime.
+    pub fn journal_create(&self, root: &str, path: &str, ov: &Overlay, copy: &str) -> Result<JournalEntry> {
+        let now = SystemTime::now();
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        delete_tree(&tx, root, path)?;
+        insert(&tx, root, path, ov)?;
+        let new = Commit {
+            copy,
+            size: 0,
+            is_new: true,
+            mtime: None,
+            base: None,
+            mode: None,
+            uid: None,
+            gid: None,
+            recent: None,
+            // Empty, so a restart finds it even if its copy never reached a file.
+            inline: Some(&[]),
+        };
+        let entry = self.journal_put(&tx, root, path, &new)?;
+        recent_touch_in(&tx, root, path, now, self.trim_recents())?;
+        update_in(&tx, root, parent_of(path), |ov| ov.mtime = Some(now))?;
+        tx.commit()?;
+        Ok(entry)
+    }
+
+    /// Writes the journal row of one commit inside `tx`.
+    fn journal_put(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        root: &str,
+        path: &str,
+        c: &Commit<'_>,
+    ) -> rusqlite::Result<JournalEntry> {
+        type Old = (bool, i64, Option<(u64, Option<SystemTime>)>);
+        let old: Option<Old> = tx
+            .prepare_cached(
+                "SELECT is_new, since_ns, base_size, base_mtime_ns FROM journal WHERE root = ?1 AND path = ?2",
+            )?
+            .query_row(params![root, path], |r| Ok((r.get(0)?, r.get(1)?, base_of(r.get(2)?, r.get(3)?))))
+            .optional()?;
+        // The caller holds the connection lock, so no other commit takes this number.
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        let entry = JournalEntry {
+            seq,
+            copy: c.copy.to_owned(),
+            size: c.size,
+            // Once something may be on the provider, it stays "maybe there".
+            is_new: old.map_or(c.is_new, |(was_new, ..)| was_new && c.is_new),
+            since: old.map_or_else(SystemTime::now, |(_, since, _)| from_ns(since)),
+            base: old.map_or(c.base, |(.., b)| b),
+        };
+        let (bs, bm) = base_cols(entry.base);
+        tx.prepare_cached(
+            "INSERT OR REPLACE INTO journal
+             (root, path, parent, seq, copy, size, is_new, since_ns, base_size, base_mtime_ns, inline_data)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        )?
+        .execute(params![
+            root,
+            path,
+            parent_of(path),
+            seq as i64,
+            c.copy,
+            c.size as i64,
+            entry.is_new,
+            to_ns(entry.since),
+            bs,
+            bm,
+            c.inline
+        ])?;
+        Ok(entry)
     }
 
     /// Every journal row of one root, by path.
@@ -410,6 +540,13 @@ impl Index {
             ))
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The contents a commit of `path` carried inline, if it did.
+    pub fn journal_inline(&self, root: &str, path: &str) -> Result<Option<Vec<u8>>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached("SELECT inline_data FROM journal WHERE root = ?1 AND path = ?2")?;
+        Ok(stmt.query_row(params![root, path], |r| r.get::<_, Option<Vec<u8>>>(0)).optional()?.flatten())
     }
 
     /// Every local copy a journal or cache row (of any root) refers to.
@@ -491,7 +628,7 @@ impl Index {
             let found = conn
                 .query_row(
                     &format!(
-                        "SELECT 1 FROM {table} WHERE root = ?1 AND (path = ?2 OR (path > ?3 AND path < ?4)) LIMIT 1"
+                        "SELECT 1 FROM {table} WHERE root = ?1 AND path >= ?2 AND path < ?4 AND (path = ?2 OR path > ?3) LIMIT 1"
                     ),
                     params![root, path, lo, hi],
                     |_| Ok(()),
@@ -621,7 +758,9 @@ impl Index {
         let conn = self.conn();
         for table in ["remote", "listed"] {
             conn.execute(
-                &format!("DELETE FROM {table} WHERE root = ?1 AND (path = ?2 OR (path > ?3 AND path < ?4))"),
+                &format!(
+                    "DELETE FROM {table} WHERE root = ?1 AND path >= ?2 AND path < ?4 AND (path = ?2 OR path > ?3)"
+                ),
                 params![root, path, lo, hi],
             )?;
         }
@@ -679,9 +818,13 @@ impl Index {
     pub fn cached_remove(&self, root: &str, path: &str) -> Result<Option<String>> {
         let conn = self.conn();
         let copy: Option<String> = conn
-            .query_row("SELECT copy FROM cached WHERE root = ?1 AND path = ?2", params![root, path], |r| r.get(0))
+            .prepare_cached("SELECT copy FROM cached WHERE root = ?1 AND path = ?2")?
+            .query_row(params![root, path], |r| r.get(0))
             .optional()?;
-        conn.execute("DELETE FROM cached WHERE root = ?1 AND path = ?2", params![root, path])?;
+        // Most commits are of files with no cached copy: no write transaction for them.
+        if copy.is_some() {
+            conn.execute("DELETE FROM cached WHERE root = ?1 AND path = ?2", params![root, path])?;
+        }
         Ok(copy)
     }
 
@@ -734,16 +877,10 @@ impl Index {
 
     /// Records that a file was just created or written.
     pub fn recent_touch(&self, root: &str, path: &str, at: SystemTime) -> Result<()> {
-        let conn = self.conn();
-        conn.execute(
-            "INSERT OR REPLACE INTO recents (root, path, at_ns) VALUES (?1, ?2, ?3)",
-            params![root, path, to_ns(at)],
-        )?;
-        // Keep the table small: far more rows than any Recents view shows.
-        conn.execute(
-            "DELETE FROM recents WHERE at_ns < (SELECT at_ns FROM recents ORDER BY at_ns DESC LIMIT 1 OFFSET ?1)",
-            params![RECENTS_KEPT],
-        )?;
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        recent_touch_in(&tx, root, path, at, self.trim_recents())?;
+        tx.commit()?;
         Ok(())
     }
 
@@ -800,10 +937,32 @@ const PARENT_TABLES: [&str; 3] = ["attrs", "journal", "remote"];
 fn delete_tree(tx: &rusqlite::Transaction<'_>, root: &str, path: &str) -> rusqlite::Result<()> {
     let (lo, hi) = subtree_bounds(path);
     for table in PATH_TABLES {
-        tx.execute(
-            &format!("DELETE FROM {table} WHERE root = ?1 AND (path = ?2 OR (path > ?3 AND path < ?4))"),
-            params![root, path, lo, hi],
-        )?;
+        tx.prepare_cached(&format!(
+            "DELETE FROM {table} WHERE root = ?1 AND path >= ?2 AND path < ?4 AND (path = ?2 OR path > ?3)"
+        ))?
+        .execute(params![root, path, lo, hi])?;
+    }
+    Ok(())
+}
+
+/// `Index::recent_touch` inside `tx`; `trim` also cuts the table to `RECENTS_KEPT` rows.
+fn recent_touch_in(
+    tx: &rusqlite::Transaction<'_>,
+    root: &str,
+    path: &str,
+    at: SystemTime,
+    trim: bool,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached("INSERT OR REPLACE INTO recents (root, path, at_ns) VALUES (?1, ?2, ?3)")?.execute(params![
+        root,
+        path,
+        to_ns(at)
+    ])?;
+    if trim {
+        tx.prepare_cached(
+            "DELETE FROM recents WHERE at_ns < (SELECT at_ns FROM recents ORDER BY at_ns DESC LIMIT 1 OFFSET ?1)",
+        )?
+        .execute(params![RECENTS_KEPT])?;
     }
     Ok(())
 }
@@ -816,12 +975,11 @@ fn update_in(
     change: impl FnOnce(&mut Overlay),
 ) -> rusqlite::Result<()> {
     let mut ov = tx
-        .query_row(
+        .prepare_cached(
             "SELECT mode, uid, gid, mtime_ns, symlink, remote_mtime_ns, remote_size
              FROM attrs WHERE root = ?1 AND path = ?2",
-            params![root, path],
-            row_to_overlay,
-        )
+        )?
+        .query_row(params![root, path], row_to_overlay)
         .optional()?
         .unwrap_or_default();
     change(&mut ov);
@@ -833,12 +991,23 @@ fn insert(tx: &rusqlite::Transaction<'_>, root: &str, path: &str, ov: &Overlay) 
         Some((m, s)) => (m.map(to_ns), Some(s as i64)),
         None => (None, None),
     };
-    tx.execute(
+    tx.prepare_cached(
         "INSERT OR REPLACE INTO attrs
          (root, path, parent, mode, uid, gid, mtime_ns, symlink, remote_mtime_ns, remote_size)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        params![root, path, parent_of(path), ov.mode, ov.uid, ov.gid, ov.mtime.map(to_ns), ov.symlink, rm, rs],
-    )?;
+    )?
+    .execute(params![
+        root,
+        path,
+        parent_of(path),
+        ov.mode,
+        ov.uid,
+        ov.gid,
+        ov.mtime.map(to_ns),
+        ov.symlink,
+        rm,
+        rs
+    ])?;
     Ok(())
 }
 

@@ -14,6 +14,7 @@ mod path_locks;
 mod poller;
 mod reads;
 mod store;
+mod streams;
 mod trash;
 mod trash_index;
 mod uploader;

@@ -26,7 +26,7 @@ use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use oxidrive_crypto::content::CHUNK_SIZE;
 use oxidrive_crypto::local::{BLOCK_OVERHEAD, FILE_ID_LEN, LocalCipher};
@@ -81,12 +81,19 @@ const SLOT: u64 = SEQ_LEN + BLOCK + BLOCK_OVERHEAD as u64;
 const MAX_LEN: u64 = (i64::MAX as u64 / (2 * SLOT)) * BLOCK;
 /// Number of block locks; block `i` uses stripe `i % STRIPES`.
 const STRIPES: usize = 64;
+/// Largest file whose commit carries its contents inline (see [`LocalCopy::inline_image`]).
+pub const INLINE_MAX: u64 = 128 * 1024;
+/// The sequence number bound into inline blocks: slots start at 1, so an inline block
+/// never opens as a slot or the other way round.
+const INLINE_SEQ: u64 = 0;
 
 #[derive(Debug)]
 pub struct LocalCopy {
     id: CopyId,
     path: PathBuf,
-    file: File,
+    /// Where the slots are: the file at `path`, or memory until that is worth it.
+    /// Held for one slot read or write (a leaf, inside the stripe locks).
+    storage: RwLock<Storage>,
     cipher: LocalCipher,
     /// Whether the file outlives this value (something on disk refers to it).
     keep: AtomicBool,
@@ -94,6 +101,8 @@ pub struct LocalCopy {
     /// after reading the whole copy mean no change overlapped that read.
     generation: AtomicU64,
     last_read_end: AtomicU64,
+    /// How far the next read-ahead reaches (grows while reading stays sequential).
+    read_ahead_window: AtomicU64,
     prefetching: AtomicBool,
     prefetched: tokio::sync::Notify,
     /// The provider version (size, mtime) this copy's contents started from.
@@ -107,6 +116,42 @@ pub struct LocalCopy {
     /// Seal and open operations so far: tests hold the write path to one seal per block.
     #[cfg(test)]
     crypto_ops: (AtomicU64, AtomicU64),
+}
+
+/// A new small file's slots live in memory: making a file costs an inode, and a small
+/// file's commit carries its contents inline anyway (see `inline_image`). They move to
+/// the file (`spill`) when the copy grows past `MEMORY_SLOTS`, the shared budget is
+/// spent, or something needs the file (a sync, the read cache).
+#[derive(Debug)]
+enum Storage {
+    File(File),
+    Memory { slots: BTreeMap<u64, Vec<u8>>, budget: Arc<MemoryBudget> },
+}
+
+/// Most slots one copy keeps in memory: 128 KiB of contents, the inline limit.
+const MEMORY_SLOTS: usize = (INLINE_MAX / BLOCK) as usize;
+
+/// Bytes all in-memory copies may hold together.
+#[derive(Debug)]
+pub struct MemoryBudget {
+    used: AtomicU64,
+    limit: u64,
+}
+
+impl MemoryBudget {
+    pub fn new(limit: u64) -> Arc<Self> {
+        Arc::new(Self { used: AtomicU64::new(0), limit })
+    }
+
+    fn take(&self, bytes: u64) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| u.checked_add(bytes).filter(|&n| n <= self.limit))
+            .is_ok()
+    }
+
+    fn give(&self, bytes: u64) {
+        self.used.fetch_sub(bytes, Ordering::AcqRel);
+    }
 }
 
 #[derive(Debug, Default)]
@@ -141,7 +186,15 @@ impl LocalCopy {
             .mode(0o600)
             .open(&path)
             .map_err(|e| Error::io(format!("create local copy {}", path.display()), e))?;
-        Self::with(id, path, file, cipher_key, Meta::default())
+        Self::with(id, path, Storage::File(file), cipher_key, Meta::default())
+    }
+
+    /// A new empty copy whose slots stay in memory while it is small and `budget`
+    /// allows; its file in `dir` is made only when needed.
+    pub fn create_in_memory(dir: &Path, cipher_key: &[u8; 32], budget: Arc<MemoryBudget>) -> Result<Self> {
+        let id = CopyId::random(&SystemRandom::new())?;
+        let storage = Storage::Memory { slots: BTreeMap::new(), budget };
+        Self::with(id, dir.join(id.hex()), storage, cipher_key, Meta::default())
     }
 
     /// The copy `id` in `dir`, written before (maybe by an earlier run) with logical size `len`.
@@ -162,22 +215,23 @@ impl LocalCopy {
         }
         let sealed =
             sealed_slots(&file, len).map_err(|e| Error::io(format!("scan local copy {}", path.display()), e))?;
-        let copy = Self::with(id, path, file, cipher_key, Meta { len, sealed })?;
+        let copy = Self::with(id, path, Storage::File(file), cipher_key, Meta { len, sealed })?;
         copy.keep(true);
         Ok(copy)
     }
 
-    fn with(id: CopyId, path: PathBuf, file: File, cipher_key: &[u8; 32], meta: Meta) -> Result<Self> {
+    fn with(id: CopyId, path: PathBuf, storage: Storage, cipher_key: &[u8; 32], meta: Meta) -> Result<Self> {
         let cipher =
             LocalCipher::keyed(cipher_key, id.0).map_err(|e| Error::io("local copy key", io::Error::other(e)))?;
         Ok(Self {
             id,
             path,
-            file,
+            storage: RwLock::new(storage),
             cipher,
             keep: AtomicBool::new(false),
             generation: AtomicU64::new(0),
             last_read_end: AtomicU64::new(u64::MAX),
+            read_ahead_window: AtomicU64::new(0),
             prefetching: AtomicBool::new(false),
             prefetched: tokio::sync::Notify::new(),
             base: Mutex::new(None),
@@ -201,7 +255,179 @@ impl LocalCopy {
 
     /// Makes every byte written so far durable (not the size: the journal holds that).
     pub fn sync(&self) -> Result<()> {
-        self.file.sync_data().map_err(|e| Error::io("sync local copy", e))
+        self.persist()?;
+        match &*self.storage() {
+            Storage::File(file) => file.sync_data().map_err(|e| Error::io("sync local copy", e)),
+            Storage::Memory { .. } => Err(Error::io("sync local copy", io::Error::other("still in memory"))),
+        }
+    }
+
+    /// Moves slots kept in memory to the copy's file (not synced).
+    pub fn persist(&self) -> Result<()> {
+        if matches!(&*self.storage(), Storage::File(_)) {
+            return Ok(());
+        }
+        let mut storage = self.storage.write().unwrap_or_else(PoisonError::into_inner);
+        self.spill(&mut storage).map_err(|e| Error::io(format!("write local copy {}", self.path.display()), e))
+    }
+
+    /// Whether the slots are still in memory (no file yet).
+    pub fn in_memory(&self) -> bool {
+        matches!(&*self.storage(), Storage::Memory { .. })
+    }
+
+    fn storage(&self) -> std::sync::RwLockReadGuard<'_, Storage> {
+        self.storage.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Writes the in-memory slots to a new file and uses it from now on.
+    fn spill(&self, storage: &mut Storage) -> io::Result<()> {
+        let Storage::Memory { slots, budget } = storage else { return Ok(()) };
+        let file = OpenOptions::new().read(true).write(true).create_new(true).mode(0o600).open(&self.path)?;
+        let written = (|| {
+            for (n, raw) in slots.iter() {
+                file.write_all_at(raw, n * SLOT)?;
+            }
+            // The file ends where the last slot does, as if written there all along.
+            if let Some((n, raw)) = slots.last_key_value() {
+                file.set_len(n * SLOT + raw.len() as u64)?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&self.path);
+            return Err(e);
+        }
+        budget.give(slots.len() as u64 * SLOT);
+        *storage = Storage::File(file);
+        Ok(())
+    }
+
+    /// Reads `buf.len()` bytes at `offset` (within one slot): `UnexpectedEof` past the
+    /// end, zeros in a hole, as a file would.
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        match &*self.storage() {
+            Storage::File(file) => file.read_exact_at(buf, offset),
+            Storage::Memory { slots, .. } => {
+                let (n, at) = (offset / SLOT, (offset % SLOT) as usize);
+                match slots.get(&n).and_then(|raw| raw.get(at..at + buf.len())) {
+                    Some(bytes) => {
+                        buf.copy_from_slice(bytes);
+                        Ok(())
+                    }
+                    None => Err(io::ErrorKind::UnexpectedEof.into()),
+                }
+            }
+        }
+    }
+
+    /// Writes one whole slot (`raw`) of block `index` at `parity`.
+    fn write_slot(&self, index: u64, parity: u64, raw: Vec<u8>) -> io::Result<()> {
+        if let Storage::File(file) = &*self.storage() {
+            return file.write_all_at(&raw, slot_offset(index, parity));
+        }
+        let mut storage = self.storage.write().unwrap_or_else(PoisonError::into_inner);
+        if let Storage::Memory { slots, budget } = &mut *storage {
+            // Memory does not tear: the new version takes the place (and the share of
+            // the budget) of the block's version before, in its other slot.
+            let other = 2 * index + 1 - parity;
+            let replaces = slots.contains_key(&other);
+            if slots.len() - usize::from(replaces) < MEMORY_SLOTS && (replaces || budget.take(SLOT)) {
+                slots.remove(&other);
+                if slots.insert(2 * index + parity, raw).is_some() {
+                    budget.give(SLOT);
+                }
+                return Ok(());
+            }
+        }
+        // Too big or over budget: to the file, the block's version before included.
+        self.spill(&mut storage)?;
+        match &*storage {
+            Storage::File(file) => file.write_all_at(&raw, slot_offset(index, parity)),
+            Storage::Memory { .. } => Err(io::Error::other("local copy still in memory after spilling")),
+        }
+    }
+
+    /// Cuts the stored slots at byte `len` (a slot boundary).
+    fn truncate_slots(&self, len: u64) -> io::Result<()> {
+        let mut storage = self.storage.write().unwrap_or_else(PoisonError::into_inner);
+        match &mut *storage {
+            Storage::File(file) => file.set_len(len),
+            Storage::Memory { slots, budget } => {
+                let cut = slots.split_off(&len.div_ceil(SLOT));
+                budget.give(cut.len() as u64 * SLOT);
+                Ok(())
+            }
+        }
+    }
+
+    /// The whole contents sealed into one piece, if they are at most [`INLINE_MAX`]
+    /// bytes: (length, image). A small file's commit stores this in the journal's own
+    /// synced transaction instead of syncing the copy file: one sync per commit, not
+    /// two; [`LocalCopy::restore`] rebuilds the copy from it after a restart.
+    /// Image: each 64 KiB piece of the plaintext (the last one shorter) sealed alone.
+    pub fn inline_image(&self) -> Result<Option<(u64, Vec<u8>)>> {
+        // Spares a big file's commit the read (the read below settles races).
+        if self.len()? > INLINE_MAX {
+            return Ok(None);
+        }
+        let plain = self.read_at(0, INLINE_MAX as usize + 1)?;
+        if plain.len() as u64 > INLINE_MAX {
+            return Ok(None);
+        }
+        let mut image = Vec::with_capacity(plain.len() + 2 * BLOCK_OVERHEAD);
+        for (index, piece) in plain.chunks(BLOCK_LEN).enumerate() {
+            let sealed = self
+                .cipher
+                .seal_block(index as u64, INLINE_SEQ, piece, &self.rng)
+                .map_err(|e| Error::io("seal inline contents", io::Error::other(e)))?;
+            image.extend_from_slice(&sealed);
+        }
+        Ok(Some((plain.len() as u64, image)))
+    }
+
+    /// Writes copy `id` in `dir` anew (replacing the file if there is one) from an
+    /// [`LocalCopy::inline_image`] of `len` bytes, synced; it is kept.
+    pub fn restore(dir: &Path, cipher_key: &[u8; 32], id: CopyId, len: u64, image: &[u8]) -> Result<Self> {
+        let cipher =
+            LocalCipher::keyed(cipher_key, id.0).map_err(|e| Error::io("local copy key", io::Error::other(e)))?;
+        let bad =
+            |what: &str| Error::io("inline contents", io::Error::new(io::ErrorKind::InvalidData, what.to_owned()));
+        let mut pieces = Vec::new();
+        let mut rest = image;
+        for index in 0..len.div_ceil(BLOCK) {
+            let plain_len = (len - index * BLOCK).min(BLOCK) as usize;
+            let sealed_len = plain_len + BLOCK_OVERHEAD;
+            if rest.len() < sealed_len {
+                return Err(bad("too short"));
+            }
+            let (sealed, tail) = rest.split_at(sealed_len);
+            let plain = cipher.open_block(index, INLINE_SEQ, sealed).map_err(|_| bad("failed authentication"))?;
+            if plain.len() != plain_len {
+                return Err(bad("wrong length"));
+            }
+            pieces.push(plain);
+            rest = tail;
+        }
+        if !rest.is_empty() {
+            return Err(bad("too long"));
+        }
+        let path = dir.join(id.hex());
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| Error::io(format!("restore local copy {}", path.display()), e))?;
+        let copy = Self::with(id, path, Storage::File(file), cipher_key, Meta::default())?;
+        copy.keep(true);
+        for (index, piece) in pieces.iter().enumerate() {
+            copy.fill(index as u64 * BLOCK, piece)?;
+        }
+        copy.sync()?;
+        Ok(copy)
     }
 
     /// Up to `len` plaintext bytes at `offset`; shorter only at the end of the file.
@@ -262,6 +488,11 @@ impl LocalCopy {
 
     pub fn set_base(&self, base: Option<(u64, Option<std::time::SystemTime>)>) {
         *self.base.lock().unwrap_or_else(PoisonError::into_inner) = base;
+    }
+
+    /// The read-ahead window of this copy's reader, in bytes (0 before the first).
+    pub fn read_ahead_window(&self) -> &AtomicU64 {
+        &self.read_ahead_window
     }
 
     /// Set while a read-ahead fills this copy, so only one runs at a time.
@@ -365,7 +596,7 @@ impl LocalCopy {
             let needed = meta.sealed.last_key_value().map_or(0, |(&i, _)| slot_offset(i, 1) + SLOT);
             meta.len = new_len;
             drop(meta);
-            self.file.set_len(needed)?;
+            self.truncate_slots(needed)?;
         } else {
             self.meta().len = new_len;
         }
@@ -393,13 +624,13 @@ impl LocalCopy {
 
     /// The sequence number in slot `2 * index + parity`, if it holds a sealed block.
     fn read_slot(&self, index: u64, parity: u64) -> io::Result<Option<u64>> {
-        read_slot_header(&self.file, index, parity)
+        read_slot_header(|buf, offset| self.read_exact_at(buf, offset), index, parity)
     }
 
     /// The slot's plaintext if it authenticates (under its own sequence number).
     fn open_slot(&self, index: u64, parity: u64) -> io::Result<Option<Vec<u8>>> {
         let mut raw = vec![0u8; SLOT as usize];
-        match self.file.read_exact_at(&mut raw, slot_offset(index, parity)) {
+        match self.read_exact_at(&mut raw, slot_offset(index, parity)) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
             Err(e) => return Err(e),
@@ -430,7 +661,7 @@ impl LocalCopy {
         let mut raw = Vec::with_capacity(SLOT as usize);
         raw.extend_from_slice(&slot.seq.to_be_bytes());
         raw.extend_from_slice(&sealed);
-        self.file.write_all_at(&raw, slot_offset(index, slot.parity))?;
+        self.write_slot(index, slot.parity, raw)?;
         Ok(slot)
     }
 
@@ -458,9 +689,14 @@ fn corrupt(index: u64, what: &str) -> io::Error {
 
 /// The sequence number in a slot's header, if the slot holds a sealed block (its nonce
 /// is not all zeros: a hole reads as zeros).
-fn read_slot_header(file: &File, index: u64, parity: u64) -> io::Result<Option<u64>> {
+/// `read_exact_at` reads from the copy's file or its in-memory slots.
+fn read_slot_header(
+    read_exact_at: impl FnOnce(&mut [u8], u64) -> io::Result<()>,
+    index: u64,
+    parity: u64,
+) -> io::Result<Option<u64>> {
     let mut header = [0u8; (SEQ_LEN + 12) as usize];
-    match file.read_exact_at(&mut header, slot_offset(index, parity)) {
+    match read_exact_at(&mut header, slot_offset(index, parity)) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
         Err(e) => return Err(e),
@@ -481,8 +717,9 @@ fn sealed_slots(file: &File, len: u64) -> io::Result<BTreeMap<u64, Slot>> {
         if slot_offset(index, 0) >= on_disk {
             break;
         }
-        let a = read_slot_header(file, index, 0)?.map(|seq| Slot { parity: 0, seq });
-        let b = read_slot_header(file, index, 1)?.map(|seq| Slot { parity: 1, seq });
+        let read = |buf: &mut [u8], offset| file.read_exact_at(buf, offset);
+        let a = read_slot_header(read, index, 0)?.map(|seq| Slot { parity: 0, seq });
+        let b = read_slot_header(read, index, 1)?.map(|seq| Slot { parity: 1, seq });
         if let Some(slot) = a.into_iter().chain(b).max_by_key(|s| s.seq) {
             sealed.insert(index, slot);
         }
@@ -513,6 +750,10 @@ impl oxidrive_providers::LocalSink for LocalCopy {
 
 impl Drop for LocalCopy {
     fn drop(&mut self) {
+        if let Storage::Memory { slots, budget } = &*self.storage() {
+            budget.give(slots.len() as u64 * SLOT);
+            return;
+        }
         if self.keep.load(Ordering::Acquire) {
             return;
         }
@@ -769,6 +1010,102 @@ mod tests {
         drop(b);
         assert!(!path.exists());
         assert!(CopyId::from_hex(&id.hex()) == Some(id));
+    }
+
+    #[test]
+    fn inline_image_restores_the_contents() {
+        let dir = tempfile::tempdir().unwrap();
+        for len in [0usize, 1, 100, B - 1, B, B + 1, INLINE_MAX as usize] {
+            let a = LocalCopy::create(dir.path(), &KEY).unwrap();
+            let data = pattern(len, 4);
+            a.write_at(0, &data).unwrap();
+            let (got_len, image) = a.inline_image().unwrap().unwrap();
+            assert_eq!(got_len, len as u64);
+            assert!(!image.windows(8).any(|w| len >= 8 && w == &data[..8]), "plaintext in the image");
+            let id = a.id();
+            // The file itself may be anything after a crash: torn, empty or missing.
+            drop(a);
+            let b = LocalCopy::restore(dir.path(), &KEY, id, len as u64, &image).unwrap();
+            assert_eq!(b.read_at(0, len + 10).unwrap(), data);
+            assert_eq!(b.len().unwrap(), len as u64);
+            drop(b);
+            let c = LocalCopy::open(dir.path(), &KEY, id, len as u64).unwrap();
+            assert_eq!(c.read_at(0, len + 10).unwrap(), data, "restored copy is on disk");
+            // Another length, another copy or a damaged image does not restore.
+            if len > 0 {
+                assert!(LocalCopy::restore(dir.path(), &KEY, id, len as u64 - 1, &image).is_err());
+                let mut broken = image.clone();
+                broken[image.len() / 2] ^= 1;
+                assert!(LocalCopy::restore(dir.path(), &KEY, id, len as u64, &broken).is_err());
+                let other = CopyId::random(&SystemRandom::new()).unwrap();
+                assert!(LocalCopy::restore(dir.path(), &KEY, other, len as u64, &image).is_err());
+            }
+            c.keep(false);
+        }
+        let big = LocalCopy::create(dir.path(), &KEY).unwrap();
+        big.write_at(INLINE_MAX, b"x").unwrap();
+        assert!(big.inline_image().unwrap().is_none());
+    }
+
+    #[test]
+    fn small_copies_stay_in_memory_until_they_grow() {
+        let dir = tempfile::tempdir().unwrap();
+        let budget = MemoryBudget::new(10 * SLOT);
+        let a = LocalCopy::create_in_memory(dir.path(), &KEY, budget.clone()).unwrap();
+        for i in 0..20u8 {
+            a.write_at(u64::from(i) * 100, &[i; 1000]).unwrap();
+        }
+        a.write_at(BLOCK - 3, b"across").unwrap();
+        assert!(a.in_memory());
+        assert!(!a.path.exists());
+        // Rewrites of a block reuse its memory: two blocks, two slots.
+        assert_eq!(budget.used.load(Ordering::Relaxed), 2 * SLOT);
+        let mut want = Vec::new();
+        for i in 0..20u8 {
+            let at = usize::from(i) * 100;
+            want.resize(want.len().max(at + 1000), 0);
+            want[at..at + 1000].fill(i);
+        }
+        want.resize(B + 3, 0);
+        want[B - 3..].copy_from_slice(b"across");
+        assert_eq!(a.read_at(0, 3 * B).unwrap(), want);
+        a.set_len(10).unwrap();
+        assert_eq!(budget.used.load(Ordering::Relaxed), SLOT, "block 1 is cut, block 0 rewritten in place");
+        a.set_len(0).unwrap();
+        assert_eq!(budget.used.load(Ordering::Relaxed), 0);
+        a.write_at(0, &want).unwrap();
+        // A third block goes past the per-copy limit: everything moves to the file.
+        a.write_at(2 * BLOCK, b"third").unwrap();
+        assert!(!a.in_memory());
+        assert_eq!(budget.used.load(Ordering::Relaxed), 0);
+        want.resize(2 * B, 0);
+        want.extend_from_slice(b"third");
+        assert_eq!(a.read_at(0, 3 * B).unwrap(), want);
+        a.sync().unwrap();
+        let (id, len) = (a.id(), a.len().unwrap());
+        a.keep(true);
+        drop(a);
+        assert_eq!(LocalCopy::open(dir.path(), &KEY, id, len).unwrap().read_at(0, 3 * B).unwrap(), want);
+
+        // Over the shared budget: to a file at once; dropping gives the budget back.
+        let b = LocalCopy::create_in_memory(dir.path(), &KEY, budget.clone()).unwrap();
+        let c = LocalCopy::create_in_memory(dir.path(), &KEY, MemoryBudget::new(SLOT / 2)).unwrap();
+        b.write_at(0, b"b").unwrap();
+        c.write_at(0, b"c").unwrap();
+        assert!(b.in_memory() && !c.in_memory());
+        assert_eq!(c.read_at(0, 10).unwrap(), b"c");
+        b.persist().unwrap();
+        assert!(!b.in_memory() && b.path.exists());
+        assert_eq!(b.read_at(0, 10).unwrap(), b"b");
+        let d = LocalCopy::create_in_memory(dir.path(), &KEY, budget.clone()).unwrap();
+        d.write_at(0, b"d").unwrap();
+        assert_eq!(budget.used.load(Ordering::Relaxed), SLOT);
+        let (_, image) = d.inline_image().unwrap().unwrap();
+        drop(d);
+        assert_eq!(budget.used.load(Ordering::Relaxed), 0);
+        let e = LocalCopy::create_in_memory(dir.path(), &KEY, budget).unwrap();
+        assert!(e.inline_image().unwrap().unwrap().1.is_empty());
+        assert!(!image.is_empty());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -84,13 +85,21 @@ pub struct Store {
     /// What the provider said of a path in the last second (the kernel's attribute
     /// timeout): a listing answers the lookups of every name in it.
     recent: moka::sync::Cache<String, Option<RemoteEntry>>,
+    /// Folders whose whole listing is that recent, or that we made that recently: a
+    /// name missing from them is absent without asking (a `tar x` or `cp -r` looks up
+    /// every name before creating it).
+    listed: moka::sync::Cache<String, ()>,
+    /// Bumped by every change of ours that `recent` must forget: a listing that
+    /// overlapped one is not trusted for absent names.
+    recent_gen: AtomicU64,
     pub(crate) change_hook: OnceLock<ChangeHook>,
     pub(crate) poll_state: Mutex<PollState>,
-    pub(crate) poll_wake: Arc<tokio::sync::Notify>,
     pub(crate) poll_running: tokio::sync::Mutex<()>,
     /// Conflict copies made during this run (their state reads "conflict").
     pub(crate) conflicts: Mutex<std::collections::HashSet<String>>,
     pub(crate) trash: TrashState,
+    /// Sequential readers of files too big for the read cache.
+    pub(crate) streams: crate::streams::Streams,
 }
 
 impl std::fmt::Debug for Store {
@@ -105,7 +114,13 @@ impl Store {
     pub fn new(root: &str, provider: Provider, index: Arc<Index>, config: StoreConfig) -> Result<Self> {
         let mut pending = HashMap::new();
         for (path, entry) in index.journal(root)? {
-            match config.copies.open(&entry.copy, entry.size) {
+            // A small file's committed contents are in the journal (its copy file was
+            // not synced, so it may be torn or gone): the copy is written again from them.
+            let copy = match index.journal_inline(root, &path)? {
+                Some(image) => config.copies.restore(&entry.copy, entry.size, &image),
+                None => config.copies.open(&entry.copy, entry.size),
+            };
+            match copy {
                 Ok(copy) => {
                     tracing::info!(root, path = %path, size = entry.size, "resuming upload of a change from an earlier run");
                     pending.insert(path, Pending::committed(Arc::new(copy), entry, config.write_back));
@@ -127,11 +142,13 @@ impl Store {
             locks: PathLocks::default(),
             uploads: Arc::new(Uploads::default()),
             recent: moka::sync::Cache::builder().max_capacity(100_000).time_to_live(RECENT_TTL).build(),
+            listed: moka::sync::Cache::builder().max_capacity(10_000).time_to_live(RECENT_TTL).build(),
+            recent_gen: Default::default(),
             change_hook: OnceLock::new(),
             poll_state: Mutex::new(PollState::default()),
-            poll_wake: Arc::new(tokio::sync::Notify::new()),
             poll_running: tokio::sync::Mutex::new(()),
             conflicts: Mutex::new(Default::default()),
+            streams: Default::default(),
         })
     }
 
@@ -147,12 +164,17 @@ impl Store {
 
     /// Our own change of `path` makes the last answer about it stale.
     pub(crate) fn forget_recent_stat(&self, path: &str) {
+        self.recent_gen.fetch_add(1, Ordering::AcqRel);
         self.recent.invalidate(path);
+        self.listed.invalidate(parent_of(path));
+        self.listed.invalidate(path);
     }
 
     /// After a change of a whole tree: answers about anything below it are stale too.
     pub(crate) fn forget_recent_stats(&self) {
+        self.recent_gen.fetch_add(1, Ordering::AcqRel);
         self.recent.invalidate_all();
+        self.listed.invalidate_all();
     }
 
     pub(crate) fn pending(&self) -> MutexGuard<'_, HashMap<String, Pending>> {
@@ -173,6 +195,7 @@ impl Store {
 
     /// `stat`, deleted names included (the Trash view reads them).
     pub async fn stat_any(&self, path: &str) -> Result<Option<Entry>> {
+        self.touched(parent_of(path));
         if let Some(copy) = self.pending_copy(path) {
             return Ok(Some(pending_entry(&copy, self.index.get(&self.root, path)?.as_ref())?));
         }
@@ -190,6 +213,9 @@ impl Store {
         }
         if let Some(entry) = self.recent.get(path) {
             return Ok(entry);
+        }
+        if self.listed.contains_key(parent_of(path)) {
+            return Ok(None);
         }
         if !self.offline_now() && !self.holding_deletes() {
             // With a recorded answer to fall back on, a slow or hung provider gets a
@@ -235,6 +261,7 @@ impl Store {
     /// offline (if `dir` was listed before).
     async fn remote_list(&self, dir: &str) -> Result<Vec<(String, RemoteEntry)>> {
         if !self.offline_now() && !self.holding_deletes() {
+            let gen_before = self.recent_gen.load(Ordering::Acquire);
             let known = self.index.remote_children(&self.root, dir)?;
             let asked = match &known {
                 Some(_) => tokio::time::timeout(PATIENCE * 2, self.provider.list(dir)).await,
@@ -252,6 +279,9 @@ impl Store {
                     self.index.remote_set_children(&self.root, dir, &entries)?;
                     for (name, entry) in &entries {
                         self.recent.insert(join(dir, name), Some(*entry));
+                    }
+                    if self.recent_gen.load(Ordering::Acquire) == gen_before {
+                        self.listed.insert(dir.to_owned(), ());
                     }
                     return Ok(entries);
                 }
@@ -276,6 +306,7 @@ impl Store {
 
     /// `list`, deleted names included (the Trash view lists inside deleted folders).
     pub async fn list_any(&self, dir: &str) -> Result<Vec<(String, Entry)>> {
+        self.touched(dir);
         // Taken before listing the provider: a file whose upload finishes meanwhile is
         // then in this snapshot or in the listing, never in neither.
         let pending: Vec<(String, Arc<LocalCopy>)> = self
@@ -306,7 +337,20 @@ impl Store {
 
     /// A new empty local copy (for contents that are about to be replaced whole).
     pub fn new_copy(&self) -> Result<Arc<LocalCopy>> {
-        Ok(Arc::new(self.config.copies.create()?))
+        Ok(Arc::new(self.config.copies.create_small()?))
+    }
+
+    /// A new empty local copy to replace `path`'s contents whole (a truncating open). It
+    /// still starts from the version shown until now, so that a change made elsewhere
+    /// meanwhile becomes a conflict instead of being overwritten.
+    pub fn replacement_copy(&self, path: &str) -> Result<Arc<LocalCopy>> {
+        let copy = self.new_copy()?;
+        let base = match self.pending().get(path) {
+            Some(p) => p.entry.base,
+            None => self.current_version(path)?,
+        };
+        copy.set_base(base);
+        Ok(copy)
     }
 
     /// A local copy holding the file's current contents, to change: the pending one if
@@ -340,11 +384,20 @@ impl Store {
 
     /// Makes `copy` the file's committed contents: synced to local disk and recorded in
     /// the journal before this returns (so it survives a crash or power cut), uploaded
-    /// later. `mtime` becomes the file's.
-    pub fn commit(&self, path: &str, copy: &Arc<LocalCopy>, mtime: Option<SystemTime>) -> Result<()> {
+    /// later. The `mtime`, `mode`, `uid` and `gid` set in `attrs` become the file's, in
+    /// the same transaction (its other fields are ignored); the file counts as recent.
+    pub fn commit(&self, path: &str, copy: &Arc<LocalCopy>, attrs: &Overlay) -> Result<()> {
         let generation = copy.generation();
-        copy.sync()?;
-        let size = copy.len()?;
+        // A small file's contents go into the journal transaction below, which is
+        // synced anyway: no second sync (of the copy file) on this close.
+        let inline = copy.inline_image()?;
+        let size = match &inline {
+            Some((len, _)) => *len,
+            None => {
+                copy.sync()?;
+                copy.len()?
+            }
+        };
         // From now on the journal has this file: it is not a clean cached copy any more.
         self.config.copies.forget(&self.root, path)?;
         // Its upload will touch the provider's folder; the folder's time shown here must
@@ -358,7 +411,18 @@ impl Store {
         let mut pending = self.pending();
         let is_new = pending.get(path).is_some_and(|p| p.entry.is_new);
         let id = copy.id().hex();
-        let commit = Commit { copy: &id, size, is_new, mtime, base: copy.base() };
+        let commit = Commit {
+            copy: &id,
+            size,
+            is_new,
+            mtime: attrs.mtime,
+            base: copy.base(),
+            mode: attrs.mode,
+            uid: attrs.uid,
+            gid: attrs.gid,
+            recent: Some(SystemTime::now()),
+            inline: inline.as_ref().map(|(_, image)| image.as_slice()),
+        };
         let entry = self.index.journal_commit(&self.root, path, &commit, true)?;
         copy.keep(true);
         let mut fresh = Pending::committed(copy.clone(), entry, Duration::ZERO);
@@ -377,8 +441,9 @@ impl Store {
         Ok(())
     }
 
-    /// Creates an empty file, locally: the provider sees it with its first upload.
-    /// Returns the copy that holds its contents.
+    /// Creates an empty file, locally: the provider sees it with its first upload. It
+    /// counts as recent, and its folder's mtime becomes now. Returns the copy that
+    /// holds its contents.
     pub fn create_file(&self, path: &str, mode: u32, uid: u32, gid: u32) -> Result<Arc<LocalCopy>> {
         self.provider.check_name(path)?;
         let copy = self.new_copy()?;
@@ -390,11 +455,9 @@ impl Store {
             symlink: None,
             remote: None,
         };
-        self.index.replace(&self.root, path, &ov)?;
-        // Not synced: a file nobody closed or fsynced yet may vanish in a power cut.
-        let id = copy.id().hex();
-        let new = Commit { copy: &id, size: 0, is_new: true, mtime: None, base: None };
-        let entry = self.index.journal_commit(&self.root, path, &new, false)?;
+        // One transaction, not synced: a file nobody closed or fsynced yet may vanish
+        // in a power cut.
+        let entry = self.index.journal_create(&self.root, path, &ov, &copy.id().hex())?;
         copy.keep(true);
         let pending = Pending::committed(copy.clone(), entry, Duration::ZERO);
         if let Some(old) = self.pending().insert(path.to_owned(), pending) {
@@ -404,9 +467,11 @@ impl Store {
         Ok(copy)
     }
 
+    /// Makes a folder on the provider and records it; its parent's mtime becomes now.
     pub async fn mkdir(&self, path: &str, mode: u32, uid: u32, gid: u32) -> Result<()> {
         self.provider.create_dir(path).await?;
         self.forget_recent_stat(path);
+        self.listed.insert(path.to_owned(), ());
         let ov = Overlay {
             mode: Some(mode),
             uid: Some(uid),
@@ -414,10 +479,8 @@ impl Store {
             mtime: Some(SystemTime::now()),
             ..Overlay::default()
         };
-        self.index.replace(&self.root, path, &ov)?;
         // A new folder is empty: its (empty) listing is known.
-        self.index.remote_put(&self.root, path, Some(RemoteEntry { is_dir: true, size: 0, mtime: None }))?;
-        self.index.remote_set_children(&self.root, path, &[])
+        self.index.record_mkdir(&self.root, path, &ov)
     }
 
     /// A symlink is stored as a small object holding its target, marked in the index.
@@ -486,7 +549,7 @@ impl Store {
         }
         self.move_pending(from, to, over_remote);
         self.move_tombstones(from, to);
-        self.recent.invalidate_all();
+        self.forget_recent_stats();
         self.config.copies.invalidate_tree(&self.root, from);
         self.config.copies.invalidate_tree(&self.root, to);
         self.uploads.wake.notify_one();
@@ -591,10 +654,21 @@ impl Store {
             self.index.rename_intent_done(&self.root, from)?;
             return Err(e.into());
         }
-        self.index.rename_tree_with(&self.root, from, to, false, Some(from))?;
         if kind == EntryKind::Dir {
-            return Ok(());
+            return self.index.rename_tree_with(&self.root, from, to, false, Some(from));
         }
+        self.index.rename_tree_with(&self.root, from, to, false, None)?;
+        // The intent stays until the pending change is rebased on the renamed object: a
+        // crash before that is finished at the next start (`recover_renames` rebases),
+        // instead of leaving an old base that makes the upload see a conflict.
+        let rebased = self.rebase_renamed(from, to, ours_before).await;
+        self.index.rename_intent_done(&self.root, from)?;
+        rebased
+    }
+
+    /// After a file's rename on the provider: records what `to` is now, and rebases a
+    /// pending change of it on that.
+    async fn rebase_renamed(&self, from: &str, to: &str, ours_before: bool) -> Result<()> {
         let meta = self.provider.stat(to).await?;
         self.index.remote_put(&self.root, to, meta.as_ref().map(remote_entry))?;
         if let Some(meta) = meta {

@@ -315,6 +315,7 @@ impl Store {
         // Never create over an existing folder: an encrypted one would get a new id.
         if self.provider.stat(path).await?.is_none() {
             self.provider.create_dir(path).await?;
+            self.forget_recent_stat(path);
         }
         Ok(())
     }

@@ -77,7 +77,7 @@ impl Index {
     pub fn tombstones_remove_tree(&self, root: &str, path: &str) -> Result<()> {
         let (lo, hi) = subtree_bounds(path);
         self.conn().execute(
-            "DELETE FROM tombstones WHERE root = ?1 AND (path = ?2 OR (path > ?3 AND path < ?4))",
+            "DELETE FROM tombstones WHERE root = ?1 AND path >= ?2 AND path < ?4 AND (path = ?2 OR path > ?3)",
             params![root, path, lo, hi],
         )?;
         Ok(())

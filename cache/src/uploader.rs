@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
-use oxidrive_providers::ErrorKind;
+use oxidrive_providers::{ErrorKind, Precondition};
 use tokio::sync::{Notify, Semaphore};
 
 use crate::error::Error;
@@ -235,20 +235,33 @@ impl Store {
         let start_gen = copy.generation();
         let started = Instant::now();
         let result = async {
-            let remote = self.provider.stat(&path).await?;
-            if Self::is_conflict(remote.as_ref(), is_new, base) {
-                let kept = self.upload_conflict_copy(&path, &copy).await?;
-                return Ok(Uploaded::Conflict(kept));
+            let mut attempt = 1;
+            loop {
+                let remote = self.provider.stat(&path).await?;
+                if Self::is_conflict(remote.as_ref(), is_new, base) {
+                    let kept = self.upload_conflict_copy(&path, &copy).await?;
+                    return Ok(Uploaded::Conflict(kept));
+                }
+                // From here the provider may hold our version at any moment: a crash
+                // before the row is cleared must not make the next run see "changed
+                // elsewhere".
+                self.index.journal_set_state(&self.root, &path, false, None)?;
+                match self.provider.upload(&path, &*copy, &precondition(remote.as_ref())).await {
+                    Ok(()) => return Ok::<_, Error>(Uploaded::Done(self.provider.stat(&path).await?)),
+                    Err(e) => {
+                        // Nothing was published (uploads are atomic): the row is as it was.
+                        self.index.journal_set_state(&self.root, &path, is_new, base)?;
+                        // Changed between our look and our write: look again, which
+                        // now sees the change (a conflict) or its undoing.
+                        if e.kind() == ErrorKind::ConditionNotMatch && attempt < 3 {
+                            tracing::info!(root = %self.root, path, "changed on the provider while uploading; checking again");
+                            attempt += 1;
+                            continue;
+                        }
+                        return Err(e.into());
+                    }
+                }
             }
-            // From here the provider may hold our version at any moment: a crash before
-            // the row is cleared must not make the next run see "changed elsewhere".
-            self.index.journal_set_state(&self.root, &path, false, None)?;
-            if let Err(e) = self.provider.upload(&path, &*copy).await {
-                // Nothing was published (uploads are atomic): the row is as it was.
-                self.index.journal_set_state(&self.root, &path, is_new, base)?;
-                return Err(e.into());
-            }
-            Ok::<_, Error>(Uploaded::Done(self.provider.stat(&path).await?))
         }
         .await;
         let result = match result {
@@ -404,6 +417,14 @@ async fn run(store: Weak<Store>, uploads: Arc<Uploads>) {
                 let _ = tokio::time::timeout(Duration::from_secs(5), wake).await;
             }
         }
+    }
+}
+
+/// The provider must still show what the conflict check saw when the upload lands.
+fn precondition(remote: Option<&oxidrive_providers::ObjectMeta>) -> Precondition {
+    match remote {
+        None => Precondition::Absent,
+        Some(m) => m.etag.clone().map_or(Precondition::Any, Precondition::Etag),
     }
 }
 

@@ -15,6 +15,14 @@ use crate::{control, mountpoint, unmount_cmd};
 pub fn run(args: MountArgs) -> Result<()> {
     // HTTP providers use rustls with ring (we already build ring; aws-lc is not needed).
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // Reads move whole parts (8-16 MiB) through memory. glibc raises its mmap threshold
+    // to the largest block freed, after which such buffers come from (and stay in) the
+    // heap of whichever thread freed them: a stream's memory grew to what every worker
+    // thread once held. A fixed threshold returns them to the system when freed.
+    // SAFETY: mallopt only changes allocator settings; called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
 
     let dirs = Dirs::resolve()?;
     let explicit = args.config.is_some();

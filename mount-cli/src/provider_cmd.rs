@@ -225,6 +225,7 @@ async fn probe(spec: &ProviderSpec) -> Result<Vec<String>> {
         format!("copy: {}", yes_no(c.copy)),
         format!("range read: {}", yes_no(c.range_read)),
         format!("write if not exists: {}", yes_no(c.write_if_not_exists)),
+        format!("write if unchanged (etag): {}", yes_no(c.write_if_match)),
         format!("encrypt: {}", yes_no(spec.encrypt)),
     ])
 }

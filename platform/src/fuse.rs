@@ -32,14 +32,15 @@ impl FuseAdapter {
         Self { vfs, rt, pages: Arc::new(KernelPages::new()) }
     }
 
-    /// Runs `f` on the runtime so the fuser loop is free for the next request.
+    /// Runs `f` on the runtime so the fuser loop is free for the next request. (Running
+    /// a request on the loop's thread until it first waits saved ~15 % of an untar but
+    /// serialised the decryption of cached reads: cold S3 reads were ~25 % slower.)
     fn spawn<F, Fut>(&self, f: F)
     where
         F: FnOnce(Arc<Vfs>) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = ()> + Send + 'static,
     {
-        let vfs = self.vfs.clone();
-        self.rt.spawn(f(vfs));
+        self.rt.spawn(f(self.vfs.clone()));
     }
 }
 

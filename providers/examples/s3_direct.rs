@@ -72,7 +72,7 @@ async fn run(endpoint: &str, bucket: &str, cmd: &str, args: &[String]) -> AnyRes
             let parts = futures::stream::iter((0..total).step_by(PART as usize))
                 .map(move |off| Ok::<_, oxidrive_providers::Error>(vec![0u8; PART.min(total - off) as usize]));
             let started = Instant::now();
-            b.write_parts(key, parts).await?;
+            b.write_parts(key, parts, &oxidrive_providers::Precondition::Any).await?;
             Ok(report(total, started))
         }
         ("read", [key]) => {

@@ -30,7 +30,25 @@ pub struct Capabilities {
     pub rename: bool,
     pub copy: bool,
     pub range_read: bool,
+    /// An upload with [`Precondition::Absent`] fails rather than replace an object.
     pub write_if_not_exists: bool,
+    /// An upload with [`Precondition::Etag`] fails if the object changed.
+    pub write_if_match: bool,
+}
+
+/// What must still hold on the provider when an upload takes effect. Checking first
+/// and writing after leaves a window in which another device's write is lost; where
+/// the provider can check at the moment of writing, it does, and a failed check is
+/// [`ErrorKind::ConditionNotMatch`]. Where it cannot (see [`Capabilities`]), the
+/// upload goes ahead as with `Any`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Precondition {
+    #[default]
+    Any,
+    /// Nothing exists at the path.
+    Absent,
+    /// The object there still has this etag.
+    Etag(String),
 }
 
 /// One store as OpenDAL sees it: raw object paths and bytes, no encryption.
@@ -42,6 +60,9 @@ pub struct Backend {
     /// plain file write is visible (half-written) while it runs. Object stores publish
     /// an object only when its upload completes, so they write in place.
     write_via_tmp: bool,
+    /// Set once the service answered a conditional write with "not implemented" (some
+    /// S3-compatible servers): later uploads go without conditions.
+    conditions_refused: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Where temporary uploads go; short random names, so any final name length works.
@@ -68,17 +89,21 @@ impl Backend {
 
     pub fn from_operator(op: Operator) -> Self {
         let cap = op.info().capability();
+        let scheme = op.info().scheme().to_string();
+        // Services that write in place (a file being written is visible under its name,
+        // and an interrupted write leaves it half-written) get a temporary name and a
+        // rename; object stores publish whole objects by themselves.
+        let write_via_tmp = matches!(scheme.as_str(), "fs" | "sftp" | "webdav") && cap.rename;
+        // Through a temporary name the condition must hold at the rename: only a local
+        // folder has a rename that refuses to replace (see `publish`).
         let caps = Capabilities {
             rename: cap.rename,
             copy: cap.copy,
             range_read: cap.read,
-            write_if_not_exists: cap.write_with_if_not_exists,
+            write_if_not_exists: if write_via_tmp { scheme == "fs" } else { cap.write_with_if_not_exists },
+            write_if_match: !write_via_tmp && cap.write_with_if_match,
         };
-        // Services that write in place (a file being written is visible under its name,
-        // and an interrupted write leaves it half-written) get a temporary name and a
-        // rename; object stores publish whole objects by themselves.
-        let write_via_tmp = matches!(op.info().scheme().to_string().as_str(), "fs" | "sftp" | "webdav") && cap.rename;
-        Self { op, caps, write_via_tmp }
+        Self { op, caps, write_via_tmp, conditions_refused: Default::default() }
     }
 
     /// The path to write to, and whether it must be renamed into place afterwards.
@@ -115,13 +140,30 @@ impl Backend {
         Ok(removed)
     }
 
-    /// Moves a finished temporary object into place (atomically replacing the old one).
-    async fn publish(&self, tmp: &str, path: &str) -> Result<()> {
-        if let Err(e) = self.op.rename(tmp, path).await {
+    /// Moves a finished temporary object into place (atomically replacing the old one,
+    /// unless `pre` says nothing may be there and the service can refuse).
+    async fn publish(&self, tmp: &str, path: &str, pre: &Precondition) -> Result<()> {
+        let local = self.op.info().scheme() == "fs";
+        let renamed = if local && *pre == Precondition::Absent {
+            let root = std::path::PathBuf::from(self.op.info().root());
+            let (from, to) = (root.join(tmp), root.join(path));
+            tokio::task::spawn_blocking(move || crate::local_io::rename_noreplace(&from, &to))
+                .await
+                .map_err(|e| Error::new(ErrorKind::Other, format!("publish {path}: {e}")))?
+                .map_err(|e| match e.kind() {
+                    std::io::ErrorKind::AlreadyExists => {
+                        Error::new(ErrorKind::ConditionNotMatch, format!("publish {path}: it exists already"))
+                    }
+                    _ => Error::new(ErrorKind::Other, format!("publish {path}: {e}")),
+                })
+        } else {
+            self.op.rename(tmp, path).await.map_err(|e| Error::from_opendal(e, format!("publish {path}")))
+        };
+        if let Err(e) = renamed {
             let _ = self.op.delete(tmp).await;
-            return Err(Error::from_opendal(e, format!("publish {path}")));
+            return Err(e);
         }
-        if self.op.info().scheme() != "fs" {
+        if !local {
             return Ok(());
         }
         // The file's bytes were synced before the rename; the new name lives in the
@@ -134,7 +176,23 @@ impl Backend {
     }
 
     pub fn capabilities(&self) -> Capabilities {
-        self.caps
+        let mut caps = self.caps;
+        if self.conditions_refused.load(std::sync::atomic::Ordering::Relaxed) {
+            caps.write_if_match = false;
+            caps.write_if_not_exists &= self.write_via_tmp;
+        }
+        caps
+    }
+
+    /// Whether `e`, the failure of an upload with a precondition, says the service does
+    /// not do conditional writes at all; if so, later uploads are sent without them.
+    pub(crate) fn refuses_conditions(&self, e: &Error) -> bool {
+        let refused = !self.write_via_tmp && e.kind() == ErrorKind::Other && e.to_string().contains("NotImplemented");
+        if refused && !self.conditions_refused.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            tracing::warn!(error = %e, "this S3 service does not take conditional writes; a change made elsewhere \
+                during an upload can now be overwritten");
+        }
+        refused
     }
 
     pub async fn read_vault(&self) -> Result<Option<Vec<u8>>> {
@@ -229,12 +287,12 @@ impl Backend {
     pub async fn write_all(&self, path: &str, data: Vec<u8>) -> Result<()> {
         let (target, via_tmp) = self.write_target(path);
         self.op.write(&target, data).await.map_err(|e| Error::from_opendal(e, format!("write {path}")))?;
-        if via_tmp { self.publish(&target, path).await } else { Ok(()) }
+        if via_tmp { self.publish(&target, path, &Precondition::Any).await } else { Ok(()) }
     }
 
-    /// Streams parts to `path`; the object appears (replacing any old one) only when
-    /// `parts` ends without error.
-    pub async fn write_parts<S>(&self, path: &str, parts: S) -> Result<()>
+    /// Streams parts to `path`; the object appears (replacing any old one, if `pre`
+    /// allows) only when `parts` ends without error.
+    pub async fn write_parts<S>(&self, path: &str, parts: S, pre: &Precondition) -> Result<()>
     where
         S: futures::Stream<Item = Result<Vec<u8>>>,
     {
@@ -250,10 +308,19 @@ impl Backend {
                 body.push(bytes::Bytes::from(part?));
             }
             self.op.write(&target, opendal::Buffer::from(body)).await.map_err(|e| Error::from_opendal(e, ctx()))?;
-            return if via_tmp { self.publish(&target, path).await } else { Ok(()) };
+            return if via_tmp { self.publish(&target, path, pre).await } else { Ok(()) };
         }
-        let mut writer =
-            self.op.writer_with(&target).chunk(UPLOAD_CHUNK).await.map_err(|e| Error::from_opendal(e, ctx()))?;
+        let mut writer = self.op.writer_with(&target).chunk(UPLOAD_CHUNK);
+        // Object stores check the condition when the object is published (the single
+        // PUT, or the completion of a multipart upload).
+        if !via_tmp && !self.conditions_refused.load(std::sync::atomic::Ordering::Relaxed) {
+            match pre {
+                Precondition::Absent if self.caps.write_if_not_exists => writer = writer.if_not_exists(true),
+                Precondition::Etag(etag) if self.caps.write_if_match => writer = writer.if_match(etag),
+                _ => {}
+            }
+        }
+        let mut writer = writer.await.map_err(|e| Error::from_opendal(e, ctx()))?;
         let mut pending = Vec::with_capacity(UPLOAD_CHUNK);
         loop {
             let part = match parts.next().await {
@@ -280,7 +347,7 @@ impl Backend {
             }
         }
         writer.close().await.map_err(|e| Error::from_opendal(e, ctx()))?;
-        if via_tmp { self.publish(&target, path).await } else { Ok(()) }
+        if via_tmp { self.publish(&target, path, pre).await } else { Ok(()) }
     }
 
     pub async fn create_dir(&self, path: &str) -> Result<()> {

@@ -19,7 +19,7 @@ use oxidrive_crypto::keys::MasterKey;
 use oxidrive_crypto::names::{DIR_ID_OBJECT_NAME, DirId, EntryKind, NameCipher, classify, resolve_long_name};
 use ring::rand::SystemRandom;
 
-use crate::backend::{Backend, ObjectKind, ObjectMeta};
+use crate::backend::{Backend, ObjectKind, ObjectMeta, Precondition};
 use crate::error::{Error, ErrorKind, Result};
 use crate::local_io::{LocalSink, LocalSource};
 use crate::path::{join, parent_and_name};
@@ -357,7 +357,7 @@ impl Encrypted {
         }
     }
 
-    pub(crate) async fn upload(&self, plain: &str, src: &dyn LocalSource) -> Result<()> {
+    pub(crate) async fn upload(&self, plain: &str, src: &dyn LocalSource, pre: &Precondition) -> Result<()> {
         let loc = self.locate(plain).await?;
         let (header, key) =
             ContentHeader::new(&self.master, &loc.binding, &self.rng).map_err(|e| crypto_err(e, plain))?;
@@ -376,7 +376,7 @@ impl Encrypted {
         });
         self.forget_header(&loc.raw);
         self.write_side(&loc).await?;
-        let result = self.backend.write_parts(&loc.raw, futures::stream::iter(first.chain(chunks))).await;
+        let result = self.backend.write_parts(&loc.raw, futures::stream::iter(first.chain(chunks)), pre).await;
         self.forget_header(&loc.raw);
         result
     }
@@ -469,7 +469,7 @@ impl Encrypted {
         let pieces = (HEADER_LEN as u64..meta.size).step_by(step as usize).map(move |o| (o, step.min(meta.size - o)));
         let body = futures::stream::iter(pieces).then(|(o, n)| self.backend.read_range(&src.raw, o, n));
         let parts = futures::stream::once(async { Ok(moved.to_bytes().to_vec()) }).chain(body);
-        self.backend.write_parts(&dst.raw, parts).await?;
+        self.backend.write_parts(&dst.raw, parts, &Precondition::Any).await?;
         self.backend.delete_file(&src.raw).await
     }
 }

@@ -13,9 +13,10 @@ mod provider;
 mod services;
 mod spec;
 
-pub use backend::{Backend, Capabilities, ObjectKind, ObjectMeta};
+pub use backend::{Backend, Capabilities, ObjectKind, ObjectMeta, Precondition};
 pub use error::{Error, ErrorKind, Result};
 pub use local_io::{LocalSink, LocalSource};
 pub use path::{META_DIR, join, parent_and_name};
 pub use provider::Provider;
+pub use services::operator;
 pub use spec::{OAuth, ProviderKind, ProviderSpec, Secret, Tuning};

@@ -3,7 +3,7 @@
 
 use oxidrive_crypto::keys::MasterKey;
 
-use crate::backend::{Backend, ObjectKind, ObjectMeta};
+use crate::backend::{Backend, ObjectKind, ObjectMeta, Precondition};
 use crate::encrypted::Encrypted;
 use crate::error::{Error, ErrorKind, Result};
 use crate::local_io::{LocalSink, LocalSource};
@@ -42,10 +42,7 @@ impl Provider {
 
     /// Deletes temporary uploads older than `age` (see [`Backend::sweep_tmp`]).
     pub async fn sweep_tmp(&self, age: std::time::Duration) -> Result<usize> {
-        match &self.layer {
-            Layer::Plain(b) => b.sweep_tmp(age).await,
-            Layer::Encrypted(e) => e.backend().sweep_tmp(age).await,
-        }
+        self.backend().sweep_tmp(age).await
     }
 
     pub fn is_encrypted(&self) -> bool {
@@ -109,9 +106,26 @@ impl Provider {
         }
     }
 
-    /// Uploads a local file's plaintext to `path`, replacing it only once complete.
-    pub async fn upload(&self, path: &str, src: &dyn LocalSource) -> Result<()> {
+    /// Uploads a local file's plaintext to `path`, replacing it only once complete, and
+    /// only if `pre` holds then (where the provider can check; see [`Precondition`]).
+    pub async fn upload(&self, path: &str, src: &dyn LocalSource, pre: &Precondition) -> Result<()> {
         self.check_name(path)?;
+        match self.upload_once(path, src, pre).await {
+            Err(e) if *pre != Precondition::Any && self.backend().refuses_conditions(&e) => {
+                self.upload_once(path, src, &Precondition::Any).await
+            }
+            r => r,
+        }
+    }
+
+    fn backend(&self) -> &Backend {
+        match &self.layer {
+            Layer::Plain(b) => b,
+            Layer::Encrypted(e) => e.backend(),
+        }
+    }
+
+    async fn upload_once(&self, path: &str, src: &dyn LocalSource, pre: &Precondition) -> Result<()> {
         match &self.layer {
             Layer::Plain(b) => {
                 let len = src.size().map_err(|e| local_err(path, e))?;
@@ -125,9 +139,9 @@ impl Provider {
                         Err(e) => Err(local_err(path, e)),
                     }
                 });
-                b.write_parts(path, futures::stream::iter(pieces)).await
+                b.write_parts(path, futures::stream::iter(pieces), pre).await
             }
-            Layer::Encrypted(e) => e.upload(path, src).await,
+            Layer::Encrypted(e) => e.upload(path, src, pre).await,
         }
     }
 

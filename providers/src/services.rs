@@ -14,8 +14,9 @@ const DEFAULT_CONCURRENCY: usize = 16;
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_RETRIES: usize = 4;
 
-/// The operator for `spec`, layered.
-pub(crate) fn operator(spec: &ProviderSpec) -> Result<Operator> {
+/// The operator for `spec`, layered ([`Backend::from_operator`](crate::Backend::from_operator)
+/// takes it, with layers of the caller's own on top).
+pub fn operator(spec: &ProviderSpec) -> Result<Operator> {
     let name = &spec.name;
     if !matches!(spec.kind, ProviderKind::Local { .. }) {
         install_http_transport();

@@ -267,6 +267,12 @@ impl Vfs {
             if let Some(m) = of.mtime() {
                 (attr.mtime, attr.ctime, attr.atime) = (m, m, m);
             }
+            let deferred = of.deferred_attrs();
+            if let Some(mode) = deferred.mode {
+                attr.perm = (mode & 0o7777) as u16;
+            }
+            attr.uid = deferred.uid.unwrap_or(attr.uid);
+            attr.gid = deferred.gid.unwrap_or(attr.gid);
         }
         Ok(attr)
     }
@@ -400,27 +406,47 @@ impl Vfs {
         }
         if !loc.unlinked && (set.mode.is_some() || set.uid.is_some() || set.gid.is_some() || set.mtime.is_some()) {
             let mtime = set.mtime.map(|t| t.resolve());
-            if let (Some(m), Some(of)) = (mtime, &loc.open) {
-                of.set_mtime(m);
+            // On a file with uncommitted writes (tar: write, futimens, fchown, fchmod,
+            // close) the change goes into the commit that is sure to come, like the
+            // writes: one journal transaction per file instead of one per call.
+            let deferred = match &loc.open {
+                Some(of) => {
+                    let _commit = of.commit.lock().await;
+                    if let Some(m) = mtime {
+                        of.set_mtime(m);
+                    }
+                    let dirty = of.is_dirty();
+                    if dirty {
+                        of.defer_attrs(set.mode.map(|m| m & 0o7777), set.uid, set.gid);
+                    }
+                    dirty
+                }
+                None => false,
+            };
+            if !deferred {
+                self.record_attrs(&store, &loc.path, set, mtime)?;
             }
-            store
-                .set_attrs(&loc.path, |ov| {
-                    if let Some(mode) = set.mode {
-                        ov.mode = Some(mode & 0o7777);
-                    }
-                    if set.uid.is_some() {
-                        ov.uid = set.uid;
-                    }
-                    if set.gid.is_some() {
-                        ov.gid = set.gid;
-                    }
-                    if mtime.is_some() {
-                        ov.mtime = mtime;
-                    }
-                })
-                .map_err(|e| Error::from_cache(e, format!("setattr {}", loc.path)))?;
         }
         self.getattr(ino).await
+    }
+
+    fn record_attrs(&self, store: &Store, path: &str, set: SetAttr, mtime: Option<SystemTime>) -> Result<()> {
+        store
+            .set_attrs(path, |ov| {
+                if let Some(mode) = set.mode {
+                    ov.mode = Some(mode & 0o7777);
+                }
+                if set.uid.is_some() {
+                    ov.uid = set.uid;
+                }
+                if set.gid.is_some() {
+                    ov.gid = set.gid;
+                }
+                if mtime.is_some() {
+                    ov.mtime = mtime;
+                }
+            })
+            .map_err(|e| Error::from_cache(e, format!("setattr {path}")))
     }
 
     // ---- views --------------------------------------------------------------------
@@ -597,11 +623,11 @@ impl Vfs {
             return Err(Error::new(ErrorKind::AlreadyExists, path));
         }
         self.settle_deleted(&store, &path).await?;
+        // Also touches the parent's mtime.
         store
             .mkdir(&path, mode & 0o7777, caller.uid, caller.gid)
             .await
             .map_err(|e| Error::from_cache(e, format!("mkdir {path}")))?;
-        self.touch_dir(&store, parent);
         self.lookup(parent, OsStr::new(name)).await
     }
 
@@ -721,13 +747,12 @@ impl Vfs {
             return Ok((self.getattr(attr.ino).await?, fh));
         }
         self.settle_deleted(&store, &path).await?;
+        // Also notes it as recent and touches the folder's mtime.
         store
             .create_file(&path, mode & 0o7777, caller.uid, caller.gid)
             .map_err(|e| Error::from_cache(e, format!("create {path}")))?;
-        self.note_recent(&store, &path);
-        self.touch_dir(&store, parent);
         let attr = self.lookup(parent, OsStr::new(name)).await?;
-        let fh = self.open(attr.ino, OpenMode { write: true, truncate: false }).await?;
+        let fh = self.open_noted(attr.ino, OpenMode { write: true, truncate: false }, false).await?;
         // The new file is not durable yet; the first close commits it (even if still
         // empty), so close means "survives a crash".
         let (_, of, _) = self.handle(fh)?;
@@ -742,6 +767,11 @@ impl Vfs {
     }
 
     pub async fn open(&self, ino: u64, mode: OpenMode) -> Result<u64> {
+        self.open_noted(ino, mode, true).await
+    }
+
+    /// `open`; `note` records a write open in Recents (`create` did already).
+    async fn open_noted(&self, ino: u64, mode: OpenMode, note: bool) -> Result<u64> {
         let loc = self.locate(ino)?;
         match loc.kind {
             FileKind::Dir => return Err(Error::new(ErrorKind::IsADirectory, "open of a directory")),
@@ -756,7 +786,7 @@ impl Vfs {
         // Count the handle before any await so a concurrent release keeps the file.
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         self.handles().insert(fh, Handle { ino, file: of.clone(), write: mode.write });
-        if mode.write && !loc.unlinked {
+        if note && mode.write && !loc.unlinked {
             self.note_recent(&store, &loc.path);
         }
         let result = async {
@@ -781,11 +811,16 @@ impl Vfs {
     /// caller gives back with `release_open_file`. Also says whether no other handle
     /// holds it.
     async fn open_file_for(&self, ino: u64, store: &Store, loc: &Located) -> Result<(Arc<OpenFile>, bool)> {
-        if let Some(of) = &loc.open {
+        // `loc` is a snapshot: the last handle may have been released since it was
+        // taken (FUSE sends release without waiting for it). Only the node's open state
+        // counts, or this handle would write to a state no one else sees.
+        if loc.open.is_some() {
             let mut t = self.inodes();
             let node = t.get_mut(ino)?;
-            node.handles += 1;
-            return Ok((of.clone(), false));
+            if let Some(of) = node.open.clone() {
+                node.handles += 1;
+                return Ok((of, false));
+            }
         }
         let size = if loc.unlinked {
             0
@@ -830,7 +865,13 @@ impl Vfs {
         if let Some(s) = of.staging() {
             return Ok(s);
         }
-        let staging = if path.is_empty() || discard { store.new_copy() } else { store.open_copy(path).await };
+        let staging = if path.is_empty() {
+            store.new_copy()
+        } else if discard {
+            store.replacement_copy(path)
+        } else {
+            store.open_copy(path).await
+        };
         let staging = staging.map_err(|e| Error::from_cache(e, format!("fetch {path} for writing")))?;
         of.set_staging(staging.clone());
         Ok(staging)
@@ -886,11 +927,19 @@ impl Vfs {
         }
         let store = self.store(&loc)?.clone();
         let staging = of.staging().ok_or_else(|| Error::new(ErrorKind::Io, "changed file has no staging copy"))?;
-        store.commit(&loc.path, &staging, of.mtime()).map_err(|e| {
+        let deferred = of.deferred_attrs();
+        let attrs = oxidrive_cache::Overlay {
+            mtime: of.mtime(),
+            mode: deferred.mode,
+            uid: deferred.uid,
+            gid: deferred.gid,
+            ..Default::default()
+        };
+        store.commit(&loc.path, &staging, &attrs).map_err(|e| {
             tracing::error!(path = %loc.path, error = %e, "commit failed; the change is only in memory");
             Error::from_cache(e, format!("commit {}", loc.path))
         })?;
-        self.note_recent(&store, &loc.path);
+        of.attrs_committed();
         of.committed_up_to(generation);
         Ok(())
     }

@@ -23,6 +23,17 @@ pub(crate) struct OpenFile {
     mtime: Mutex<Option<SystemTime>>,
     /// Size when opened without a local copy, to clamp reads from the provider.
     pub size_at_open: AtomicU64,
+    /// chmod / chown made while the file had uncommitted changes: recorded with them
+    /// by the next commit (one journal transaction, not one per call), shown meanwhile.
+    attrs: Mutex<DeferredAttrs>,
+}
+
+/// Attribute changes waiting for the next commit; `None` leaves a field as recorded.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DeferredAttrs {
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
 }
 
 impl OpenFile {
@@ -62,6 +73,24 @@ impl OpenFile {
 
     pub fn committed_up_to(&self, generation: u64) {
         self.committed.store(generation, Ordering::Release);
+    }
+
+    /// Only with the `commit` lock held and the file dirty, so a commit is sure to
+    /// come and cannot be half-way.
+    pub fn defer_attrs(&self, mode: Option<u32>, uid: Option<u32>, gid: Option<u32>) {
+        let mut a = self.attrs.lock().unwrap_or_else(|p| p.into_inner());
+        a.mode = mode.or(a.mode);
+        a.uid = uid.or(a.uid);
+        a.gid = gid.or(a.gid);
+    }
+
+    pub fn deferred_attrs(&self) -> DeferredAttrs {
+        *self.attrs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// After a commit recorded them (the `commit` lock held since it read them).
+    pub fn attrs_committed(&self) {
+        *self.attrs.lock().unwrap_or_else(|p| p.into_inner()) = DeferredAttrs::default();
     }
 
     pub fn is_dirty(&self) -> bool {
