@@ -35,6 +35,10 @@ if [ ! -x target/test-venv/bin/moto_server ]; then
   target/test-venv/bin/pip install -q 'moto[server]'
 fi
 
+# A one-off build gains nothing from incremental caches, which double target/'s size.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+echo "disk free for target/: $(df -h --output=avail . | tail -1)"
+
 echo "== build"
 cargo build --workspace --all-targets
 
