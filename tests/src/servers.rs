@@ -149,18 +149,39 @@ impl S3Server {
         Self { endpoint: format!("http://127.0.0.1:{port}"), port, _dir: dir, child }
     }
 
-    /// Creates a bucket with an unsigned PUT (moto accepts it).
+    /// Creates a bucket with an unsigned PUT (moto accepts it). A just-started moto
+    /// under load has reset the first connection (seen in CI), so a failed exchange is
+    /// retried for a few seconds; any answer but 200 still fails at once.
     pub fn create_bucket(&self, bucket: &str) {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect moto");
-        write!(
-            s,
-            "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-            self.port
-        )
-        .expect("send");
-        let mut resp = String::new();
-        s.read_to_string(&mut resp).expect("read moto response");
-        assert!(resp.starts_with("HTTP/1.1 200") || resp.starts_with("HTTP/1.0 200"), "create bucket {bucket}: {resp}");
+        let exchange = || -> std::io::Result<String> {
+            let mut s = TcpStream::connect(("127.0.0.1", self.port))?;
+            write!(
+                s,
+                "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                self.port
+            )?;
+            let mut resp = String::new();
+            s.read_to_string(&mut resp)?;
+            Ok(resp)
+        };
+        let mut tries = 0;
+        let resp = loop {
+            match exchange() {
+                Ok(resp) => break resp,
+                Err(e) if tries < 50 => {
+                    tries += 1;
+                    eprintln!("create bucket {bucket}: {e}; retrying");
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                Err(e) => panic!("create bucket {bucket}: moto did not answer: {e}"),
+            }
+        };
+        // A retry after a lost answer finds the bucket made by the first try.
+        let made_before = tries > 0 && resp.contains("BucketAlreadyOwnedByYou");
+        assert!(
+            resp.starts_with("HTTP/1.1 200") || resp.starts_with("HTTP/1.0 200") || made_before,
+            "create bucket {bucket}: {resp}"
+        );
     }
 
     /// Stores one object with an unsigned PUT, as another client would have.
