@@ -132,20 +132,7 @@ async fn committed_changes_survive_a_restart_and_upload_then() {
     // Written after the last commit: may or may not survive, but never tears a block.
     f.vfs.write(fh, 0, b"uncommitted").unwrap();
     // The process ends without uploading (the write-back delay is an hour).
-    let Fixture { dir, vfs, store, .. } = f;
-    drop(vfs);
-    // A mount holds its index exclusively: the next one opens it once the last
-    // background task of this one let go of the store.
-    let old = Arc::downgrade(&store);
-    drop(store);
-    for _ in 0..1000 {
-        if old.strong_count() == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(old.strong_count(), 0, "the old store is still alive");
-    let f = fixture_in(dir, false).await;
+    let f = restart(f, |_| {}).await;
     assert_eq!(f.store.status().pending_files, 1);
     assert!(!f.backing.join("journal.txt").exists());
     let attr = f.vfs.lookup(f.root, n("journal.txt")).await.unwrap();
@@ -157,7 +144,9 @@ async fn committed_changes_survive_a_restart_and_upload_then() {
     assert!(got[11..].iter().all(|&b| b == 7));
 }
 
-/// Ends a fixture's run (no uploads) and starts the next one on the same state.
+/// Ends a fixture's run (no uploads) and starts the next one on the same state. A mount
+/// holds its index exclusively: the next one opens it once the last background task of
+/// this one let go of the store.
 async fn restart(f: Fixture, before: impl FnOnce(&std::path::Path)) -> Fixture {
     let Fixture { dir, vfs, store, .. } = f;
     drop(vfs);
