@@ -186,6 +186,9 @@ pub struct Commit<'a> {
     /// The contents themselves, sealed (`LocalCopy::inline_image`), for a small file
     /// whose copy file is not synced: this transaction makes them durable.
     pub inline: Option<&'a [u8]>,
+    /// The file is new (`Store::create_file`): its attributes, recorded first, and the
+    /// time its folder's mtime becomes.
+    pub created: Option<&'a Overlay>,
 }
 
 /// Rows kept in the recents table (the view shows fewer): far more than any Recents
@@ -421,6 +424,10 @@ impl Index {
         }
         let result = (|| {
             let tx = conn.transaction()?;
+            if let Some(ov) = c.created {
+                insert(&tx, root, path, ov)?;
+                update_in(&tx, root, parent_of(path), |p| p.mtime = ov.mtime)?;
+            }
             let entry = self.journal_put(&tx, root, path, c)?;
             if c.mtime.is_some() || c.mode.is_some() || c.uid.is_some() || c.gid.is_some() {
                 update_in(&tx, root, path, |ov| {
@@ -463,6 +470,7 @@ impl Index {
             recent: None,
             // Empty, so a restart finds it even if its copy never reached a file.
             inline: Some(&[]),
+            created: None,
         };
         let entry = self.journal_put(&tx, root, path, &new)?;
         recent_touch_in(&tx, root, path, now, self.trim_recents())?;
@@ -626,13 +634,10 @@ impl Index {
         let conn = self.conn();
         for table in PATH_TABLES {
             let found = conn
-                .query_row(
-                    &format!(
-                        "SELECT 1 FROM {table} WHERE root = ?1 AND path >= ?2 AND path < ?4 AND (path = ?2 OR path > ?3) LIMIT 1"
-                    ),
-                    params![root, path, lo, hi],
-                    |_| Ok(()),
-                )
+                .prepare_cached(&format!(
+                    "SELECT 1 FROM {table} WHERE root = ?1 AND path >= ?2 AND path < ?4 AND (path = ?2 OR path > ?3) LIMIT 1"
+                ))?
+                .query_row(params![root, path, lo, hi], |_| Ok(()))
                 .optional()?;
             if found.is_some() {
                 return Ok(true);

@@ -71,6 +71,9 @@ pub(crate) struct Pending {
     pub uploading: bool,
     pub attempts: u32,
     pub retry_at: Option<Instant>,
+    /// A new file not in the index yet: its attributes, written with its first commit.
+    /// Until then it is not in the journal either, and not uploaded.
+    pub created: Option<Overlay>,
 }
 
 pub struct Store {
@@ -196,8 +199,13 @@ impl Store {
     /// `stat`, deleted names included (the Trash view reads them).
     pub async fn stat_any(&self, path: &str) -> Result<Option<Entry>> {
         self.touched(parent_of(path));
-        if let Some(copy) = self.pending_copy(path) {
-            return Ok(Some(pending_entry(&copy, self.index.get(&self.root, path)?.as_ref())?));
+        let pending = self.pending().get(path).map(|p| (p.copy.clone(), p.created.clone()));
+        if let Some((copy, created)) = pending {
+            let ov = match created {
+                Some(ov) => Some(ov),
+                None => self.index.get(&self.root, path)?,
+            };
+            return Ok(Some(pending_entry(&copy, ov.as_ref())?));
         }
         let Some(meta) = self.remote_stat(path).await? else { return Ok(None) };
         let ov = self.index.get(&self.root, path)?;
@@ -309,11 +317,11 @@ impl Store {
         self.touched(dir);
         // Taken before listing the provider: a file whose upload finishes meanwhile is
         // then in this snapshot or in the listing, never in neither.
-        let pending: Vec<(String, Arc<LocalCopy>)> = self
+        let pending: Vec<(String, Arc<LocalCopy>, Option<Overlay>)> = self
             .pending()
             .iter()
             .filter(|(path, _)| parent_of(path) == dir)
-            .map(|(path, p)| (name_of(path).to_owned(), p.copy.clone()))
+            .map(|(path, p)| (name_of(path).to_owned(), p.copy.clone(), p.created.clone()))
             .collect();
         let objects = self.remote_list(dir).await?;
         let overlays: HashMap<String, Overlay> = self.index.children(&self.root, dir)?.into_iter().collect();
@@ -325,8 +333,8 @@ impl Store {
             })
             .collect();
         // Files waiting for upload show with their local contents, new ones included.
-        for (name, copy) in pending {
-            let entry = pending_entry(&copy, overlays.get(&name))?;
+        for (name, copy, created) in pending {
+            let entry = pending_entry(&copy, created.as_ref().or(overlays.get(&name)))?;
             match entries.iter_mut().find(|(n, _)| *n == name) {
                 Some(slot) => slot.1 = entry,
                 None => entries.push((name, entry)),
@@ -410,6 +418,7 @@ impl Store {
         }
         let mut pending = self.pending();
         let is_new = pending.get(path).is_some_and(|p| p.entry.is_new);
+        let created = pending.get(path).and_then(|p| p.created.clone());
         let id = copy.id().hex();
         let commit = Commit {
             copy: &id,
@@ -422,6 +431,7 @@ impl Store {
             gid: attrs.gid,
             recent: Some(SystemTime::now()),
             inline: inline.as_ref().map(|(_, image)| image.as_slice()),
+            created: created.as_ref(),
         };
         let entry = self.index.journal_commit(&self.root, path, &commit, true)?;
         copy.keep(true);
@@ -444,6 +454,12 @@ impl Store {
     /// Creates an empty file, locally: the provider sees it with its first upload. It
     /// counts as recent, and its folder's mtime becomes now. Returns the copy that
     /// holds its contents.
+    ///
+    /// Nothing is written to the index before the file's first commit, which records
+    /// its creation in the same transaction (an untar's file costs one transaction, not
+    /// two): until a close or fsync it may vanish in a crash, like its contents. Only
+    /// when records of an earlier file or folder of that name remain are they replaced
+    /// at once.
     pub fn create_file(&self, path: &str, mode: u32, uid: u32, gid: u32) -> Result<Arc<LocalCopy>> {
         self.provider.check_name(path)?;
         let copy = self.new_copy()?;
@@ -455,11 +471,23 @@ impl Store {
             symlink: None,
             remote: None,
         };
-        // One transaction, not synced: a file nobody closed or fsynced yet may vanish
-        // in a power cut.
-        let entry = self.index.journal_create(&self.root, path, &ov, &copy.id().hex())?;
+        let (entry, created) = if self.index.has_tree(&self.root, path)? {
+            // One transaction, not synced (see above).
+            (self.index.journal_create(&self.root, path, &ov, &copy.id().hex())?, None)
+        } else {
+            let entry = JournalEntry {
+                seq: 0,
+                copy: copy.id().hex(),
+                size: 0,
+                is_new: true,
+                since: SystemTime::now(),
+                base: None,
+            };
+            (entry, Some(ov))
+        };
         copy.keep(true);
-        let pending = Pending::committed(copy.clone(), entry, Duration::ZERO);
+        let mut pending = Pending::committed(copy.clone(), entry, Duration::ZERO);
+        pending.created = created;
         if let Some(old) = self.pending().insert(path.to_owned(), pending) {
             old.copy.keep(false);
         }
@@ -755,6 +783,7 @@ impl Pending {
             uploading: false,
             attempts: 0,
             retry_at: None,
+            created: None,
         }
     }
 }

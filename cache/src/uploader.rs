@@ -15,7 +15,7 @@ use tokio::sync::{Notify, Semaphore};
 
 use crate::error::Error;
 use crate::health::{Health, PROBE_EVERY};
-use crate::store::{Store, remote_entry};
+use crate::store::{Pending, Store, remote_entry};
 
 /// Uploads running at once per store.
 const CONCURRENT_UPLOADS: usize = 4;
@@ -139,7 +139,7 @@ impl Store {
             let changed = self.uploads.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            if self.pending().is_empty() && self.trash.count() == 0 {
+            if self.pending().values().all(|p| p.created.is_some()) && self.trash.count() == 0 {
                 break true;
             }
             match deadline {
@@ -157,15 +157,16 @@ impl Store {
 
     pub fn status(&self) -> StoreStatus {
         let health = self.health();
-        let pending = self.pending();
+        let all = self.pending();
+        let pending: Vec<&Pending> = all.values().filter(|p| p.created.is_none()).collect();
         StoreStatus {
             name: self.root.clone(),
             online: health.online,
             last_error: health.last_error,
             pending_files: pending.len(),
-            pending_bytes: pending.values().map(|p| p.copy.len().unwrap_or(p.entry.size)).sum(),
-            uploading: pending.values().filter(|p| p.uploading).count(),
-            oldest_pending: pending.values().map(|p| p.entry.since).min(),
+            pending_bytes: pending.iter().map(|p| p.copy.len().unwrap_or(p.entry.size)).sum(),
+            uploading: pending.iter().filter(|p| p.uploading).count(),
+            oldest_pending: pending.iter().map(|p| p.entry.since).min(),
             deleting: self.trash.count(),
         }
     }
@@ -198,7 +199,8 @@ impl Store {
         let mut next: Option<Instant> = None;
         let mut due = Vec::new();
         for (path, p) in self.pending().iter_mut() {
-            if p.uploading {
+            // A new file never closed or synced is not committed: nothing to upload yet.
+            if p.uploading || p.created.is_some() {
                 continue;
             }
             let mut at = (p.committed_at + delay).max(p.retry_at.unwrap_or(now));

@@ -381,3 +381,29 @@ async fn an_open_racing_the_last_release_shares_the_open_state() {
         f.vfs.release(w).await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn a_new_file_is_recorded_by_its_first_commit() {
+    let f = fixture().await;
+    let (_, fh) = f.vfs.create(f.root, n("kept.txt"), 0o640, true, RW, ME).await.unwrap();
+    f.vfs.write(fh, 0, b"closed").unwrap();
+    f.vfs.release(fh).await.unwrap();
+    let (open, fh) = f.vfs.create(f.root, n("open.txt"), 0o604, true, RW, ME).await.unwrap();
+    f.vfs.write(fh, 0, b"never closed").unwrap();
+    // Seen everywhere with its attributes before any commit...
+    let attr = f.vfs.getattr(open.ino).await.unwrap();
+    assert_eq!((attr.perm, attr.uid, attr.size), (0o604, 1000, 12));
+    let dh = f.vfs.opendir(f.root).await.unwrap();
+    let names: Vec<String> = f.vfs.readdir(dh).unwrap().iter().map(|e| e.name.clone()).collect();
+    assert!(names.iter().any(|n| n == "open.txt"), "{names:?}");
+    // ...but not committed: not counted as pending, not waited for, not uploaded.
+    assert_eq!(f.store.status().pending_files, 1);
+    f.sync().await;
+    assert_eq!(std::fs::read(f.backing.join("kept.txt")).unwrap(), b"closed");
+    assert!(!f.backing.join("open.txt").exists());
+    // A crash before its first close loses it whole; the closed file keeps its mode.
+    let f = restart(f, |_| {}).await;
+    assert_eq!(f.vfs.lookup(f.root, n("open.txt")).await.unwrap_err().kind(), ErrorKind::NotFound);
+    let attr = f.vfs.lookup(f.root, n("kept.txt")).await.unwrap();
+    assert_eq!((attr.perm, attr.uid, attr.size), (0o640, 1000, 6));
+}
