@@ -23,10 +23,10 @@
 #                    write-back cache defers are not in the time, as for rclone).
 #   find + stat      find over the untarred tree with stat of every entry (cache dropped).
 #   rm -rf           removal of the tree and the big file.
-# Between rows, outside the timings, both daemons are let settle so that their
-# background uploads do not run during another target's timing: `oxidrive sync --wait`
-# when that subcommand exists, and for rclone a wait until its rc `vfs/stats` reports
-# no upload queued or in progress.
+# Before each target of a row and between rows, outside the timings, both daemons are
+# let settle so that their background uploads do not run during another target's
+# timing: `oxidrive sync --wait` when that subcommand exists, and for rclone a wait
+# until its rc `vfs/stats` reports no upload queued or in progress.
 #
 # Ratios: plain/n and enc/n are oxidrive/native (> 1 is slower than the disk);
 # rc/plain and rc/enc are rclone/oxidrive, i.e. how many times faster oxidrive is than
@@ -103,14 +103,15 @@ settle() {
 }
 
 declare -a ROWS
-# measure NAME TIMER CMD: runs TIMER CMD DIR for each target.
+# measure NAME TIMER CMD: runs TIMER CMD DIR for each target, letting the daemons
+# settle before each one so that one target's uploads never run in the next one's time.
 measure() {
   local name=$1 timer=$2; shift 2
   local native plain enc rcl=n/a
   native=$("$timer" "$@" "$NATIVE")
-  plain=$("$timer" "$@" "$PLAIN")
-  enc=$("$timer" "$@" "$ENC")
-  if [ -n "$RCLONE" ]; then rcl=$("$timer" "$@" "$RCLONE"); fi
+  settle; plain=$("$timer" "$@" "$PLAIN")
+  settle; enc=$("$timer" "$@" "$ENC")
+  if [ -n "$RCLONE" ]; then settle; rcl=$("$timer" "$@" "$RCLONE"); fi
   ROWS+=("$(printf '%-34s %8.3f %8.3f %8.3f %8s %8s %8s %8s %8s' "$name" "$native" "$plain" "$enc" "$rcl" \
     "$(ratio "$plain" "$native")" "$(ratio "$enc" "$native")" \
     "$(ratio "$rcl" "$plain")" "$(ratio "$rcl" "$enc")")")
