@@ -489,6 +489,30 @@ fn modes_times_symlinks_persist_across_remount() {
 }
 
 #[test]
+fn chown_clears_set_id_bits_like_linux() {
+    let m = TestMount::start();
+    let l = m.local();
+    let tool = l.join("tool");
+    fs::write(&tool, b"#!/bin/sh\n").unwrap();
+    let mode = |p: &Path| fs::metadata(p).unwrap().mode() & 0o7777;
+    let dir = l.join("shared");
+    fs::create_dir(&dir).unwrap();
+    // Even root's chown clears set-user-ID, and set-group-ID with group execute...
+    fs::set_permissions(&tool, fs::Permissions::from_mode(0o6755)).unwrap();
+    std::os::unix::fs::chown(&tool, Some(1000), Some(1000)).unwrap();
+    assert_eq!(mode(&tool), 0o755);
+    // ...not set-group-ID without it, and nothing on a folder.
+    fs::set_permissions(&tool, fs::Permissions::from_mode(0o2745)).unwrap();
+    std::os::unix::fs::chown(&tool, Some(0), None).unwrap();
+    assert_eq!(mode(&tool), 0o2745);
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o2775)).unwrap();
+    std::os::unix::fs::chown(&dir, Some(1000), Some(1000)).unwrap();
+    assert_eq!(mode(&dir), 0o2775);
+    let s = fs::metadata(&tool).unwrap();
+    assert_eq!((s.uid(), s.gid()), (0, 1000));
+}
+
+#[test]
 fn mtime_set_on_an_open_written_file_survives_its_upload() {
     let m = TestMount::start();
     let l = m.local();
