@@ -223,7 +223,9 @@ impl Store {
             return Ok(entry);
         }
         if self.listed.contains_key(parent_of(path)) {
-            return Ok(None);
+            // The folder's listing is that recent (or the folder ours): the mirror has
+            // every name in it, and those our own changes added since.
+            return Ok(self.index.remote_get(&self.root, path)?);
         }
         if !self.offline_now() && !self.holding_deletes() {
             // With a recorded answer to fall back on, a slow or hung provider gets a
@@ -498,8 +500,6 @@ impl Store {
     /// Makes a folder on the provider and records it; its parent's mtime becomes now.
     pub async fn mkdir(&self, path: &str, mode: u32, uid: u32, gid: u32) -> Result<()> {
         self.provider.create_dir(path).await?;
-        self.forget_recent_stat(path);
-        self.listed.insert(path.to_owned(), ());
         let ov = Overlay {
             mode: Some(mode),
             uid: Some(uid),
@@ -508,7 +508,14 @@ impl Store {
             ..Overlay::default()
         };
         // A new folder is empty: its (empty) listing is known.
-        self.index.record_mkdir(&self.root, path, &ov)
+        self.index.record_mkdir(&self.root, path, &ov)?;
+        // The mirror has it now, so its folder stays listed (`remote_stat`): a `tar x`
+        // making subfolders keeps answering the lookups of new names without asking.
+        // A listing that overlapped this must not count as recent, though.
+        self.recent_gen.fetch_add(1, Ordering::AcqRel);
+        self.recent.insert(path.to_owned(), Some(RemoteEntry { is_dir: true, size: 0, mtime: None }));
+        self.listed.insert(path.to_owned(), ());
+        Ok(())
     }
 
     /// A symlink is stored as a small object holding its target, marked in the index.

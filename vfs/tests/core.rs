@@ -407,3 +407,31 @@ async fn a_new_file_is_recorded_by_its_first_commit() {
     let attr = f.vfs.lookup(f.root, n("kept.txt")).await.unwrap();
     assert_eq!((attr.perm, attr.uid, attr.size), (0o640, 1000, 6));
 }
+
+#[tokio::test]
+async fn lookups_of_new_names_in_folders_we_made_do_not_ask_the_provider() {
+    let f = fixture().await;
+    let made = std::time::Instant::now();
+    let a = f.vfs.mkdir(f.root, n("a"), 0o755, ME).await.unwrap();
+    // A subfolder made in it (tar makes them before the files) keeps it known.
+    let b = f.vfs.mkdir(a.ino, n("b"), 0o750, ME).await.unwrap();
+    assert_eq!((b.kind, b.perm), (FileKind::Dir, 0o750));
+    // Written behind oxidrive's back: within the kernel's attribute timeout (1 s) the
+    // folder's known contents answer, so it is not seen...
+    std::fs::write(f.backing.join("a/outside"), b"x").unwrap();
+    let outside = f.vfs.lookup(a.ino, n("outside")).await;
+    assert_eq!(f.vfs.lookup(a.ino, n("b")).await.unwrap().ino, b.ino);
+    let (_, fh) = f.vfs.create(a.ino, n("new"), 0o600, true, RW, ME).await.unwrap();
+    f.vfs.release(fh).await.unwrap();
+    let deeper = f.vfs.lookup(b.ino, n("deeper")).await;
+    // (A machine stalled for most of that second proves nothing either way.)
+    if made.elapsed() < Duration::from_millis(800) {
+        assert_eq!(outside.unwrap_err().kind(), ErrorKind::NotFound);
+        assert_eq!(deeper.unwrap_err().kind(), ErrorKind::NotFound);
+    }
+    // ...and after it, the provider is asked again.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(f.vfs.lookup(a.ino, n("outside")).await.unwrap().size, 1);
+    assert_eq!(f.vfs.lookup(a.ino, n("b")).await.unwrap().ino, b.ino);
+    assert_eq!(f.vfs.lookup(a.ino, n("new")).await.unwrap().size, 0);
+}
