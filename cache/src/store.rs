@@ -453,15 +453,15 @@ impl Store {
         Ok(())
     }
 
-    /// Creates an empty file, locally: the provider sees it with its first upload. It
-    /// counts as recent, and its folder's mtime becomes now. Returns the copy that
-    /// holds its contents.
+    /// Creates an empty file, locally: the provider sees it with its first upload.
+    /// Returns the copy that holds its contents.
     ///
     /// Nothing is written to the index before the file's first commit, which records
     /// its creation in the same transaction (an untar's file costs one transaction, not
-    /// two): until a close or fsync it may vanish in a crash, like its contents. Only
-    /// when records of an earlier file or folder of that name remain are they replaced
-    /// at once.
+    /// two): its attributes, its folder's mtime (the creation time) and its place in
+    /// Recents. Until a close or fsync it may vanish in a crash, like its contents.
+    /// Only when records of an earlier file or folder of that name remain are they
+    /// replaced at once.
     pub fn create_file(&self, path: &str, mode: u32, uid: u32, gid: u32) -> Result<Arc<LocalCopy>> {
         self.provider.check_name(path)?;
         let copy = self.new_copy()?;
