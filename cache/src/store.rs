@@ -488,12 +488,16 @@ impl Store {
             (entry, Some(ov))
         };
         copy.keep(true);
+        // Only a journaled file is the uploader's (each wake scans every pending file).
+        let journaled = created.is_none();
         let mut pending = Pending::committed(copy.clone(), entry, Duration::ZERO);
         pending.created = created;
         if let Some(old) = self.pending().insert(path.to_owned(), pending) {
             old.copy.keep(false);
         }
-        self.uploads.wake.notify_one();
+        if journaled {
+            self.uploads.wake.notify_one();
+        }
         Ok(copy)
     }
 

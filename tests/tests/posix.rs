@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use oxidrive_tests::{TestMount, assert_errno, names, pattern, renameat2, run};
+use oxidrive_tests::{TestMount, assert_errno, names, pattern, renameat2, run, wait_until};
 
 fn editor_save_via_temp_file_and_rename(m: TestMount) {
     let doc = m.local().join("doc.txt");
@@ -128,16 +128,8 @@ fn plain_store_holds_exactly_what_was_written() {
     // in an older folder, within 1 s in one the mount just made (SEMANTICS.md: a name
     // missing from a folder made less than 1 s ago is answered "absent").
     fs::write(m.backing().join("a/from-outside"), b"outside").unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(3);
-    let seen = loop {
-        match fs::read(l.join("a/from-outside")) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && std::time::Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            other => break other,
-        }
-    };
-    assert_eq!(seen.unwrap(), b"outside");
+    assert!(wait_until(Duration::from_secs(3), || l.join("a/from-outside").exists()), "never showed");
+    assert_eq!(fs::read(l.join("a/from-outside")).unwrap(), b"outside");
     assert_eq!(names(&l.join("a")), ["b", "from-outside"]);
 }
 
