@@ -104,6 +104,12 @@ CREATE TABLE IF NOT EXISTS trash(
     is_dir INTEGER NOT NULL,
     PRIMARY KEY(root, id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS made_dirs(
+    root TEXT NOT NULL,
+    path TEXT NOT NULL,
+    parent TEXT NOT NULL,
+    PRIMARY KEY(root, path)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS xattrs(
     root TEXT NOT NULL,
     path TEXT NOT NULL,
@@ -334,20 +340,42 @@ impl Index {
         Ok(())
     }
 
-    /// Records a folder just made on the provider, in one transaction: its attributes
-    /// `ov` replacing whatever was recorded at or below `path`, the provider's (empty)
-    /// listing of it, and its parent's new mtime.
-    pub fn record_mkdir(&self, root: &str, path: &str, ov: &Overlay) -> Result<()> {
+    /// Records a folder made here and not yet on the provider, in one synced
+    /// transaction: its attributes `ov` replacing whatever was recorded at or below
+    /// `path`, its journal row, and its parent's new mtime. Synced so that files
+    /// committed into it later never outlive it in a power cut.
+    pub fn journal_mkdir(&self, root: &str, path: &str, ov: &Overlay) -> Result<()> {
+        self.durable_tx(|tx| {
+            delete_tree(tx, root, path)?;
+            insert(tx, root, path, ov)?;
+            tx.prepare_cached("INSERT INTO made_dirs (root, path, parent) VALUES (?1, ?2, ?3)")?.execute(params![
+                root,
+                path,
+                parent_of(path)
+            ])?;
+            update_in(tx, root, parent_of(path), |p| p.mtime = ov.mtime)
+        })
+    }
+
+    /// The folders made here that the provider does not have yet, parents first.
+    pub fn made_dirs(&self, root: &str) -> Result<Vec<String>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached("SELECT path FROM made_dirs WHERE root = ?1 ORDER BY path")?;
+        let rows = stmt.query_map(params![root], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// A made folder is on the provider now, empty: its journal row goes, and the
+    /// mirror lists it (with nothing in it).
+    pub fn made_dir_created(&self, root: &str, path: &str) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        delete_tree(&tx, root, path)?;
-        insert(&tx, root, path, ov)?;
+        tx.prepare_cached("DELETE FROM made_dirs WHERE root = ?1 AND path = ?2")?.execute(params![root, path])?;
         tx.prepare_cached(
             "INSERT OR REPLACE INTO remote (root, path, parent, is_dir, size, mtime_ns) VALUES (?1, ?2, ?3, 1, 0, NULL)",
         )?
         .execute(params![root, path, parent_of(path)])?;
         tx.prepare_cached("INSERT OR IGNORE INTO listed (root, path) VALUES (?1, ?2)")?.execute(params![root, path])?;
-        update_in(&tx, root, parent_of(path), |p| p.mtime = ov.mtime)?;
         tx.commit()?;
         Ok(())
     }
@@ -418,19 +446,14 @@ impl Index {
     /// (power-cut safe); otherwise it survives a crash of this process only. Returns
     /// the new sequence number.
     pub fn journal_commit(&self, root: &str, path: &str, c: &Commit<'_>, durable: bool) -> Result<JournalEntry> {
-        let mut conn = self.conn();
-        if durable {
-            conn.pragma_update(None, "synchronous", "FULL")?;
-        }
-        let result = (|| {
-            let tx = conn.transaction()?;
+        let body = |tx: &rusqlite::Transaction<'_>| {
             if let Some(ov) = c.created {
-                insert(&tx, root, path, ov)?;
-                update_in(&tx, root, parent_of(path), |p| p.mtime = ov.mtime)?;
+                insert(tx, root, path, ov)?;
+                update_in(tx, root, parent_of(path), |p| p.mtime = ov.mtime)?;
             }
-            let entry = self.journal_put(&tx, root, path, c)?;
+            let entry = self.journal_put(tx, root, path, c)?;
             if c.mtime.is_some() || c.mode.is_some() || c.uid.is_some() || c.gid.is_some() {
-                update_in(&tx, root, path, |ov| {
+                update_in(tx, root, path, |ov| {
                     ov.mtime = c.mtime.or(ov.mtime);
                     ov.mode = c.mode.or(ov.mode);
                     ov.uid = c.uid.or(ov.uid);
@@ -438,14 +461,31 @@ impl Index {
                 })?;
             }
             if let Some(at) = c.recent {
-                recent_touch_in(&tx, root, path, at, self.trim_recents())?;
+                recent_touch_in(tx, root, path, at, self.trim_recents())?;
             }
-            tx.commit()?;
             Ok(entry)
-        })();
+        };
         if durable {
-            conn.pragma_update(None, "synchronous", "NORMAL")?;
+            return self.durable_tx(body);
         }
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let entry = body(&tx)?;
+        tx.commit()?;
+        Ok(entry)
+    }
+
+    /// Runs `body` in one transaction synced to disk before this returns.
+    fn durable_tx<T>(&self, body: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>) -> Result<T> {
+        let mut conn = self.conn();
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        let result = (|| {
+            let tx = conn.transaction()?;
+            let value = body(&tx)?;
+            tx.commit()?;
+            Ok(value)
+        })();
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
         result
     }
 
@@ -934,10 +974,10 @@ impl Index {
 }
 
 /// Tables keyed by (root, path) that follow their paths through renames and deletes.
-const PATH_TABLES: [&str; 9] =
-    ["attrs", "xattrs", "recents", "journal", "remote", "listed", "cached", "pins", "tombstones"];
+const PATH_TABLES: [&str; 10] =
+    ["attrs", "xattrs", "recents", "journal", "made_dirs", "remote", "listed", "cached", "pins", "tombstones"];
 /// Those of them that also record the parent directory.
-const PARENT_TABLES: [&str; 3] = ["attrs", "journal", "remote"];
+const PARENT_TABLES: [&str; 4] = ["attrs", "journal", "made_dirs", "remote"];
 
 fn delete_tree(tx: &rusqlite::Transaction<'_>, root: &str, path: &str) -> rusqlite::Result<()> {
     let (lo, hi) = subtree_bounds(path);

@@ -10,6 +10,7 @@ mod error;
 mod health;
 mod index;
 mod local_copy;
+mod made_dirs;
 mod path_locks;
 mod poller;
 mod reads;

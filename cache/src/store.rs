@@ -15,6 +15,7 @@ use crate::copies::{Copies, is_below};
 use crate::error::{Error, Result};
 use crate::index::{Commit, Index, JournalEntry, Overlay, RemoteEntry};
 use crate::local_copy::LocalCopy;
+use crate::made_dirs::MadeDirs;
 use crate::path_locks::PathLocks;
 use crate::poller::{ChangeHook, PollState};
 use crate::trash::{Clock, TrashState};
@@ -87,14 +88,14 @@ pub struct Store {
     pub(crate) uploads: Arc<Uploads>,
     /// What the provider said of a path in the last second (the kernel's attribute
     /// timeout): a listing answers the lookups of every name in it.
-    recent: moka::sync::Cache<String, Option<RemoteEntry>>,
+    pub(crate) recent: moka::sync::Cache<String, Option<RemoteEntry>>,
     /// Folders whose whole listing is that recent, or that we made that recently: a
     /// name missing from them is absent without asking (a `tar x` or `cp -r` looks up
     /// every name before creating it).
-    listed: moka::sync::Cache<String, ()>,
+    pub(crate) listed: moka::sync::Cache<String, ()>,
     /// Bumped by every change of ours that `recent` must forget: a listing that
     /// overlapped one is not trusted for absent names.
-    recent_gen: AtomicU64,
+    pub(crate) recent_gen: AtomicU64,
     pub(crate) change_hook: OnceLock<ChangeHook>,
     pub(crate) poll_state: Mutex<PollState>,
     pub(crate) poll_running: tokio::sync::Mutex<()>,
@@ -103,6 +104,8 @@ pub struct Store {
     pub(crate) trash: TrashState,
     /// Sequential readers of files too big for the read cache.
     pub(crate) streams: crate::streams::Streams,
+    /// Folders made here, not yet on the provider (`made_dirs`).
+    pub(crate) made: MadeDirs,
 }
 
 impl std::fmt::Debug for Store {
@@ -135,8 +138,10 @@ impl Store {
             }
         }
         let trash = TrashState::load(&index, root)?;
+        let made = MadeDirs::load(index.made_dirs(root)?);
         Ok(Self {
             trash,
+            made,
             root: root.to_owned(),
             provider,
             index,
@@ -207,6 +212,9 @@ impl Store {
             };
             return Ok(Some(pending_entry(&copy, ov.as_ref())?));
         }
+        if self.made.contains(path) {
+            return self.made_entry(path).map(Some);
+        }
         let Some(meta) = self.remote_stat(path).await? else { return Ok(None) };
         let ov = self.index.get(&self.root, path)?;
         Ok(Some(merge(&meta, ov.as_ref())))
@@ -222,10 +230,14 @@ impl Store {
         if let Some(entry) = self.recent.get(path) {
             return Ok(entry);
         }
+        // Nothing in a folder made here is on the provider yet.
+        if self.made.contains(parent_of(path)) {
+            return Ok(None);
+        }
         if self.listed.contains_key(parent_of(path)) {
             // The folder's listing is that recent (or the folder ours): the mirror has
             // every name in it, and those our own changes added since.
-            return Ok(self.index.remote_get(&self.root, path)?);
+            return self.index.remote_get(&self.root, path);
         }
         if !self.offline_now() && !self.holding_deletes() {
             // With a recorded answer to fall back on, a slow or hung provider gets a
@@ -325,7 +337,8 @@ impl Store {
             .filter(|(path, _)| parent_of(path) == dir)
             .map(|(path, p)| (name_of(path).to_owned(), p.copy.clone(), p.created.clone()))
             .collect();
-        let objects = self.remote_list(dir).await?;
+        let made = self.made.children(dir);
+        let objects = if self.made.contains(dir) { Vec::new() } else { self.remote_list(dir).await? };
         let overlays: HashMap<String, Overlay> = self.index.children(&self.root, dir)?.into_iter().collect();
         let mut entries: Vec<(String, Entry)> = objects
             .into_iter()
@@ -340,6 +353,12 @@ impl Store {
             match entries.iter_mut().find(|(n, _)| *n == name) {
                 Some(slot) => slot.1 = entry,
                 None => entries.push((name, entry)),
+            }
+        }
+        for path in made {
+            let name = name_of(&path).to_owned();
+            if !entries.iter().any(|(n, _)| *n == name) {
+                entries.push((name, self.made_entry(&path)?));
             }
         }
         Ok(entries)
@@ -501,29 +520,9 @@ impl Store {
         Ok(copy)
     }
 
-    /// Makes a folder on the provider and records it; its parent's mtime becomes now.
-    pub async fn mkdir(&self, path: &str, mode: u32, uid: u32, gid: u32) -> Result<()> {
-        self.provider.create_dir(path).await?;
-        let ov = Overlay {
-            mode: Some(mode),
-            uid: Some(uid),
-            gid: Some(gid),
-            mtime: Some(SystemTime::now()),
-            ..Overlay::default()
-        };
-        // A new folder is empty: its (empty) listing is known.
-        self.index.record_mkdir(&self.root, path, &ov)?;
-        // The mirror has it now, so its folder stays listed (`remote_stat`): a `tar x`
-        // making subfolders keeps answering the lookups of new names without asking.
-        // A listing that overlapped this must not count as recent, though.
-        self.recent_gen.fetch_add(1, Ordering::AcqRel);
-        self.recent.insert(path.to_owned(), Some(RemoteEntry { is_dir: true, size: 0, mtime: None }));
-        self.listed.insert(path.to_owned(), ());
-        Ok(())
-    }
-
     /// A symlink is stored as a small object holding its target, marked in the index.
     pub async fn symlink(&self, path: &str, target: &str, uid: u32, gid: u32) -> Result<()> {
+        self.create_made_above(path, false).await?;
         self.provider.write_all(path, target.as_bytes().to_vec()).await?;
         self.forget_recent_stat(path);
         let remote = self.provider.stat(path).await?.map(|m| remote_entry(&m));
@@ -573,7 +572,12 @@ impl Store {
     /// Renames a file or directory. `replaces` says whether something is at `to`.
     pub async fn rename(&self, from: &str, to: &str, kind: EntryKind, replaces: bool) -> Result<()> {
         let _lock = self.locks.lock(&[(from, true), (to, true)]).await;
-        let pending_new = kind != EntryKind::Dir && self.pending().get(from).is_some_and(|p| p.entry.is_new);
+        // Nothing of a new file or of a made folder is on the provider: renaming them
+        // is the journal's alone (a made folder over an old one waits for its creation).
+        let pending_new = match kind {
+            EntryKind::Dir => !replaces && self.made.contains(from),
+            _ => self.pending().get(from).is_some_and(|p| p.entry.is_new),
+        };
         // Renamed over something the provider may hold: no longer "nothing there".
         let over_remote = replaces && self.pending().get(to).is_none_or(|p| !p.entry.is_new);
         if replaces && kind != EntryKind::Dir {
@@ -584,9 +588,12 @@ impl Store {
             self.provider.check_name(to)?;
             self.index.rename_tree_with(&self.root, from, to, over_remote, None)?;
         } else {
+            self.create_made_above(from, true).await?;
+            self.create_made_above(to, false).await?;
             self.rename_on_provider(from, to, kind).await?;
         }
         self.move_pending(from, to, over_remote);
+        self.made.rename(from, to);
         self.move_tombstones(from, to);
         self.forget_recent_stats();
         self.config.copies.invalidate_tree(&self.root, from);
@@ -829,7 +836,7 @@ pub(crate) fn remote_entry(meta: &ObjectMeta) -> RemoteEntry {
     RemoteEntry { is_dir: meta.kind == ObjectKind::Dir, size: meta.size, mtime: meta.mtime }
 }
 
-fn merge(meta: &RemoteEntry, ov: Option<&Overlay>) -> Entry {
+pub(crate) fn merge(meta: &RemoteEntry, ov: Option<&Overlay>) -> Entry {
     let kind = match (meta.is_dir, ov.and_then(|o| o.symlink.as_ref())) {
         (true, _) => EntryKind::Dir,
         (false, Some(_)) => EntryKind::Symlink,

@@ -151,6 +151,9 @@ impl Store {
         if kind == EntryKind::File && self.pending().get(path).is_some_and(|p| p.entry.is_new) {
             return self.remove_file(path).await;
         }
+        if kind == EntryKind::Dir && self.made.contains(path) && self.remove_made_dir(path).await? {
+            return Ok(());
+        }
         // Against a rename of a folder above (a tree lock there); an upload of this very
         // file may go on: it lands under the deleted name and moves with it.
         let _lock = self.locks.lock(&[(parent_of(path), false)]).await;
@@ -503,7 +506,11 @@ impl Store {
                 }
             }
         }
-        self.delete_objects(path).await?;
+        // A made folder (and all below it) is not on the provider yet.
+        if !self.made.contains(path) {
+            self.delete_objects(path).await?;
+        }
+        self.made.forget_tree(path);
         self.config.copies.invalidate_tree(&self.root, path);
         self.index.remove_tree(&self.root, path)?;
         self.forget_recent_stats();

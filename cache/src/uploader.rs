@@ -133,13 +133,15 @@ impl Store {
         for p in self.pending().values_mut() {
             p.retry_at = None;
         }
+        self.made.hurry();
         self.uploads.wake.notify_one();
         self.wake_trash();
         let done = loop {
             let changed = self.uploads.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            if self.pending().values().all(|p| p.created.is_some()) && self.trash.count() == 0 {
+            if self.pending().values().all(|p| p.created.is_some()) && self.made.count() == 0 && self.trash.count() == 0
+            {
                 break true;
             }
             match deadline {
@@ -163,7 +165,8 @@ impl Store {
             name: self.root.clone(),
             online: health.online,
             last_error: health.last_error,
-            pending_files: pending.len(),
+            // Folders made here count as pending uploads of no bytes.
+            pending_files: pending.len() + self.made.count(),
             pending_bytes: pending.iter().map(|p| p.copy.len().unwrap_or(p.entry.size)).sum(),
             uploading: pending.iter().filter(|p| p.uploading).count(),
             oldest_pending: pending.iter().map(|p| p.entry.since).min(),
@@ -175,6 +178,7 @@ impl Store {
         match self.pending().get(path) {
             Some(p) if p.uploading => return FileState::Uploading,
             Some(_) => return FileState::Dirty,
+            None if self.made.contains(path) => return FileState::Dirty,
             None => {}
         }
         if self.is_conflict_copy(path) {
@@ -198,9 +202,13 @@ impl Store {
         let delay = if urgent { Duration::ZERO } else { self.config.write_back };
         let mut next: Option<Instant> = None;
         let mut due = Vec::new();
+        if self.made.count() > 0 {
+            next = self.dispatch_made(now);
+        }
         for (path, p) in self.pending().iter_mut() {
             // A new file never closed or synced is not committed: nothing to upload yet.
-            if p.uploading || p.created.is_some() {
+            // One in a folder made here waits for that folder (which wakes us).
+            if p.uploading || p.created.is_some() || self.made.above(path) {
                 continue;
             }
             let mut at = (p.committed_at + delay).max(p.retry_at.unwrap_or(now));

@@ -411,8 +411,10 @@ async fn a_new_file_is_recorded_by_its_first_commit() {
 #[tokio::test]
 async fn lookups_of_new_names_in_folders_we_made_do_not_ask_the_provider() {
     let f = fixture().await;
-    let made = std::time::Instant::now();
     let a = f.vfs.mkdir(f.root, n("a"), 0o755, ME).await.unwrap();
+    // On the provider now, and known empty.
+    f.sync().await;
+    let made = std::time::Instant::now();
     // A subfolder made in it (tar makes them before the files) keeps it known.
     let b = f.vfs.mkdir(a.ino, n("b"), 0o750, ME).await.unwrap();
     assert_eq!((b.kind, b.perm), (FileKind::Dir, 0o750));
@@ -434,4 +436,49 @@ async fn lookups_of_new_names_in_folders_we_made_do_not_ask_the_provider() {
     assert_eq!(f.vfs.lookup(a.ino, n("outside")).await.unwrap().size, 1);
     assert_eq!(f.vfs.lookup(a.ino, n("b")).await.unwrap().ino, b.ino);
     assert_eq!(f.vfs.lookup(a.ino, n("new")).await.unwrap().size, 0);
+}
+
+#[tokio::test]
+async fn folders_are_journaled_and_made_on_the_provider_before_their_files() {
+    let f = fixture().await;
+    let a = f.vfs.mkdir(f.root, n("a"), 0o750, ME).await.unwrap();
+    let b = f.vfs.mkdir(a.ino, n("b"), 0o700, ME).await.unwrap();
+    let (_, fh) = f.vfs.create(b.ino, n("f.txt"), 0o640, true, RW, ME).await.unwrap();
+    f.vfs.write(fh, 0, b"hello").unwrap();
+    f.vfs.release(fh).await.unwrap();
+    let gone = f.vfs.mkdir(f.root, n("gone"), 0o755, ME).await.unwrap();
+    f.vfs.rmdir(f.root, n("gone")).await.unwrap();
+    // Nothing reached the provider: folders wait for the write-back delay like files,
+    // and answer from the journal meanwhile.
+    assert!(!f.backing.join("a").exists() && !f.backing.join("gone").exists());
+    assert_eq!(f.store.status().pending_files, 3);
+    assert_eq!(f.store.file_state("a/b"), oxidrive_cache::FileState::Dirty);
+    let dh = f.vfs.opendir(a.ino).await.unwrap();
+    let names: Vec<String> = f.vfs.readdir(dh).unwrap().iter().map(|e| e.name.clone()).collect();
+    assert!(names.iter().any(|n| n == "b"), "{names:?}");
+    assert_eq!(f.vfs.getattr(a.ino).await.unwrap().perm, 0o750);
+    assert_eq!(f.vfs.lookup(f.root, n("gone")).await.unwrap_err().kind(), ErrorKind::NotFound);
+    assert_ne!(gone.ino, a.ino);
+    // Renaming a made folder is the journal's alone, and it all survives a restart.
+    f.vfs.rename(f.root, n("a"), f.root, n("c"), RenameMode::Replace).await.unwrap();
+    assert!(!f.backing.join("c").exists());
+    let f = restart(f, |_| {}).await;
+    assert_eq!(f.store.status().pending_files, 3);
+    let c = f.vfs.lookup(f.root, n("c")).await.unwrap();
+    assert_eq!((c.kind, c.perm), (FileKind::Dir, 0o750));
+    let b = f.vfs.lookup(c.ino, n("b")).await.unwrap();
+    assert_eq!(f.vfs.lookup(b.ino, n("f.txt")).await.unwrap().size, 5);
+    // An uploaded file moved into a made folder needs the folder there at once.
+    let (_, fh) = f.vfs.create(f.root, n("up.txt"), 0o644, true, RW, ME).await.unwrap();
+    f.vfs.write(fh, 0, b"up").unwrap();
+    f.vfs.release(fh).await.unwrap();
+    f.sync().await;
+    let new = f.vfs.mkdir(f.root, n("new"), 0o755, ME).await.unwrap();
+    f.vfs.rename(f.root, n("up.txt"), new.ino, n("up.txt"), RenameMode::Replace).await.unwrap();
+    assert_eq!(std::fs::read(f.backing.join("new/up.txt")).unwrap(), b"up");
+    assert!(f.backing.join("c/b").is_dir());
+    assert_eq!(std::fs::read(f.backing.join("c/b/f.txt")).unwrap(), b"hello");
+    assert!(!f.backing.join("a").exists() && !f.backing.join("gone").exists());
+    assert_eq!(f.store.status().pending_files, 0);
+    assert_eq!(f.vfs.getattr(c.ino).await.unwrap().perm, 0o750);
 }

@@ -1,0 +1,232 @@
+//! Folders made here and not yet on the provider. `mkdir` only journals the folder (a
+//! synced index transaction), so it works offline and costs no round trip; the
+//! uploader creates it on the provider after the write-back delay, parents first, and
+//! before anything inside it is uploaded.
+//!
+//! Nothing below a made folder is on the provider: the files in it are new ones whose
+//! uploads wait for it, and whatever would put an object there at once (the rename of
+//! an uploaded file or folder into it, a symlink) creates it first.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::copies::is_below;
+use crate::error::{Error, Result};
+use crate::index::{Overlay, RemoteEntry};
+use crate::store::{Entry, Store, merge, parent_of};
+
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+const MAX_RETRY: Duration = Duration::from_secs(300);
+
+#[derive(Debug, Default)]
+pub(crate) struct MadeDirs {
+    /// Path → when to create it on the provider (made + write-back delay, or a retry).
+    dirs: Mutex<BTreeMap<String, Due>>,
+    /// Held while creating on the provider: an encrypted folder made twice would get a
+    /// second id. Taken after any path lock, never before one.
+    creating: tokio::sync::Mutex<()>,
+    /// The uploader's creation task is running.
+    running: AtomicBool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Due {
+    at: Instant,
+    attempts: u32,
+}
+
+impl MadeDirs {
+    /// The made folders an earlier run journaled; they are due at once.
+    pub(crate) fn load(paths: Vec<String>) -> Self {
+        let now = Instant::now();
+        let dirs = paths.into_iter().map(|p| (p, Due { at: now, attempts: 0 })).collect();
+        Self { dirs: Mutex::new(dirs), ..Self::default() }
+    }
+
+    fn dirs(&self) -> MutexGuard<'_, BTreeMap<String, Due>> {
+        self.dirs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn count(&self) -> usize {
+        self.dirs().len()
+    }
+
+    pub(crate) fn contains(&self, path: &str) -> bool {
+        self.dirs().contains_key(path)
+    }
+
+    /// Whether a folder above `path` is made here (so nothing at `path` is on the provider).
+    pub(crate) fn above(&self, path: &str) -> bool {
+        let dirs = self.dirs();
+        if dirs.is_empty() {
+            return false;
+        }
+        let mut p = parent_of(path);
+        while !p.is_empty() {
+            if dirs.contains_key(p) {
+                return true;
+            }
+            p = parent_of(p);
+        }
+        false
+    }
+
+    /// The made folders directly in `dir`.
+    pub(crate) fn children(&self, dir: &str) -> Vec<String> {
+        self.dirs().keys().filter(|p| parent_of(p) == dir).cloned().collect()
+    }
+
+    /// `sync --wait`: everything is due now.
+    pub(crate) fn hurry(&self) {
+        let now = Instant::now();
+        for due in self.dirs().values_mut() {
+            due.at = now;
+        }
+    }
+
+    /// Made folders follow a rename of themselves or of a folder above them.
+    pub(crate) fn rename(&self, from: &str, to: &str) {
+        let mut dirs = self.dirs();
+        let moved: Vec<String> = dirs.keys().filter(|p| *p == from || is_below(p, from)).cloned().collect();
+        for old in moved {
+            if let Some(due) = dirs.remove(&old) {
+                dirs.insert(format!("{to}{}", &old[from.len()..]), due);
+            }
+        }
+    }
+
+    /// Forgets the made folders at and below `path` (deleted for good).
+    pub(crate) fn forget_tree(&self, path: &str) {
+        self.dirs().retain(|p, _| p != path && !is_below(p, path));
+    }
+}
+
+impl Store {
+    /// Journals a new folder (see the module comment); its parent's mtime becomes now.
+    pub async fn mkdir(&self, path: &str, mode: u32, uid: u32, gid: u32) -> Result<()> {
+        // A name the provider would refuse is refused now, not at upload.
+        self.provider.check_name(path)?;
+        let ov = Overlay {
+            mode: Some(mode),
+            uid: Some(uid),
+            gid: Some(gid),
+            mtime: Some(SystemTime::now()),
+            ..Overlay::default()
+        };
+        self.index.journal_mkdir(&self.root, path, &ov)?;
+        let at = Instant::now() + self.config.write_back;
+        self.made.dirs().insert(path.to_owned(), Due { at, attempts: 0 });
+        self.uploads.wake.notify_one();
+        Ok(())
+    }
+
+    /// Deletes an (empty) made folder, which only the journal knows; false if it was
+    /// created on the provider meanwhile (then it goes the usual way).
+    pub(crate) async fn remove_made_dir(&self, path: &str) -> Result<bool> {
+        let _lock = self.locks.lock(&[(path, true)]).await;
+        if !self.made.contains(path) {
+            return Ok(false);
+        }
+        self.index.remove_tree(&self.root, path)?;
+        self.made.forget_tree(path);
+        self.recent_gen.fetch_add(1, Ordering::AcqRel);
+        self.uploads.changed.notify_waiters();
+        Ok(true)
+    }
+
+    /// A made folder's entry: an empty folder with its recorded attributes.
+    pub(crate) fn made_entry(&self, path: &str) -> Result<Entry> {
+        let ov = self.index.get(&self.root, path)?;
+        Ok(merge(&RemoteEntry { is_dir: true, size: 0, mtime: None }, ov.as_ref()))
+    }
+
+    /// Creates on the provider the made folders at (if `inclusive`) and above `path`,
+    /// for a change that needs them there now. The caller holds path locks on `path`.
+    pub(crate) async fn create_made_above(&self, path: &str, inclusive: bool) -> Result<()> {
+        let wanted: Vec<String> = {
+            let dirs = self.made.dirs();
+            dirs.keys().filter(|d| is_below(path, d) || (inclusive && *d == path)).cloned().collect()
+        };
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let _creating = self.made.creating.lock().await;
+        for dir in wanted {
+            self.create_made(&dir).await?;
+        }
+        Ok(())
+    }
+
+    /// Starts the creation of due made folders unless it is running; returns when the
+    /// next one is due.
+    pub(crate) fn dispatch_made(self: &Arc<Self>, now: Instant) -> Option<Instant> {
+        if self.made.running.load(Ordering::Acquire) {
+            return None;
+        }
+        let first = self.made.dirs().values().map(|d| d.at).min()?;
+        if first > now {
+            return Some(first);
+        }
+        self.made.running.store(true, Ordering::Release);
+        let store = self.clone();
+        tokio::spawn(async move {
+            store.create_made_all().await;
+            store.made.running.store(false, Ordering::Release);
+            // Files waiting for their folders can go now; `sync --wait` looks again.
+            store.uploads.changed.notify_waiters();
+            store.uploads.wake.notify_one();
+        });
+        None
+    }
+
+    /// Creates every made folder, parents first; stops at the first failure (what
+    /// follows may be inside it), which is retried later.
+    async fn create_made_all(&self) {
+        let paths: Vec<String> = self.made.dirs().keys().cloned().collect();
+        for dir in paths {
+            // Against a rename or delete of it (or above it) meanwhile.
+            let _lock = self.locks.lock(&[(&dir, false)]).await;
+            let _creating = self.made.creating.lock().await;
+            let Err(e) = self.create_made(&dir).await else { continue };
+            let attempts = {
+                let mut dirs = self.made.dirs();
+                let Some(due) = dirs.get_mut(&dir) else { continue };
+                due.attempts += 1;
+                let wait = FIRST_RETRY.saturating_mul(1 << due.attempts.min(16)).min(MAX_RETRY);
+                due.at = Instant::now() + wait;
+                due.attempts
+            };
+            match &e {
+                Error::Provider(p) if p.is_unreachable() => self.unreachable(p),
+                _ => self.note_error(&e.to_string()),
+            }
+            tracing::warn!(root = %self.root, path = %dir, error = %e, attempt = attempts, "could not create a folder on the provider; will retry");
+            return;
+        }
+    }
+
+    /// Creates one made folder on the provider, if it still is one. The caller holds
+    /// `made.creating`.
+    async fn create_made(&self, dir: &str) -> Result<()> {
+        if !self.made.contains(dir) {
+            return Ok(());
+        }
+        // Another device may have made the same name meanwhile: then it is ours too
+        // (creating over an encrypted folder would give it a new id).
+        if self.provider.stat(dir).await?.is_none() {
+            self.provider.create_dir(dir).await?;
+        }
+        self.reached();
+        self.index.made_dir_created(&self.root, dir)?;
+        self.made.dirs().remove(dir);
+        // The mirror lists it, empty, as the provider holds it now. A listing of its
+        // parent that overlapped this must not count as recent.
+        self.recent_gen.fetch_add(1, Ordering::AcqRel);
+        self.recent.insert(dir.to_owned(), Some(RemoteEntry { is_dir: true, size: 0, mtime: None }));
+        self.listed.insert(dir.to_owned(), ());
+        tracing::debug!(root = %self.root, path = dir, "created a folder on the provider");
+        Ok(())
+    }
+}
