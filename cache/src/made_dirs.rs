@@ -5,7 +5,7 @@
 //!
 //! Nothing below a made folder is on the provider: the files in it are new ones whose
 //! uploads wait for it, and whatever would put an object there at once (the rename of
-//! an uploaded file or folder into it, a symlink) creates it first.
+//! an uploaded file or folder into it) creates it first.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -482,8 +482,6 @@ impl Store {
     /// Only when records of an earlier file or folder of that name remain are they
     /// replaced at once.
     pub fn create_file(&self, path: &str, mode: u32, uid: u32, gid: u32) -> Result<Arc<LocalCopy>> {
-        self.provider.check_name(path)?;
-        let copy = self.new_copy()?;
         let ov = Overlay {
             mode: Some(mode),
             uid: Some(uid),
@@ -492,6 +490,13 @@ impl Store {
             symlink: None,
             remote: None,
         };
+        self.create_with(path, ov)
+    }
+
+    /// `create_file` with the new file's attributes `ov`.
+    fn create_with(&self, path: &str, ov: Overlay) -> Result<Arc<LocalCopy>> {
+        self.provider.check_name(path)?;
+        let copy = self.new_copy()?;
         let (entry, created) = if self.index.has_tree(&self.root, path)? {
             // One transaction, not synced (see above).
             (self.index.journal_create(&self.root, path, &ov, &copy.id().hex())?, None)
@@ -521,12 +526,8 @@ impl Store {
     }
 
     /// A symlink is stored as a small object holding its target, marked in the index.
-    pub async fn symlink(&self, path: &str, target: &str, uid: u32, gid: u32) -> Result<()> {
-        self.create_made_above(path, false).await?;
-        self.provider.write_all(path, target.as_bytes().to_vec()).await?;
-        self.forget_recent_stat(path);
-        let remote = self.provider.stat(path).await?.map(|m| remote_entry(&m));
-        self.index.remote_put(&self.root, path, remote)?;
+    /// It is a new file committed at once: journaled, uploaded later like any other.
+    pub fn symlink(&self, path: &str, target: &str, uid: u32, gid: u32) -> Result<()> {
         let ov = Overlay {
             mode: Some(0o777),
             uid: Some(uid),
@@ -535,8 +536,9 @@ impl Store {
             symlink: Some(target.to_owned()),
             remote: None,
         };
-        self.index.replace(&self.root, path, &ov)?;
-        self.index.remote_put(&self.root, path, remote)
+        let copy = self.create_with(path, ov)?;
+        copy.write_at(0, target.as_bytes())?;
+        self.commit(path, &copy, &Overlay::default())
     }
 
     pub async fn readlink(&self, path: &str) -> Result<String> {
@@ -809,7 +811,7 @@ impl Pending {
 /// A pending file's entry: its local contents with the index's attributes.
 fn pending_entry(copy: &LocalCopy, ov: Option<&Overlay>) -> Result<Entry> {
     Ok(Entry {
-        kind: EntryKind::File,
+        kind: if ov.is_some_and(|o| o.symlink.is_some()) { EntryKind::Symlink } else { EntryKind::File },
         size: copy.len()?,
         mtime: ov.and_then(|o| o.mtime),
         mode: ov.and_then(|o| o.mode),

@@ -148,7 +148,7 @@ impl Store {
     /// Deletes `path` (a folder must look empty): what the provider holds goes to the
     /// Trash; a file never uploaded is simply removed.
     pub async fn delete(&self, path: &str, kind: EntryKind) -> Result<()> {
-        if kind == EntryKind::File && self.pending().get(path).is_some_and(|p| p.entry.is_new) {
+        if kind != EntryKind::Dir && self.pending().get(path).is_some_and(|p| p.entry.is_new) {
             return self.remove_file(path).await;
         }
         if kind == EntryKind::Dir && self.made.contains(path) && self.remove_made_dir(path).await? {

@@ -351,12 +351,18 @@ fn offline_reads_cached_data_and_queues_writes() {
     let a2 = [a.clone(), more].concat();
     assert_reads(&m, &dir.join("A.bin"), &a2, Duration::from_secs(10), "offline, A after append");
     assert_reads(&m, &dir.join("C.bin"), &c, Duration::from_secs(10), "offline, new C");
+    // Folders too: made offline, they reach the provider with what is in them.
+    fs::create_dir_all(dir.join("new/deeper")).unwrap_or_else(|e| panic!("offline mkdir -p: {e}\n{}", tail(&m)));
+    let e = pattern(20 * KIB, 6);
+    write_file(&m, &dir.join("new/deeper/E.bin"), &e);
+    assert_state(&m, &dir.join("new"), "dirty");
+    assert_lists(&m, &dir.join("new"), &["deeper"], "offline, a folder made offline");
 
     let s = status(&m);
     let line = provider_line(&s, NAME);
     assert!(
-        line.starts_with(&format!("{NAME}: OFFLINE")) && line.contains("2 pending uploads"),
-        "status while offline should say OFFLINE with 2 pending uploads:\n{s}\n{}",
+        line.starts_with(&format!("{NAME}: OFFLINE")) && line.contains("5 pending uploads"),
+        "status while offline should say OFFLINE with 5 pending uploads (A, C, E and two folders):\n{s}\n{}",
         tail(&m)
     );
 
@@ -374,6 +380,7 @@ fn offline_reads_cached_data_and_queues_writes() {
     assert_file(&dest.join("A.bin"), &a2, "provider copy of A (with the offline append)");
     assert_file(&dest.join("B.bin"), &b, "provider copy of B");
     assert_file(&dest.join("C.bin"), &c, "provider copy of C (written offline)");
+    assert_file(&dest.join("new/deeper/E.bin"), &e, "provider copy of E (in folders made offline)");
 }
 
 /// A folder never listed online cannot be listed offline (the mirror cannot know all of

@@ -1094,7 +1094,6 @@ impl Vfs {
         self.settle_deleted(&store, &path).await?;
         store
             .symlink(&path, target, caller.uid, caller.gid)
-            .await
             .map_err(|e| Error::from_cache(e, format!("symlink {path}")))?;
         self.touch_dir(&store, parent);
         self.lookup(parent, OsStr::new(name)).await

@@ -446,12 +446,15 @@ async fn folders_are_journaled_and_made_on_the_provider_before_their_files() {
     let (_, fh) = f.vfs.create(b.ino, n("f.txt"), 0o640, true, RW, ME).await.unwrap();
     f.vfs.write(fh, 0, b"hello").unwrap();
     f.vfs.release(fh).await.unwrap();
+    // Symlinks are journaled too.
+    let link = f.vfs.symlink(b.ino, n("link"), n("f.txt"), ME).await.unwrap();
+    assert_eq!((link.kind, link.size), (FileKind::Symlink, 5));
     let gone = f.vfs.mkdir(f.root, n("gone"), 0o755, ME).await.unwrap();
     f.vfs.rmdir(f.root, n("gone")).await.unwrap();
     // Nothing reached the provider: folders wait for the write-back delay like files,
     // and answer from the journal meanwhile.
     assert!(!f.backing.join("a").exists() && !f.backing.join("gone").exists());
-    assert_eq!(f.store.status().pending_files, 3);
+    assert_eq!(f.store.status().pending_files, 4);
     assert_eq!(f.store.file_state("a/b"), oxidrive_cache::FileState::Dirty);
     let dh = f.vfs.opendir(a.ino).await.unwrap();
     let names: Vec<String> = f.vfs.readdir(dh).unwrap().iter().map(|e| e.name.clone()).collect();
@@ -463,11 +466,14 @@ async fn folders_are_journaled_and_made_on_the_provider_before_their_files() {
     f.vfs.rename(f.root, n("a"), f.root, n("c"), RenameMode::Replace).await.unwrap();
     assert!(!f.backing.join("c").exists());
     let f = restart(f, |_| {}).await;
-    assert_eq!(f.store.status().pending_files, 3);
+    assert_eq!(f.store.status().pending_files, 4);
     let c = f.vfs.lookup(f.root, n("c")).await.unwrap();
     assert_eq!((c.kind, c.perm), (FileKind::Dir, 0o750));
     let b = f.vfs.lookup(c.ino, n("b")).await.unwrap();
     assert_eq!(f.vfs.lookup(b.ino, n("f.txt")).await.unwrap().size, 5);
+    let link = f.vfs.lookup(b.ino, n("link")).await.unwrap();
+    assert_eq!(link.kind, FileKind::Symlink);
+    assert_eq!(f.vfs.readlink(link.ino).await.unwrap(), "f.txt");
     // An uploaded file moved into a made folder needs the folder there at once.
     let (_, fh) = f.vfs.create(f.root, n("up.txt"), 0o644, true, RW, ME).await.unwrap();
     f.vfs.write(fh, 0, b"up").unwrap();
@@ -478,6 +484,7 @@ async fn folders_are_journaled_and_made_on_the_provider_before_their_files() {
     assert_eq!(std::fs::read(f.backing.join("new/up.txt")).unwrap(), b"up");
     assert!(f.backing.join("c/b").is_dir());
     assert_eq!(std::fs::read(f.backing.join("c/b/f.txt")).unwrap(), b"hello");
+    assert_eq!(std::fs::read(f.backing.join("c/b/link")).unwrap(), b"f.txt");
     assert!(!f.backing.join("a").exists() && !f.backing.join("gone").exists());
     assert_eq!(f.store.status().pending_files, 0);
     assert_eq!(f.vfs.getattr(c.ino).await.unwrap().perm, 0o750);
