@@ -365,9 +365,9 @@ impl Index {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// A made folder is on the provider now, empty: its journal row goes, and the
-    /// mirror lists it (with nothing in it).
-    pub fn made_dir_created(&self, root: &str, path: &str) -> Result<()> {
+    /// A made folder is on the provider now: its journal row goes, and the mirror has
+    /// it; if we `created` it, the mirror also knows its listing (empty).
+    pub fn made_dir_created(&self, root: &str, path: &str, created: bool) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         tx.prepare_cached("DELETE FROM made_dirs WHERE root = ?1 AND path = ?2")?.execute(params![root, path])?;
@@ -375,7 +375,10 @@ impl Index {
             "INSERT OR REPLACE INTO remote (root, path, parent, is_dir, size, mtime_ns) VALUES (?1, ?2, ?3, 1, 0, NULL)",
         )?
         .execute(params![root, path, parent_of(path)])?;
-        tx.prepare_cached("INSERT OR IGNORE INTO listed (root, path) VALUES (?1, ?2)")?.execute(params![root, path])?;
+        if created {
+            tx.prepare_cached("INSERT OR IGNORE INTO listed (root, path) VALUES (?1, ?2)")?
+                .execute(params![root, path])?;
+        }
         tx.commit()?;
         Ok(())
     }

@@ -86,9 +86,11 @@ impl MadeDirs {
         }
     }
 
-    /// Made folders follow a rename of themselves or of a folder above them.
+    /// Made folders follow a rename of themselves or of a folder above them; one
+    /// replaced at `to` is gone.
     pub(crate) fn rename(&self, from: &str, to: &str) {
         let mut dirs = self.dirs();
+        dirs.retain(|p, _| p != to && !is_below(p, to));
         let moved: Vec<String> = dirs.keys().filter(|p| *p == from || is_below(p, from)).cloned().collect();
         for old in moved {
             if let Some(due) = dirs.remove(&old) {
@@ -215,17 +217,20 @@ impl Store {
         }
         // Another device may have made the same name meanwhile: then it is ours too
         // (creating over an encrypted folder would give it a new id).
-        if self.provider.stat(dir).await?.is_none() {
+        let created = self.provider.stat(dir).await?.is_none();
+        if created {
             self.provider.create_dir(dir).await?;
         }
         self.reached();
-        self.index.made_dir_created(&self.root, dir)?;
+        self.index.made_dir_created(&self.root, dir, created)?;
         self.made.dirs().remove(dir);
-        // The mirror lists it, empty, as the provider holds it now. A listing of its
-        // parent that overlapped this must not count as recent.
+        // A listing of its parent that overlapped this must not count as recent.
         self.recent_gen.fetch_add(1, Ordering::AcqRel);
         self.recent.insert(dir.to_owned(), Some(RemoteEntry { is_dir: true, size: 0, mtime: None }));
-        self.listed.insert(dir.to_owned(), ());
+        if created {
+            // Known empty on the provider: lookups in it need not ask for a moment.
+            self.listed.insert(dir.to_owned(), ());
+        }
         tracing::debug!(root = %self.root, path = dir, "created a folder on the provider");
         Ok(())
     }
