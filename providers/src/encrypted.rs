@@ -43,6 +43,9 @@ pub(crate) struct Encrypted {
     /// Backend path → its opened header. Dropped whenever we change that object; a
     /// header changed by someone else shows up as a failed chunk, which retries fresh.
     headers: Mutex<HashMap<String, OpenHeader>>,
+    /// Held while giving a folder without id one: two uploads into it at once must not
+    /// each write their own (the names of one would then fail authentication).
+    repairing: tokio::sync::Mutex<()>,
 }
 
 /// Where a plaintext path lives in the backend.
@@ -73,6 +76,7 @@ impl Encrypted {
             rng: SystemRandom::new(),
             dirs: Mutex::new(HashMap::new()),
             headers: Mutex::new(HashMap::new()),
+            repairing: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -92,12 +96,10 @@ impl Encrypted {
         let (parent_raw, parent_id) = Box::pin(self.dir(parent)).await?;
         let stored = self.names.encrypt_for_storage(&parent_id, name.as_bytes()).map_err(|e| crypto_err(e, plain))?;
         let raw = join(&parent_raw, &stored.name);
-        let id_bytes = match self.backend.read_all(&join(&raw, DIR_ID_OBJECT_NAME)).await {
-            Ok(b) => b,
-            Err(e) if e.kind() == ErrorKind::NotFound => return self.repair_dir(plain, raw).await,
-            Err(e) => return Err(e),
+        let id = match self.read_dir_id(plain, &raw).await? {
+            Some(id) => id,
+            None => return self.repair_dir(plain, raw).await,
         };
-        let id = DirId::from_slice(&id_bytes).map_err(|e| crypto_err(e, format!("directory id of {plain}")))?;
         let mut dirs = self.dirs();
         if dirs.len() >= DIR_CACHE_MAX {
             dirs.clear();
@@ -111,6 +113,12 @@ impl Encrypted {
     /// missing folder stays missing, and a non-empty one without id is an error (its
     /// names cannot be read without it).
     async fn repair_dir(&self, plain: &str, raw: String) -> Result<(String, DirId)> {
+        let _one = self.repairing.lock().await;
+        // Another caller may have repaired it while this one waited.
+        if let Some(id) = self.read_dir_id(plain, &raw).await? {
+            self.dirs().insert(plain.to_owned(), (raw.clone(), id));
+            return Ok((raw, id));
+        }
         let listed = match self.backend.list(&raw).await {
             Ok(l) => l,
             Err(e) if e.kind() == ErrorKind::NotFound => {
@@ -132,6 +140,15 @@ impl Encrypted {
         tracing::warn!(dir = plain, "an empty folder had no id (an interrupted mkdir); gave it one");
         self.dirs().insert(plain.to_owned(), (raw.clone(), id));
         Ok((raw, id))
+    }
+
+    /// The id object of the folder stored at `raw`; `None` if it has none.
+    async fn read_dir_id(&self, plain: &str, raw: &str) -> Result<Option<DirId>> {
+        match self.backend.read_all(&join(raw, DIR_ID_OBJECT_NAME)).await {
+            Ok(b) => DirId::from_slice(&b).map(Some).map_err(|e| crypto_err(e, format!("directory id of {plain}"))),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     fn forget_dirs_under(&self, plain: &str) {
@@ -471,5 +488,57 @@ impl Encrypted {
         let parts = futures::stream::once(async { Ok(moved.to_bytes().to_vec()) }).chain(body);
         self.backend.write_parts(&dst.raw, parts, &Precondition::Any).await?;
         self.backend.delete_file(&src.raw).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{ProviderKind, ProviderSpec};
+
+    fn encrypted(store: &std::path::Path) -> Encrypted {
+        let spec = ProviderSpec {
+            name: "Local".into(),
+            kind: ProviderKind::Local { path: store.to_owned() },
+            shared: false,
+            encrypt: true,
+        };
+        Encrypted::new(Backend::from_spec(&spec).unwrap(), MasterKey::from_bytes([9; 32])).unwrap()
+    }
+
+    /// A crash between making a folder and writing its id leaves it without one; two
+    /// uploads into it at once (the uploader runs several) must agree on the new id.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writes_into_a_folder_without_id_share_one_new_id() {
+        let dir = tempfile::tempdir().unwrap();
+        encrypted(dir.path()).create_dir("d").await.unwrap();
+        let ids: Vec<_> = walk(dir.path()).into_iter().filter(|p| p.ends_with(DIR_ID_OBJECT_NAME)).collect();
+        assert_eq!(ids.len(), 1, "{ids:?}");
+        std::fs::remove_file(&ids[0]).unwrap();
+        // A fresh instance: nothing of the folder is remembered.
+        let e = Arc::new(encrypted(dir.path()));
+        let writes = (0..8).map(|i| {
+            let e = e.clone();
+            tokio::spawn(async move { e.write_all(&format!("d/f{i}"), vec![i as u8; 10], false).await })
+        });
+        for w in futures::future::join_all(writes).await {
+            w.unwrap().unwrap();
+        }
+        let (listed, skipped) = encrypted(dir.path()).list("d").await.unwrap();
+        let mut names: Vec<String> = listed.into_iter().map(|(n, _)| n).collect();
+        names.sort();
+        assert_eq!(names, (0..8).map(|i| format!("f{i}")).collect::<Vec<_>>(), "skipped: {skipped:?}");
+    }
+
+    fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                out.extend(walk(&path));
+            }
+            out.push(path);
+        }
+        out
     }
 }
