@@ -49,12 +49,12 @@ impl Roots {
         futures_all(waits).await.into_iter().all(|done| done)
     }
 
-    /// One line per pending store: "NAME: N files (SIZE)".
+    /// One line per pending store: "NAME: N changes (SIZE)" (files and new folders).
     pub fn pending_summary(&self) -> Vec<String> {
         self.stores()
             .map(|s| s.status())
             .filter(|st| st.pending_files > 0)
-            .map(|st| format!("{}: {} files ({})", st.name, st.pending_files, human_bytes(st.pending_bytes)))
+            .map(|st| format!("{}: {} changes ({})", st.name, st.pending_files, human_bytes(st.pending_bytes)))
             .collect()
     }
 
