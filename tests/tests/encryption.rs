@@ -368,7 +368,9 @@ fn no_plaintext_name_or_content_reaches_store_state_or_cache() {
 
     let dirs = local_dirs(&m);
     let (found, files) = leaks(&dirs, marker);
-    assert!(files >= 8, "scanned only {files} files: {dirs:?}");
+    // At least the vaults, the index and its WAL and local copies (the new folder and
+    // symlink are only in the journal: uploads wait for the write-back delay).
+    assert!(files >= 7, "scanned only {files} files: {dirs:?}");
     assert!(found.is_empty(), "plaintext marker found while mounted:\n{}", found.join("\n"));
     // The store holds the long name as a hashed object plus its side object.
     let backing = objects(&m.synced_backing());
