@@ -444,6 +444,7 @@ fn is_temporary(e: &Error) -> bool {
         Error::Provider(p) => !matches!(
             p.kind(),
             ErrorKind::InvalidName
+                | ErrorKind::PathTooLong
                 | ErrorKind::PermissionDenied
                 | ErrorKind::ConfigInvalid
                 | ErrorKind::IsADirectory

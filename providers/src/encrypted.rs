@@ -142,6 +142,18 @@ impl Encrypted {
         Ok((raw, id))
     }
 
+    /// The length of `plain` as stored (names encrypted, long ones hashed). The length
+    /// of an encrypted name does not depend on its folder's id.
+    /// (A part that cannot be encrypted counts as is: the operation itself says why.)
+    pub(crate) fn stored_len(&self, plain: &str) -> usize {
+        let mut len = 0;
+        for part in plain.split('/').filter(|p| !p.is_empty()) {
+            let stored = self.names.encrypt_for_storage(&DirId::ROOT, part.as_bytes());
+            len += stored.map_or(part.len(), |s| s.name.len()) + usize::from(len > 0);
+        }
+        len
+    }
+
     /// The id object of the folder stored at `raw`; `None` if it has none.
     async fn read_dir_id(&self, plain: &str, raw: &str) -> Result<Option<DirId>> {
         match self.backend.read_all(&join(raw, DIR_ID_OBJECT_NAME)).await {
@@ -528,6 +540,25 @@ mod tests {
         let mut names: Vec<String> = listed.into_iter().map(|(n, _)| n).collect();
         names.sort();
         assert_eq!(names, (0..8).map(|i| format!("f{i}")).collect::<Vec<_>>(), "skipped: {skipped:?}");
+    }
+
+    #[tokio::test]
+    async fn stored_len_is_the_length_of_the_stored_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = encrypted(dir.path());
+        let long = "n".repeat(100);
+        let plain = format!("a/{long}/ccc");
+        for d in ["a".to_owned(), format!("a/{long}"), plain.clone()] {
+            e.create_dir(&d).await.unwrap();
+        }
+        let deepest = walk(dir.path())
+            .into_iter()
+            .filter(|p| p.is_dir())
+            .map(|p| p.strip_prefix(dir.path()).unwrap().to_str().unwrap().len())
+            .max()
+            .unwrap();
+        assert_eq!(e.stored_len(&plain), deepest);
+        assert!(deepest > plain.len());
     }
 
     fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

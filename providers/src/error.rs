@@ -24,6 +24,9 @@ pub enum ErrorKind {
     ConfigInvalid,
     /// A name this provider cannot store faithfully.
     InvalidName,
+    /// A path longer than this provider stores (`PATH_MAX` of a folder, an S3 key's
+    /// 1024 bytes), as stored: encrypted names are longer than plain ones.
+    PathTooLong,
     Other,
 }
 

@@ -2,6 +2,7 @@
 //! and bytes. Encryption is a layer over the backend, chosen per provider.
 
 use oxidrive_crypto::keys::MasterKey;
+use oxidrive_crypto::names::DIR_ID_OBJECT_NAME;
 
 use crate::backend::{Backend, ObjectKind, ObjectMeta, Precondition};
 use crate::encrypted::Encrypted;
@@ -210,6 +211,18 @@ impl Provider {
             return Err(Error::new(
                 ErrorKind::InvalidName,
                 format!("{path:?}: names starting or ending with white space cannot be stored unencrypted"),
+            ));
+        }
+        let Some(max) = self.backend().max_path() else { return Ok(()) };
+        let stored = match &self.layer {
+            Layer::Plain(_) => path.len(),
+            // With room for the id object a folder there holds.
+            Layer::Encrypted(e) => e.stored_len(path) + 1 + DIR_ID_OBJECT_NAME.len(),
+        };
+        if stored > max {
+            return Err(Error::new(
+                ErrorKind::PathTooLong,
+                format!("{path:?}: stored, its path is {stored} bytes; this provider takes at most {max}"),
             ));
         }
         Ok(())

@@ -61,6 +61,7 @@ impl Error {
                 P::Unsupported => ErrorKind::Unsupported,
                 P::RateLimited => ErrorKind::Busy,
                 P::InvalidName => ErrorKind::InvalidInput,
+                P::PathTooLong => ErrorKind::NameTooLong,
                 P::ConditionNotMatch | P::ConfigInvalid | P::Other => io_kind_in(e),
             },
             C::Io { source, .. } => io_kind(source),
