@@ -1,7 +1,8 @@
 //! The one interface `vfs` uses to reach a provider root. Reads of files pass through
 //! to the provider; file contents written locally are committed to the journal and
-//! uploaded in the background (`uploader`); new names and renames reach the provider
-//! at once, deletes through the Trash (`trash`).
+//! uploaded in the background (`uploader`), like new folders (`made_dirs`) and
+//! symlinks; renames of what the provider holds reach it at once, deletes go through
+//! the Trash (`trash`).
 
 use std::collections::HashMap;
 
