@@ -10,15 +10,13 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use crate::copies::is_below;
 use crate::error::{Error, Result};
 use crate::index::{Overlay, RemoteEntry};
 use crate::store::{Entry, Store, merge, parent_of};
-
-const FIRST_RETRY: Duration = Duration::from_secs(1);
-const MAX_RETRY: Duration = Duration::from_secs(300);
+use crate::uploader::{PERMANENT_RETRY, backoff, is_temporary};
 
 #[derive(Debug, Default)]
 pub(crate) struct MadeDirs {
@@ -196,7 +194,7 @@ impl Store {
                 let mut dirs = self.made.dirs();
                 let Some(due) = dirs.get_mut(&dir) else { continue };
                 due.attempts += 1;
-                let wait = FIRST_RETRY.saturating_mul(1 << due.attempts.min(16)).min(MAX_RETRY);
+                let wait = if is_temporary(&e) { backoff(due.attempts) } else { PERMANENT_RETRY };
                 due.at = Instant::now() + wait;
                 due.attempts
             };

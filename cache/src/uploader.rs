@@ -27,7 +27,7 @@ const MAX_RETRY: Duration = Duration::from_secs(300);
 /// Temporary uploads older than this were interrupted (a crash, a lost connection).
 const STALE_TMP: Duration = Duration::from_secs(24 * 3600);
 /// Errors that retrying will not fix wait this long before the next attempt.
-const PERMANENT_RETRY: Duration = Duration::from_secs(600);
+pub(crate) const PERMANENT_RETRY: Duration = Duration::from_secs(600);
 
 #[derive(Debug)]
 pub(crate) struct Uploads {
@@ -439,7 +439,7 @@ fn precondition(remote: Option<&oxidrive_providers::ObjectMeta>) -> Precondition
 }
 
 /// Whether retrying soon may help: everything but a refusal of this very request.
-fn is_temporary(e: &Error) -> bool {
+pub(crate) fn is_temporary(e: &Error) -> bool {
     match e {
         Error::Provider(p) => !matches!(
             p.kind(),
@@ -466,7 +466,7 @@ fn release_freed_memory() {
     }
 }
 
-fn backoff(attempts: u32) -> Duration {
+pub(crate) fn backoff(attempts: u32) -> Duration {
     FIRST_RETRY.saturating_mul(1 << attempts.saturating_sub(1).min(16)).min(MAX_RETRY)
 }
 
