@@ -359,7 +359,7 @@ impl Index {
     /// `path`, its journal row, and its parent's new mtime. Synced so that files
     /// committed into it later never outlive it in a power cut.
     pub fn journal_mkdir(&self, root: &str, path: &str, ov: &Overlay) -> Result<()> {
-        self.durable_tx(|tx| {
+        self.in_tx(true, |tx| {
             delete_tree(tx, root, path)?;
             insert(tx, root, path, ov)?;
             tx.prepare_cached("INSERT INTO made_dirs (root, path, parent) VALUES (?1, ?2, ?3)")?.execute(params![
@@ -484,27 +484,28 @@ impl Index {
             }
             Ok(entry)
         };
-        if durable {
-            return self.durable_tx(body);
-        }
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let entry = body(&tx)?;
-        tx.commit()?;
-        Ok(entry)
+        self.in_tx(durable, body)
     }
 
-    /// Runs `body` in one transaction synced to disk before this returns.
-    fn durable_tx<T>(&self, body: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>) -> Result<T> {
+    /// Runs `body` in one transaction; `durable` syncs it to disk before this returns.
+    fn in_tx<T>(
+        &self,
+        durable: bool,
+        body: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
+    ) -> Result<T> {
         let mut conn = self.conn();
-        conn.pragma_update(None, "synchronous", "FULL")?;
+        if durable {
+            conn.pragma_update(None, "synchronous", "FULL")?;
+        }
         let result = (|| {
             let tx = conn.transaction()?;
             let value = body(&tx)?;
             tx.commit()?;
             Ok(value)
         })();
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        if durable {
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+        }
         result
     }
 
