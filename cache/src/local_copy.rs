@@ -103,6 +103,8 @@ pub struct LocalCopy {
     last_read_end: AtomicU64,
     /// How far the next read-ahead reaches (grows while reading stays sequential).
     read_ahead_window: AtomicU64,
+    /// Where the last advice to read this copy's file ahead ended (see `advise_ahead`).
+    advised_to: AtomicU64,
     prefetching: AtomicBool,
     prefetched: tokio::sync::Notify,
     /// The provider version (size, mtime) this copy's contents started from.
@@ -232,6 +234,7 @@ impl LocalCopy {
             generation: AtomicU64::new(0),
             last_read_end: AtomicU64::new(u64::MAX),
             read_ahead_window: AtomicU64::new(0),
+            advised_to: AtomicU64::new(0),
             prefetching: AtomicBool::new(false),
             prefetched: tokio::sync::Notify::new(),
             base: Mutex::new(None),
@@ -495,6 +498,32 @@ impl LocalCopy {
         &self.read_ahead_window
     }
 
+    /// Asks the kernel to start reading this copy's file for `[offset, offset + len)`
+    /// of contents, without waiting. A block's two slots alternate in the file, so a
+    /// sequential reader's slot reads look strided to the kernel, which then reads each
+    /// one alone, synchronously; this keeps a window in flight instead. Advises again
+    /// only once the reader has used half of what was advised.
+    pub fn advise_ahead(&self, offset: u64, len: u64) {
+        let end = offset.saturating_add(len).min(self.meta().len);
+        let advised = self.advised_to.load(Ordering::Relaxed);
+        if end <= offset || (advised > offset && advised >= offset + len / 2) {
+            return;
+        }
+        let from = advised.clamp(offset, end);
+        self.advised_to.store(end, Ordering::Relaxed);
+        if let Storage::File(file) = &*self.storage() {
+            let start = slot_offset(from / BLOCK, 0);
+            let stop = slot_offset((end - 1) / BLOCK, 1) + SLOT;
+            // Only advice: a failure costs speed, never data.
+            let _ = nix::fcntl::posix_fadvise(
+                file,
+                start as i64,
+                (stop - start) as i64,
+                nix::fcntl::PosixFadviseAdvice::POSIX_FADV_WILLNEED,
+            );
+        }
+    }
+
     /// Set while a read-ahead fills this copy, so only one runs at a time.
     pub fn prefetching(&self) -> &AtomicBool {
         &self.prefetching
@@ -531,17 +560,28 @@ impl LocalCopy {
             return Ok(Vec::new());
         }
         let end = offset.saturating_add(len as u64).min(size);
-        let mut out = vec![0u8; (end - offset) as usize];
+        let len = (end - offset) as usize;
+        // Room for a slot where a whole block's plaintext goes: such a block is read
+        // there and opened in place (a stream's reads copy nothing in user space).
+        let mut out = vec![0u8; len + (SLOT - BLOCK) as usize];
         for index in offset / BLOCK..=(end - 1) / BLOCK {
             let start = index * BLOCK;
             let from = offset.max(start);
             let to = end.min(start + BLOCK);
+            let at = (from - offset) as usize;
             let _block = self.stripe(index);
-            if let Some(plain) = self.load_block(index)? {
-                out[(from - offset) as usize..(to - offset) as usize]
-                    .copy_from_slice(&plain[(from - start) as usize..(to - start) as usize]);
+            if to - from == BLOCK && self.open_slot_into(index, &mut out[at..at + SLOT as usize])? {
+                continue;
+            }
+            // The slot read of the block before (or a failed one of this) may have left
+            // bytes here.
+            let piece = &mut out[at..at + (to - from) as usize];
+            match self.load_block(index)? {
+                Some(plain) => piece.copy_from_slice(&plain[(from - start) as usize..(to - start) as usize]),
+                None => piece.fill(0),
             }
         }
+        out.truncate(len);
         Ok(out)
     }
 
@@ -620,6 +660,22 @@ impl LocalCopy {
             return Ok(Some(plain));
         }
         Err(corrupt(index, "failed authentication"))
+    }
+
+    /// Reads the current slot of whole block `index` into `buf` (`SLOT` bytes) and
+    /// opens it there, leaving the plaintext in front. False when that fails for any
+    /// reason: then `load_block` finds out why (or falls back to the other slot).
+    fn open_slot_into(&self, index: u64, buf: &mut [u8]) -> io::Result<bool> {
+        let Some(slot) = self.meta().sealed.get(&index).copied() else { return Ok(false) };
+        match self.read_exact_at(buf, slot_offset(index, slot.parity)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        let seq = u64::from_be_bytes(buf[..SEQ_LEN as usize].try_into().map_err(io::Error::other)?);
+        #[cfg(test)]
+        self.crypto_ops.1.fetch_add(1, Ordering::Relaxed);
+        Ok(matches!(self.cipher.open_block_within(index, seq, buf, SEQ_LEN as usize), Ok(n) if n == BLOCK_LEN))
     }
 
     /// The sequence number in slot `2 * index + parity`, if it holds a sealed block.
@@ -848,6 +904,22 @@ mod tests {
         assert_eq!(got[..10], [0xAA; 10]);
         assert!(got[10..2 * B].iter().all(|&b| b == 0));
         assert_eq!(got[2 * B], b'x');
+    }
+
+    #[test]
+    fn whole_blocks_opened_in_place_leave_holes_zero_and_refuse_damage() {
+        let (_dir, s) = copy();
+        s.write_at(0, &pattern(B, 1)).unwrap();
+        s.write_at(2 * BLOCK, &pattern(B, 2)).unwrap();
+        let got = s.read_at(0, 3 * B).unwrap();
+        assert_eq!(got[..B], pattern(B, 1)[..]);
+        // Block 0's slot is read where its plaintext goes and spills into block 1's part.
+        assert!(got[B..2 * B].iter().all(|&b| b == 0), "the hole reads as zeros");
+        assert_eq!(got[2 * B..], pattern(B, 2)[..]);
+        let file = OpenOptions::new().write(true).open(&s.path).unwrap();
+        file.write_all_at(&[0xFF], slot_offset(0, s.meta().sealed[&0].parity) + 1000).unwrap();
+        assert_eq!(io_kind(s.read_at(0, 3 * B).unwrap_err()), io::ErrorKind::InvalidData);
+        assert_eq!(s.read_at(2 * BLOCK, B).unwrap(), pattern(B, 2));
     }
 
     #[test]

@@ -33,6 +33,8 @@ const MAX_WINDOW: u64 = 4 * PART;
 const PARTS_AT_ONCE: usize = 1;
 /// How far from where the last read ended a read still counts as sequential.
 pub(crate) const NEAR: u64 = 1024 * 1024;
+/// How far ahead of a sequential reader the cached blocks are read from local disk.
+const LOCAL_AHEAD: u64 = 4 * 1024 * 1024;
 /// A reader waits at most this long for a read-ahead before fetching itself.
 const PREFETCH_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -79,6 +81,7 @@ impl Store {
             match copy.read_at(offset, (end - offset) as usize) {
                 Ok(data) => {
                     if sequential {
+                        copy.advise_ahead(end, LOCAL_AHEAD);
                         self.read_ahead(path, &copy, end, size);
                     }
                     return Ok(data);

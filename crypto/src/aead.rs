@@ -53,6 +53,23 @@ pub(crate) fn open(key: &LessSafeKey, aad: &[u8], sealed: &[u8], what: &'static 
     Ok(buf)
 }
 
+/// Opens a `nonce || ciphertext || tag` message found at `in_out[sealed_from..]`,
+/// leaving the plaintext at the start of `in_out` (no copy of the message is made);
+/// returns the plaintext's length.
+pub(crate) fn open_within(
+    key: &LessSafeKey,
+    aad: &[u8],
+    in_out: &mut [u8],
+    sealed_from: usize,
+    what: &'static str,
+) -> Result<usize> {
+    let sealed = in_out.get(sealed_from..).ok_or(Error::Authentication(what))?;
+    let (nonce, _) = split_nonce(sealed).ok_or(Error::Authentication(what))?;
+    key.open_within(Nonce::assume_unique_for_key(nonce), Aad::from(aad), in_out, sealed_from + NONCE_BYTES..)
+        .map(|plain| plain.len())
+        .map_err(|_| Error::Authentication(what))
+}
+
 fn split_nonce(sealed: &[u8]) -> Option<([u8; NONCE_BYTES], &[u8])> {
     if sealed.len() < OVERHEAD {
         return None;

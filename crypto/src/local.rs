@@ -69,6 +69,12 @@ impl LocalCipher {
         aead::open(&self.key, &self.aad(index, seq), sealed, "local block")
     }
 
+    /// Like [`Self::open_block`] for a sealed block at `in_out[sealed_from..]`: the
+    /// plaintext is left at the start of `in_out` and its length returned.
+    pub fn open_block_within(&self, index: u64, seq: u64, in_out: &mut [u8], sealed_from: usize) -> Result<usize> {
+        aead::open_within(&self.key, &self.aad(index, seq), in_out, sealed_from, "local block")
+    }
+
     fn aad(&self, index: u64, seq: u64) -> [u8; DOMAIN.len() + FILE_ID_LEN + 16] {
         let mut aad = [0u8; DOMAIN.len() + FILE_ID_LEN + 16];
         let (domain, rest) = aad.split_at_mut(DOMAIN.len());
@@ -111,6 +117,25 @@ mod tests {
     }
 
     #[test]
+    fn open_within_leaves_the_plaintext_in_front_and_checks_like_open() {
+        let rng = SystemRandom::new();
+        let c = cipher();
+        let plain: Vec<u8> = (0..65536).map(|i| (i * 13) as u8).collect();
+        let sealed = c.seal_block(5, 2, &plain, &rng).unwrap();
+        let mut buf = b"headerXY".to_vec();
+        buf.extend_from_slice(&sealed);
+        let mut ok = buf.clone();
+        let n = c.open_block_within(5, 2, &mut ok, 8).unwrap();
+        assert_eq!(&ok[..n], &plain[..]);
+        assert!(c.open_block_within(6, 2, &mut buf.clone(), 8).is_err(), "other index");
+        assert!(c.open_block_within(5, 3, &mut buf.clone(), 8).is_err(), "other sequence");
+        let mut flipped = buf.clone();
+        flipped[8 + 40] ^= 1;
+        assert!(c.open_block_within(5, 2, &mut flipped, 8).is_err(), "tampered");
+        assert!(c.open_block_within(5, 2, &mut buf[..20], 8).is_err(), "too short");
+    }
+
+    #[test]
     fn block_moved_to_another_index_fails() {
         let rng = SystemRandom::new();
         let c = cipher();
@@ -125,10 +150,7 @@ mod tests {
         let c = cipher();
         let sealed = c.seal_block(3, 7, b"seventh write", &rng).unwrap();
         assert_eq!(c.open_block(3, 7, &sealed).unwrap(), b"seventh write");
-        assert_eq!(
-            c.open_block(3, 6, &sealed),
-            Err(Error::Authentication("local block"))
-        );
+        assert_eq!(c.open_block(3, 6, &sealed), Err(Error::Authentication("local block")));
     }
 
     #[test]

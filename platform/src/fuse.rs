@@ -34,17 +34,6 @@ impl FuseAdapter {
         Self { vfs, rt, pages: Arc::new(KernelPages::new()) }
     }
 
-    /// Runs `f` on the runtime so the fuser loop is free for the next request. Reads go
-    /// this way: run on the loop's thread, the decryption of cached reads was serialised
-    /// (cold S3 reads were ~25 % slower).
-    fn spawn<F, Fut>(&self, f: F)
-    where
-        F: FnOnce(Arc<Vfs>) -> Fut + Send + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
-    {
-        self.rt.spawn(f(self.vfs.clone()));
-    }
-
     /// Runs `f` on the loop's thread until it first waits, and only then hands it to
     /// the runtime. Most metadata requests never wait (the index and the open files
     /// answer them): handing each to a runtime thread cost ~35 µs of wake-up, a third
@@ -326,7 +315,11 @@ impl Filesystem for FuseAdapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        self.spawn(move |vfs| async move {
+        // A read of cached blocks never waits (a local pread and a decrypt), so it is
+        // answered on the loop thread; a fetch from the provider moves to the runtime.
+        // (Measured: cold S3 reads at 1.45 / 1.23 of OpenDAL's speed, plain / encrypted;
+        // 1.38 / 1.08 when reads went to the runtime.)
+        self.run(move |vfs| async move {
             match vfs.read(fh.0, offset, size).await {
                 Ok(data) => reply.data(&data),
                 Err(e) => reply.error(reply_errno("read", &e)),
