@@ -506,10 +506,12 @@ impl LocalCopy {
     pub fn advise_ahead(&self, offset: u64, len: u64) {
         let end = offset.saturating_add(len).min(self.meta().len);
         let advised = self.advised_to.load(Ordering::Relaxed);
-        if end <= offset || (advised > offset && advised >= offset + len / 2) {
+        // Advice reaching further than `len` is from an earlier pass over the file.
+        let current = advised > offset && advised <= offset.saturating_add(len);
+        if end <= offset || (current && advised >= offset + len / 2) {
             return;
         }
-        let from = advised.clamp(offset, end);
+        let from = if current { advised } else { offset };
         self.advised_to.store(end, Ordering::Relaxed);
         if let Storage::File(file) = &*self.storage() {
             let start = slot_offset(from / BLOCK, 0);
