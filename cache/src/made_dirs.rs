@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Instant, SystemTime};
 
+use oxidrive_providers::{Error as ProviderError, ErrorKind as ProviderErrorKind, ObjectKind};
+
 use crate::copies::is_below;
 use crate::error::{Error, Result};
 use crate::index::{Overlay, RemoteEntry};
@@ -57,18 +59,33 @@ impl MadeDirs {
 
     /// Whether a folder above `path` is made here (so nothing at `path` is on the provider).
     pub(crate) fn above(&self, path: &str) -> bool {
+        self.ancestor_due(path).is_some()
+    }
+
+    /// When the nearest made folder above `path` is due, if there is one.
+    fn ancestor_due(&self, path: &str) -> Option<Instant> {
         let dirs = self.dirs();
         if dirs.is_empty() {
-            return false;
+            return None;
         }
         let mut p = parent_of(path);
         while !p.is_empty() {
-            if dirs.contains_key(p) {
-                return true;
+            if let Some(due) = dirs.get(p) {
+                return Some(due.at);
             }
             p = parent_of(p);
         }
-        false
+        None
+    }
+
+    /// Makes the folders in `paths` due no earlier than `at`.
+    fn postpone<'a>(&self, paths: impl IntoIterator<Item = &'a String>, at: Instant) {
+        let mut dirs = self.dirs();
+        for path in paths {
+            if let Some(due) = dirs.get_mut(path) {
+                due.at = due.at.max(at);
+            }
+        }
     }
 
     /// The made folders directly in `dir`.
@@ -181,29 +198,40 @@ impl Store {
         None
     }
 
-    /// Creates every made folder, parents first; stops at the first failure (what
-    /// follows may be inside it), which is retried later.
+    /// Creates the due made folders, parents first. One below a folder still made here
+    /// (which failed, or is not due) waits for it. A permanent failure (a name the
+    /// provider refuses) lets the folders elsewhere go on; a temporary one (the provider
+    /// down or throttling) ends the round. Whatever waits is due no earlier than the
+    /// failed folder's retry, so the uploader does not come straight back to it.
     async fn create_made_all(&self) {
-        let paths: Vec<String> = self.made.dirs().keys().cloned().collect();
-        for dir in paths {
+        let now = Instant::now();
+        let due: Vec<String> = self.made.dirs().iter().filter(|(_, d)| d.at <= now).map(|(p, _)| p.clone()).collect();
+        for (i, dir) in due.iter().enumerate() {
+            if let Some(at) = self.made.ancestor_due(dir) {
+                self.made.postpone([dir], at);
+                continue;
+            }
             // Against a rename or delete of it (or above it) meanwhile.
-            let _lock = self.locks.lock(&[(&dir, false)]).await;
+            let _lock = self.locks.lock(&[(dir, false)]).await;
             let _creating = self.made.creating.lock().await;
-            let Err(e) = self.create_made(&dir).await else { continue };
-            let attempts = {
-                let mut dirs = self.made.dirs();
-                let Some(due) = dirs.get_mut(&dir) else { continue };
+            let Err(e) = self.create_made(dir).await else { continue };
+            let Some((attempts, retry_at)) = self.made.dirs().get_mut(dir).map(|due| {
                 due.attempts += 1;
                 let wait = if is_temporary(&e) { backoff(due.attempts) } else { PERMANENT_RETRY };
                 due.at = Instant::now() + wait;
-                due.attempts
+                (due.attempts, due.at)
+            }) else {
+                continue;
             };
             match &e {
                 Error::Provider(p) if p.is_unreachable() => self.unreachable(p),
                 _ => self.note_error(&e.to_string()),
             }
             tracing::warn!(root = %self.root, path = %dir, error = %e, attempt = attempts, "could not create a folder on the provider; will retry");
-            return;
+            if is_temporary(&e) {
+                self.made.postpone(&due[i + 1..], retry_at);
+                return;
+            }
         }
     }
 
@@ -215,7 +243,14 @@ impl Store {
         }
         // Another device may have made the same name meanwhile: then it is ours too
         // (creating over an encrypted folder would give it a new id).
-        let created = self.provider.stat(dir).await?.is_none();
+        let created = match self.provider.stat(dir).await? {
+            None => true,
+            Some(meta) if meta.kind == ObjectKind::Dir => false,
+            Some(_) => {
+                let what = format!("{dir}: a file of this name is on the provider; the folder waits");
+                return Err(ProviderError::new(ProviderErrorKind::NotADirectory, what).into());
+            }
+        };
         if created {
             self.provider.create_dir(dir).await?;
         }

@@ -489,3 +489,30 @@ async fn folders_are_journaled_and_made_on_the_provider_before_their_files() {
     assert_eq!(f.store.status().pending_files, 0);
     assert_eq!(f.vfs.getattr(c.ino).await.unwrap().perm, 0o750);
 }
+
+#[tokio::test]
+async fn a_folder_the_provider_refuses_holds_back_only_what_is_inside_it() {
+    let f = fixture().await;
+    let a = f.vfs.mkdir(f.root, n("a"), 0o755, ME).await.unwrap();
+    f.vfs.mkdir(a.ino, n("sub"), 0o755, ME).await.unwrap();
+    let b = f.vfs.mkdir(f.root, n("b"), 0o755, ME).await.unwrap();
+    let (_, fh) = f.vfs.create(b.ino, n("f.txt"), 0o644, true, RW, ME).await.unwrap();
+    f.vfs.write(fh, 0, b"in b").unwrap();
+    f.vfs.release(fh).await.unwrap();
+    // Meanwhile another device put a file where folder "a" is to go.
+    std::fs::create_dir_all(&f.backing).unwrap();
+    std::fs::write(f.backing.join("a"), b"not a folder").unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    assert!(!f.store.wait_uploaded(Some(deadline)).await, "folder a cannot be made");
+    // "b" sorts after "a/sub" and still reached the provider, with its file.
+    assert!(f.backing.join("b").is_dir());
+    assert_eq!(std::fs::read(f.backing.join("b/f.txt")).unwrap(), b"in b");
+    // "a" and "a/sub" wait in the journal; the other device's file is untouched.
+    assert_eq!(std::fs::read(f.backing.join("a")).unwrap(), b"not a folder");
+    let status = f.store.status();
+    assert_eq!(status.pending_files, 2);
+    let error = status.last_error.map(|(_, e)| e).unwrap_or_default();
+    assert!(error.contains("a file of this name is on the provider"), "{error}");
+    let sub = f.vfs.lookup(a.ino, n("sub")).await.unwrap();
+    assert_eq!(sub.kind, FileKind::Dir);
+}
