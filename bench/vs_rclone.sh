@@ -8,9 +8,9 @@
 #
 # What each row measures (each target runs the same command on its own folder):
 #   write            dd of SIZE_MIB from /dev/zero with conv=fsync. The close/fsync in
-#                    oxidrive stores the file in the provider before returning; rclone
-#                    only writes its cache file and uploads 5 s later (--vfs-write-back),
-#                    so rclone's deferred upload is NOT in its time.
+#                    oxidrive returns once the file is synced in its cache and committed
+#                    to its journal; rclone writes its cache file. Both upload later
+#                    (rclone 5 s later, --vfs-write-back): no upload is in the time.
 #   read after write the whole file with dd after dropping the kernel page cache. Both
 #   (cache dropped)  daemons may keep what the write left in their own on-disk caches:
 #                    this shows the read path through the daemon, not a provider download.
