@@ -812,7 +812,7 @@ fn write_big(path: &Path) -> Option<(String, i32)> {
 
 fn full_cache_disk(mut m: TestMount) {
     let cache = m.dir.path().join("small-cache");
-    let _tmpfs = Tmpfs::mount(&cache, "4m");
+    let tmpfs = Tmpfs::mount(&cache, "4m");
     m.mount_args = vec!["--cache-dir".into(), cache.display().to_string()];
     m.mount();
     let dir = m.local();
@@ -853,6 +853,9 @@ fn full_cache_disk(mut m: TestMount) {
     assert_reads(&m, &m.local().join("x.bin"), &x, Duration::from_secs(30), "x.bin, fresh cache");
     assert_reads(&m, &m.local().join("y.bin"), &y, Duration::from_secs(30), "y.bin, fresh cache");
     assert_eq!(names(&m.local()), ["x.bin", "y.bin"], "files after the ENOSPC episode");
+    // The tmpfs inside the test's folder goes first (the mount uses fresh-cache now):
+    // removing the folder around a mounted tmpfs failed and left it in /tmp.
+    drop(tmpfs);
     drop(m);
 }
 
