@@ -677,15 +677,7 @@ impl LocalCopy {
     /// reason: then `load_block` finds out why (or falls back to the other slot).
     fn open_slot_into(&self, index: u64, buf: &mut [u8]) -> io::Result<bool> {
         let Some(slot) = self.meta().sealed.get(&index).copied() else { return Ok(false) };
-        match self.read_exact_at(buf, slot_offset(index, slot.parity)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(false),
-            Err(e) => return Err(e),
-        }
-        let seq = u64::from_be_bytes(buf[..SEQ_LEN as usize].try_into().map_err(io::Error::other)?);
-        #[cfg(test)]
-        self.crypto_ops.1.fetch_add(1, Ordering::Relaxed);
-        Ok(matches!(self.cipher.open_block_within(index, seq, buf, SEQ_LEN as usize), Ok(n) if n == BLOCK_LEN))
+        self.open_slot_at(index, slot.parity, buf)
     }
 
     /// The sequence number in slot `2 * index + parity`, if it holds a sealed block.
@@ -696,19 +688,25 @@ impl LocalCopy {
     /// The slot's plaintext if it authenticates (under its own sequence number).
     fn open_slot(&self, index: u64, parity: u64) -> io::Result<Option<Vec<u8>>> {
         let mut raw = vec![0u8; SLOT as usize];
-        match self.read_exact_at(&mut raw, slot_offset(index, parity)) {
+        if !self.open_slot_at(index, parity, &mut raw)? {
+            return Ok(None);
+        }
+        raw.truncate(BLOCK_LEN);
+        Ok(Some(raw))
+    }
+
+    /// Reads slot `2 * index + parity` into `buf` (`SLOT` bytes) and opens it there,
+    /// leaving the plaintext in front; false if it holds no block that authenticates.
+    fn open_slot_at(&self, index: u64, parity: u64, buf: &mut [u8]) -> io::Result<bool> {
+        match self.read_exact_at(buf, slot_offset(index, parity)) {
             Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(false),
             Err(e) => return Err(e),
         }
-        let (seq, sealed) = raw.split_at(SEQ_LEN as usize);
-        let seq = u64::from_be_bytes(seq.try_into().map_err(io::Error::other)?);
+        let seq = u64::from_be_bytes(buf[..SEQ_LEN as usize].try_into().map_err(io::Error::other)?);
         #[cfg(test)]
         self.crypto_ops.1.fetch_add(1, Ordering::Relaxed);
-        Ok(match self.cipher.open_block(index, seq, sealed) {
-            Ok(plain) if plain.len() == BLOCK_LEN => Some(plain),
-            _ => None,
-        })
+        Ok(matches!(self.cipher.open_block_within(index, seq, buf, SEQ_LEN as usize), Ok(n) if n == BLOCK_LEN))
     }
 
     /// Seals `plain` (exactly `BLOCK` bytes) as the next version of block `index`, into
