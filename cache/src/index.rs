@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::Result;
+use crate::trash_index::{Tombstone, tombstone_add_in};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS attrs(
@@ -94,6 +95,7 @@ CREATE TABLE IF NOT EXISTS tombstones(
     is_dir INTEGER NOT NULL,
     remote_size INTEGER,
     remote_mtime_ns INTEGER,
+    moved_to TEXT,
     PRIMARY KEY(root, path)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS trash(
@@ -287,12 +289,18 @@ impl Index {
         conn.pragma_update(None, "cache_size", -8192)?;
         conn.execute_batch(SCHEMA)?;
         // Journals made before conflict detection lack the base columns; before inline
-        // commits, the contents column.
-        for (column, kind) in [("base_size", "INTEGER"), ("base_mtime_ns", "INTEGER"), ("inline_data", "BLOB")] {
-            let has: bool =
-                conn.prepare("SELECT 1 FROM pragma_table_info('journal') WHERE name = ?1")?.exists(params![column])?;
+        // commits, the contents column; tombstones before offline renames, `moved_to`.
+        for (table, column, kind) in [
+            ("journal", "base_size", "INTEGER"),
+            ("journal", "base_mtime_ns", "INTEGER"),
+            ("journal", "inline_data", "BLOB"),
+            ("tombstones", "moved_to", "TEXT"),
+        ] {
+            let has: bool = conn
+                .prepare(&format!("SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"))?
+                .exists(params![column])?;
             if !has {
-                conn.execute_batch(&format!("ALTER TABLE journal ADD COLUMN {column} {kind}"))?;
+                conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {kind}"))?;
             }
         }
         let max_seq: i64 = conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM journal", [], |r| r.get(0))?;
@@ -424,30 +432,7 @@ impl Index {
     ) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        delete_tree(&tx, root, to)?;
-        let (flo, fhi) = subtree_bounds(from);
-        for table in PATH_TABLES {
-            tx.execute(
-                &format!(
-                    "UPDATE {table} SET path = ?2 || substr(path, length(?3) + 1)
-                     WHERE root = ?1 AND path >= ?3 AND path < ?5 AND (path = ?3 OR path > ?4)"
-                ),
-                params![root, to, from, flo, fhi],
-            )?;
-        }
-        for table in PARENT_TABLES {
-            tx.execute(
-                &format!(
-                    "UPDATE {table} SET parent = ?2 || substr(parent, length(?3) + 1)
-                     WHERE root = ?1 AND parent >= ?3 AND parent < ?5 AND (parent = ?3 OR parent > ?4)"
-                ),
-                params![root, to, from, flo, fhi],
-            )?;
-            tx.execute(
-                &format!("UPDATE {table} SET parent = ?3 WHERE root = ?1 AND path = ?2"),
-                params![root, to, parent_of(to)],
-            )?;
-        }
+        move_tree_in(&tx, root, from, to, &PATH_TABLES)?;
         if maybe_remote {
             tx.execute("UPDATE journal SET is_new = 0 WHERE root = ?1 AND path = ?2", params![root, to])?;
         }
@@ -456,6 +441,31 @@ impl Index {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// A file the provider holds, renamed while it is offline, in one synced
+    /// transaction: what this device records of `from` (attributes, extended
+    /// attributes, Recents, pin, pending change) moves to `to`, whose pending change
+    /// becomes one of `to` (`is_new`, from `base`); the mirror of what the provider
+    /// holds at both names stays as it is; `from` gets `tombstone`.
+    pub fn journal_rename_offline(
+        &self,
+        root: &str,
+        from: &str,
+        to: &str,
+        is_new: bool,
+        base: Option<(u64, Option<SystemTime>)>,
+        tombstone: &Tombstone,
+    ) -> Result<()> {
+        self.in_tx(true, |tx| {
+            move_tree_in(tx, root, from, to, &LOCAL_TABLES)?;
+            let (bs, bm) = base_cols(base);
+            tx.execute(
+                "UPDATE journal SET is_new = ?3, base_size = ?4, base_mtime_ns = ?5 WHERE root = ?1 AND path = ?2",
+                params![root, to, is_new, bs, bm],
+            )?;
+            tombstone_add_in(tx, root, tombstone)
+        })
     }
 
     /// Commits a file's new contents to the journal, with its mtime and changed
@@ -999,13 +1009,56 @@ const PATH_TABLES: [&str; 10] =
 /// Those of them that also record the parent directory.
 const PARENT_TABLES: [&str; 4] = ["attrs", "journal", "made_dirs", "remote"];
 
+/// The path tables that record this device's own state of a file, not the provider's:
+/// what an offline rename moves.
+const LOCAL_TABLES: [&str; 5] = ["attrs", "xattrs", "recents", "journal", "pins"];
+
 fn delete_tree(tx: &rusqlite::Transaction<'_>, root: &str, path: &str) -> rusqlite::Result<()> {
+    delete_tree_in(tx, root, path, &PATH_TABLES)
+}
+
+fn delete_tree_in(tx: &rusqlite::Transaction<'_>, root: &str, path: &str, tables: &[&str]) -> rusqlite::Result<()> {
     let (lo, hi) = subtree_bounds(path);
-    for table in PATH_TABLES {
+    for table in tables {
         tx.prepare_cached(&format!(
             "DELETE FROM {table} WHERE root = ?1 AND path >= ?2 AND path < ?4 AND (path = ?2 OR path > ?3)"
         ))?
         .execute(params![root, path, lo, hi])?;
+    }
+    Ok(())
+}
+
+/// Moves the rows of `tables` at and below `from` to `to`, dropping theirs at `to` first.
+fn move_tree_in(
+    tx: &rusqlite::Transaction<'_>,
+    root: &str,
+    from: &str,
+    to: &str,
+    tables: &[&str],
+) -> rusqlite::Result<()> {
+    delete_tree_in(tx, root, to, tables)?;
+    let (flo, fhi) = subtree_bounds(from);
+    for table in tables {
+        tx.execute(
+            &format!(
+                "UPDATE {table} SET path = ?2 || substr(path, length(?3) + 1)
+                 WHERE root = ?1 AND path >= ?3 AND path < ?5 AND (path = ?3 OR path > ?4)"
+            ),
+            params![root, to, from, flo, fhi],
+        )?;
+    }
+    for table in PARENT_TABLES.iter().filter(|t| tables.contains(t)) {
+        tx.execute(
+            &format!(
+                "UPDATE {table} SET parent = ?2 || substr(parent, length(?3) + 1)
+                 WHERE root = ?1 AND parent >= ?3 AND parent < ?5 AND (parent = ?3 OR parent > ?4)"
+            ),
+            params![root, to, from, flo, fhi],
+        )?;
+        tx.execute(
+            &format!("UPDATE {table} SET parent = ?3 WHERE root = ?1 AND path = ?2"),
+            params![root, to, parent_of(to)],
+        )?;
     }
     Ok(())
 }

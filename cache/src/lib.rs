@@ -11,6 +11,7 @@ mod health;
 mod index;
 mod local_copy;
 mod made_dirs;
+mod offline_rename;
 mod path_locks;
 mod poller;
 mod reads;

@@ -498,7 +498,11 @@ impl Store {
     fn create_with(&self, path: &str, ov: Overlay) -> Result<Arc<LocalCopy>> {
         self.provider.check_name(path)?;
         let copy = self.new_copy()?;
-        let (entry, created) = if self.index.has_tree(&self.root, path)? {
+        let absorbed = self.trash.moved_tombstone(path).map(|t| t.version);
+        if absorbed.is_some() {
+            self.forget_moved_tombstone(path)?;
+        }
+        let (mut entry, created) = if self.index.has_tree(&self.root, path)? {
             // One transaction, not synced (see above).
             (self.index.journal_create(&self.root, path, &ov, &copy.id().hex())?, None)
         } else {
@@ -512,6 +516,15 @@ impl Store {
             };
             (entry, Some(ov))
         };
+        if let Some(base) = absorbed {
+            // It replaces the object a file renamed away offline left here.
+            entry.is_new = false;
+            entry.base = base;
+            copy.set_base(base);
+            if created.is_none() {
+                self.index.journal_set_state(&self.root, path, false, base)?;
+            }
+        }
         copy.keep(true);
         // Only a journaled file is the uploader's (each wake scans every pending file).
         let journaled = created.is_none();
@@ -575,6 +588,9 @@ impl Store {
     /// Renames a file or directory. `replaces` says whether something is at `to`.
     pub async fn rename(&self, from: &str, to: &str, kind: EntryKind, replaces: bool) -> Result<()> {
         let _lock = self.locks.lock(&[(from, true), (to, true)]).await;
+        // Onto the old name of a file renamed away offline: replacing its object.
+        let absorbed = if kind == EntryKind::Dir { None } else { self.trash.moved_tombstone(to).map(|t| t.version) };
+        let replaces = replaces || absorbed.is_some();
         // Nothing of a new file or of a made folder is on the provider: renaming them
         // is the journal's alone (a made folder over an old one waits for its creation).
         let pending_new = match kind {
@@ -586,18 +602,42 @@ impl Store {
         if replaces && kind != EntryKind::Dir {
             self.config.copies.forget(&self.root, to)?;
         }
+        let mut offline = None;
         if pending_new {
             // Nothing of it is on the provider yet: the rename is the journal's alone.
             self.provider.check_name(to)?;
             self.index.rename_tree_with(&self.root, from, to, over_remote, None)?;
+        } else if self.offline_now() {
+            offline = Some(self.rename_offline(from, to, kind, over_remote, absorbed).await?);
         } else {
             self.create_made_above(from, true).await?;
             self.create_made_above(to, false).await?;
-            self.rename_on_provider(from, to, kind).await?;
+            match self.rename_on_provider(from, to, kind).await {
+                Err(Error::Provider(e)) if e.is_unreachable() && kind != EntryKind::Dir => {
+                    self.unreachable(&e);
+                    offline = Some(self.rename_offline(from, to, kind, over_remote, absorbed).await?);
+                }
+                other => other?,
+            }
+        }
+        if absorbed.is_some() {
+            self.forget_moved_tombstone(to)?;
         }
         self.move_pending(from, to, over_remote);
+        match offline {
+            Some(moved) => self.offline_moved(to, moved),
+            // A new file taking the place of a renamed-away one must find that object.
+            None if pending_new && let Some(base) = absorbed => {
+                if let Some(p) = self.pending().get_mut(to) {
+                    p.entry.base = base;
+                    p.copy.set_base(base);
+                }
+                self.index.journal_set_base(&self.root, to, base)?;
+            }
+            None => {}
+        }
         self.made.rename(from, to);
-        self.move_tombstones(from, to);
+        self.move_tombstones(from, to)?;
         self.forget_recent_stats();
         self.config.copies.invalidate_tree(&self.root, from);
         self.config.copies.invalidate_tree(&self.root, to);
@@ -682,7 +722,7 @@ impl Store {
         }
         self.index.rename_tree(&self.root, from, to)?;
         self.move_pending(from, to, true);
-        self.move_tombstones(from, to);
+        self.move_tombstones(from, to)?;
         Ok(())
     }
 

@@ -110,6 +110,25 @@ impl TrashState {
     pub(crate) fn count(&self) -> usize {
         self.tombstones().len()
     }
+
+    pub(crate) fn insert(&self, t: Tombstone) {
+        self.tombstones().insert(t.path.clone(), t);
+    }
+
+    pub(crate) fn remove(&self, path: &str) {
+        self.tombstones().remove(path);
+    }
+
+    /// The tombstone at `path` if a rename (not a delete) left it.
+    pub(crate) fn moved_tombstone(&self, path: &str) -> Option<Tombstone> {
+        self.tombstones().get(path).filter(|t| t.moved_to.is_some()).cloned()
+    }
+
+    /// Whether `path` holds the contents of a file renamed offline whose old object is
+    /// still on the provider.
+    fn is_moved_here(&self, path: &str) -> bool {
+        self.tombstones().values().any(|t| t.moved_to.as_deref() == Some(path))
+    }
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -148,7 +167,12 @@ impl Store {
     /// Deletes `path` (a folder must look empty): what the provider holds goes to the
     /// Trash; a file never uploaded is simply removed.
     pub async fn delete(&self, path: &str, kind: EntryKind) -> Result<()> {
-        if kind != EntryKind::Dir && self.pending().get(path).is_some_and(|p| p.entry.is_new) {
+        // A file renamed offline is new at its name, yet it is what the provider holds
+        // at the old one: deleted, it goes to the Trash like any other.
+        if kind != EntryKind::Dir
+            && self.pending().get(path).is_some_and(|p| p.entry.is_new)
+            && !self.trash.is_moved_here(path)
+        {
             return self.remove_file(path).await;
         }
         if kind == EntryKind::Dir && self.made.contains(path) && self.remove_made_dir(path).await? {
@@ -168,6 +192,7 @@ impl Store {
             deleted: self.now(),
             is_dir: kind == EntryKind::Dir,
             version,
+            moved_to: None,
         };
         self.index.tombstone_add(&self.root, &t)?;
         self.trash.tombstones().insert(path.to_owned(), t);
@@ -178,14 +203,15 @@ impl Store {
     }
 
     /// Moves what was deleted at `path` into the trash area now, because a new name is
-    /// about to take its place.
-    pub async fn settle_path(&self, path: &str) -> Result<()> {
-        if !self.trash.tombstones().contains_key(path) {
+    /// about to take its place. A new file (`for_file`) takes the place of a file
+    /// renamed away offline by replacing its object instead: nothing to do first.
+    pub async fn settle_path(&self, path: &str, for_file: bool) -> Result<()> {
+        if !self.trash.tombstones().contains_key(path) || (for_file && self.trash.moved_tombstone(path).is_some()) {
             return Ok(());
         }
         let _running = self.trash.running.lock().await;
         let Some(t) = self.trash.tombstones().get(path).cloned() else { return Ok(()) };
-        self.settle_one(&t).await.inspect_err(|e| {
+        self.settle_one(&t, true).await.inspect_err(|e| {
             tracing::error!(root = %self.root, path, error = %e, "cannot move the deleted item to Trash; the new name must wait");
         })
     }
@@ -194,7 +220,7 @@ impl Store {
     pub(crate) async fn settle_all(&self) {
         let _running = self.trash.running.lock().await;
         for t in self.top_tombstones() {
-            if let Err(e) = self.settle_one(&t).await {
+            if let Err(e) = self.settle_one(&t, false).await {
                 if let Error::Provider(pe) = &e
                     && pe.is_unreachable()
                 {
@@ -231,12 +257,24 @@ impl Store {
     /// to keep.
     fn nothing_to_keep(&self, t: &Tombstone) -> bool {
         if t.is_dir {
-            return !self.trash.tombstones().values().any(|x| !x.is_dir && is_below(&x.path, &t.path));
+            // A file renamed away offline lives on at its new name.
+            return !self
+                .trash
+                .tombstones()
+                .values()
+                .any(|x| !x.is_dir && x.moved_to.is_none() && is_below(&x.path, &t.path));
         }
         matches!(self.index.get(&self.root, &t.path), Ok(Some(ov)) if ov.symlink.is_some())
     }
 
-    async fn settle_one(&self, t: &Tombstone) -> Result<()> {
+    /// Moves one deleted item into the trash area; `forced` when a new name waits for
+    /// its place.
+    async fn settle_one(&self, t: &Tombstone, forced: bool) -> Result<()> {
+        if !forced && t.moved_to.as_ref().is_some_and(|to| self.pending().contains_key(to)) {
+            // Renamed offline: the old name goes once the new one is uploaded, so
+            // other devices never see neither.
+            return Ok(());
+        }
         if self.nothing_to_keep(t) {
             self.delete_for_good(&t.path).await?;
             self.index.tombstones_remove_tree(&self.root, &t.path)?;
@@ -265,6 +303,15 @@ impl Store {
                 self.uploads.changed.notify_waiters();
                 return Ok(());
             }
+        }
+        if let Some(to) = &t.moved_to {
+            // Renamed, not deleted: its contents live on at the new name.
+            self.delete_for_good(&t.path).await?;
+            self.index.tombstones_remove_tree(&self.root, &t.path)?;
+            self.drop_tombstones(&t.path);
+            tracing::debug!(root = %self.root, from = %t.path, to, "the provider followed a rename made offline");
+            self.uploads.changed.notify_waiters();
+            return Ok(());
         }
         let item_dir = join(TRASH_DIR, &t.id);
         let data = join(&item_dir, "data");
@@ -302,8 +349,9 @@ impl Store {
         self.trash.tombstones().retain(|k, _| k != path && !is_below(k, path));
     }
 
-    /// Tombstones follow a rename of a folder above them.
-    pub(crate) fn move_tombstones(&self, from: &str, to: &str) {
+    /// Tombstones follow a rename of a folder above them, and those of files renamed
+    /// offline follow their contents to the new name.
+    pub(crate) fn move_tombstones(&self, from: &str, to: &str) -> Result<()> {
         let mut map = self.trash.tombstones();
         let moved: Vec<String> = map.keys().filter(|k| is_below(k, from)).cloned().collect();
         for old in moved {
@@ -312,6 +360,15 @@ impl Store {
                 map.insert(t.path.clone(), t);
             }
         }
+        for t in map.values_mut() {
+            if let Some(dest) = t.moved_to.as_mut()
+                && (dest == from || is_below(dest, from))
+            {
+                *dest = format!("{to}{}", &dest[from.len()..]);
+                self.index.tombstone_add(&self.root, t)?;
+            }
+        }
+        Ok(())
     }
 
     async fn ensure_dir(&self, path: &str) -> Result<()> {
@@ -334,7 +391,7 @@ impl Store {
             tracing::warn!(root = %self.root, error = %e, "cannot read the provider's Trash; showing what is known");
         }
         let mut tops = self.top_tombstones();
-        tops.retain(|t| !self.nothing_to_keep(t));
+        tops.retain(|t| t.moved_to.is_none() && !self.nothing_to_keep(t));
         let pending: HashSet<String> = tops.iter().map(|t| t.id.clone()).collect();
         let mut out: Vec<TrashEntry> = tops
             .into_iter()
@@ -491,7 +548,7 @@ impl Store {
 
     async fn settle_path_locked(&self, path: &str) -> Result<()> {
         let Some(t) = self.trash.tombstones().get(path).cloned() else { return Ok(()) };
-        self.settle_one(&t).await
+        self.settle_one(&t, true).await
     }
 
     /// Removes `path` and everything below it from the provider and every local record.
@@ -597,7 +654,7 @@ pub(crate) async fn trash_loop(store: std::sync::Weak<Store>) {
     }
 }
 
-fn new_id() -> Result<String> {
+pub(crate) fn new_id() -> Result<String> {
     let mut bytes = [0u8; 12];
     ring::rand::SystemRandom::new()
         .fill(&mut bytes)

@@ -21,6 +21,10 @@ pub struct Tombstone {
     /// The provider's (size, mtime) of the file when it was deleted: another version
     /// found there later is another device's edit, which wins over the delete.
     pub version: Option<(u64, Option<SystemTime>)>,
+    /// Set when the name was not deleted but renamed while the provider was offline:
+    /// its contents live on as a pending file at this path, so the object is removed
+    /// for good (not kept in the Trash) once that file is uploaded.
+    pub moved_to: Option<String>,
 }
 
 /// An item in the provider's trash area (`.oxidrive/trash/<id>`).
@@ -34,27 +38,13 @@ pub struct TrashItem {
 
 impl Index {
     pub fn tombstone_add(&self, root: &str, t: &Tombstone) -> Result<()> {
-        self.conn().execute(
-            "INSERT OR REPLACE INTO tombstones (root, path, id, orig, at_ns, is_dir, remote_size, remote_mtime_ns)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![
-                root,
-                t.path,
-                t.id,
-                t.orig,
-                to_ns(t.deleted),
-                t.is_dir,
-                t.version.map(|v| v.0 as i64),
-                t.version.and_then(|v| v.1).map(to_ns)
-            ],
-        )?;
-        Ok(())
+        Ok(tombstone_add_in(&self.conn(), root, t)?)
     }
 
     pub fn tombstones(&self, root: &str) -> Result<Vec<Tombstone>> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
-            "SELECT path, id, orig, at_ns, is_dir, remote_size, remote_mtime_ns
+            "SELECT path, id, orig, at_ns, is_dir, remote_size, remote_mtime_ns, moved_to
              FROM tombstones WHERE root = ?1 ORDER BY path",
         )?;
         let rows = stmt.query_map(params![root], |r| {
@@ -67,6 +57,7 @@ impl Index {
                 deleted: from_ns(r.get(3)?),
                 is_dir: r.get(4)?,
                 version: size.map(|s| (s as u64, mtime.map(from_ns))),
+                moved_to: r.get(7)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -117,6 +108,27 @@ impl Index {
     }
 }
 
+/// `Index::tombstone_add` on `conn` (or inside a transaction).
+pub(crate) fn tombstone_add_in(conn: &rusqlite::Connection, root: &str, t: &Tombstone) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO tombstones
+         (root, path, id, orig, at_ns, is_dir, remote_size, remote_mtime_ns, moved_to)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?
+    .execute(params![
+        root,
+        t.path,
+        t.id,
+        t.orig,
+        to_ns(t.deleted),
+        t.is_dir,
+        t.version.map(|v| v.0 as i64),
+        t.version.and_then(|v| v.1).map(to_ns),
+        t.moved_to
+    ])?;
+    Ok(())
+}
+
 fn insert_item(conn: &rusqlite::Connection, root: &str, item: &TrashItem) -> Result<()> {
     conn.execute(
         "INSERT OR REPLACE INTO trash (root, id, orig, at_ns, is_dir) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -144,6 +156,7 @@ mod tests {
             deleted: at(5),
             is_dir: false,
             version: Some((3, Some(at(4)))),
+            moved_to: None,
         };
         index.tombstone_add("r", &t).unwrap();
         index.rename_tree("r", "a", "z").unwrap();
@@ -171,6 +184,7 @@ mod tests {
                 deleted: at(1),
                 is_dir: false,
                 version: None,
+                moved_to: None,
             };
             index.tombstone_add("r", &t).unwrap();
         }

@@ -383,6 +383,101 @@ fn offline_reads_cached_data_and_queues_writes() {
     assert_file(&dest.join("new/deeper/E.bin"), &e, "provider copy of E (in folders made offline)");
 }
 
+/// Renames of files the provider holds are journaled while it is offline (their
+/// contents must be here): the new name shows and reads at once, survives a remount,
+/// and reaches the provider when it is back, where the old name then goes for good
+/// (not to Trash). An editor's save with a backup (vim's: rename the file to `name~`,
+/// write a new `name`) works offline. An uncached file or a folder cannot move
+/// offline: EIO with a clear log line, and nothing changes.
+#[test]
+fn offline_renames_of_cached_files_are_journaled() {
+    let cloud = Cloud::start();
+    let mut m = cloud.mount();
+    let dir = folder(&m);
+    let (a, b) = cached_a_uncached_b(&m);
+    let notes = b"first version\n".repeat(500);
+    fs::create_dir(dir.join("docs")).unwrap_or_else(|e| panic!("mkdir docs: {e}\n{}", tail(&m)));
+    write_file(&m, &dir.join("notes.txt"), &notes);
+    m.sync();
+    assert_state(&m, &dir.join("notes.txt"), "cached");
+
+    cloud.proxy.set(Fault::Refuse);
+    assert_read_eio(&m, &dir.join("B.bin"), Duration::from_secs(15), "offline, uncached B");
+
+    fs::rename(dir.join("A.bin"), dir.join("docs/A-moved.bin"))
+        .unwrap_or_else(|e| panic!("offline mv of cached A: {e}\n{}", tail(&m)));
+    assert_lists(&m, &dir, &["B.bin", "docs", "notes.txt"], "offline, after mv A");
+    assert_lists(&m, &dir.join("docs"), &["A-moved.bin"], "offline, after mv A");
+    assert_reads(&m, &dir.join("docs/A-moved.bin"), &a, Duration::from_secs(10), "offline, moved A");
+    assert_state(&m, &dir.join("docs/A-moved.bin"), "dirty");
+
+    let err = fs::rename(dir.join("B.bin"), dir.join("B2.bin")).expect_err("offline mv of uncached B");
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "offline mv of uncached B: {err}\n{}", tail(&m));
+    assert!(m.log().contains("cannot be renamed now"), "no clear log line for the refused rename\n{}", tail(&m));
+    let err = fs::rename(dir.join("docs"), dir.join("docs2")).expect_err("offline mv of a folder");
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "offline mv of a folder: {err}\n{}", tail(&m));
+    assert!(m.log().contains("renaming a folder needs provider"), "no clear log line for the folder\n{}", tail(&m));
+
+    fs::rename(dir.join("notes.txt"), dir.join("notes.txt~"))
+        .unwrap_or_else(|e| panic!("offline backup rename of notes.txt: {e}\n{}", tail(&m)));
+    let edited = b"second version\n".repeat(400);
+    write_file(&m, &dir.join("notes.txt"), &edited);
+    assert_reads(&m, &dir.join("notes.txt"), &edited, Duration::from_secs(10), "offline, saved notes");
+    assert_reads(&m, &dir.join("notes.txt~"), &notes, Duration::from_secs(10), "offline, backup of notes");
+    let after = ["B.bin", "docs", "notes.txt", "notes.txt~"];
+    assert_lists(&m, &dir, &after, "offline, after the editor's save");
+
+    // All of it is in the journal: a remount, still offline, shows the same.
+    m.remount();
+    assert_lists(&m, &dir, &after, "offline remount");
+    assert_reads(&m, &dir.join("docs/A-moved.bin"), &a, Duration::from_secs(10), "offline remount, moved A");
+    assert_reads(&m, &dir.join("notes.txt~"), &notes, Duration::from_secs(10), "offline remount, backup");
+
+    cloud.proxy.set(Fault::Pass);
+    m.sync();
+    assert_lists(&m, &dir, &after, "back online, after sync");
+    assert_lists(&m, &m.mnt.join("Trash"), &[], "Trash after the renames reached the provider");
+    m.unmount();
+
+    let dest = decrypt(&m);
+    assert_eq!(names(&dest), after, "what the provider holds");
+    assert_eq!(names(&dest.join("docs")), ["A-moved.bin"], "what the provider holds in docs");
+    assert_file(&dest.join("docs/A-moved.bin"), &a, "provider copy of A at its new name");
+    assert_file(&dest.join("B.bin"), &b, "provider copy of B, not moved");
+    assert_file(&dest.join("notes.txt~"), &notes, "provider copy of the backup");
+    assert_file(&dest.join("notes.txt"), &edited, "provider copy of the saved notes");
+}
+
+/// A file renamed offline, renamed again and then deleted is still a deletion of what
+/// the provider holds: it reaches the Trash under its last name, never lost.
+#[test]
+fn a_file_renamed_offline_then_deleted_goes_to_trash() {
+    let cloud = Cloud::start();
+    let mut m = cloud.mount();
+    let dir = folder(&m);
+    let (a, b) = cached_a_uncached_b(&m);
+    cloud.proxy.set(Fault::Refuse);
+    assert_read_eio(&m, &dir.join("B.bin"), Duration::from_secs(15), "offline, uncached B");
+
+    for (from, to) in [("A.bin", "A2.bin"), ("A2.bin", "A3.bin")] {
+        fs::rename(dir.join(from), dir.join(to))
+            .unwrap_or_else(|e| panic!("offline mv {from} {to}: {e}\n{}", tail(&m)));
+    }
+    assert_reads(&m, &dir.join("A3.bin"), &a, Duration::from_secs(10), "offline, A renamed twice");
+    fs::remove_file(dir.join("A3.bin")).unwrap_or_else(|e| panic!("offline rm A3: {e}\n{}", tail(&m)));
+    assert_lists(&m, &dir, &["B.bin"], "offline, after rm");
+
+    cloud.proxy.set(Fault::Pass);
+    m.sync();
+    let trash = m.mnt.join("Trash");
+    assert_lists(&m, &trash, &["A3.bin"], "Trash once the provider is back");
+    assert_reads(&m, &trash.join("A3.bin"), &a, Duration::from_secs(30), "A3 in Trash");
+    m.unmount();
+    let dest = decrypt(&m);
+    assert_eq!(names(&dest), ["B.bin"], "what the provider holds outside its Trash");
+    assert_file(&dest.join("B.bin"), &b, "provider copy of B");
+}
+
 /// A folder never listed online cannot be listed offline (the mirror cannot know all of
 /// it: EIO, quickly, as SEMANTICS.md says), but the files this mount wrote there still
 /// read by name: their uploads recorded them.

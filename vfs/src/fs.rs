@@ -622,7 +622,7 @@ impl Vfs {
         if self.stat_path(&store, &path).await?.is_some() {
             return Err(Error::new(ErrorKind::AlreadyExists, path));
         }
-        self.settle_deleted(&store, &path).await?;
+        self.settle_deleted(&store, &path, false).await?;
         // Also touches the parent's mtime.
         store
             .mkdir(&path, mode & 0o7777, caller.uid, caller.gid)
@@ -653,9 +653,12 @@ impl Vfs {
     }
 
     /// A new name is about to take the place of one deleted and not yet moved to
-    /// Trash: move it there first.
-    async fn settle_deleted(&self, store: &Store, path: &str) -> Result<()> {
-        store.settle_path(path).await.map_err(|e| Error::from_cache(e, format!("move the deleted {path} to Trash")))
+    /// Trash: move it there first (`for_file`: the new name is a file or symlink).
+    async fn settle_deleted(&self, store: &Store, path: &str, for_file: bool) -> Result<()> {
+        store
+            .settle_path(path, for_file)
+            .await
+            .map_err(|e| Error::from_cache(e, format!("move the deleted {path} to Trash")))
     }
 
     /// `unlink` and `rmdir` in the Trash view delete for good; elsewhere `None`.
@@ -746,7 +749,7 @@ impl Vfs {
             let fh = self.open(attr.ino, open).await?;
             return Ok((self.getattr(attr.ino).await?, fh));
         }
-        self.settle_deleted(&store, &path).await?;
+        self.settle_deleted(&store, &path, true).await?;
         // Also notes it as recent and touches the folder's mtime.
         store
             .create_file(&path, mode & 0o7777, caller.uid, caller.gid)
@@ -1048,14 +1051,14 @@ impl Vfs {
                     // Whatever was deleted inside it goes to Trash; the folder itself is replaced.
                     let replaced = async {
                         store.delete(&to, EntryKind::Dir).await?;
-                        store.settle_path(&to).await
+                        store.settle_path(&to, false).await
                     };
                     replaced.await.map_err(|e| Error::from_cache(e, format!("rmdir {to}")))?;
                 }
                 (false, false) => self.keep_open_copy(&store, newparent, newname, &to).await?,
             }
         } else if !undelete {
-            self.settle_deleted(&store, &to).await?;
+            self.settle_deleted(&store, &to, src.kind != EntryKind::Dir).await?;
         }
         // A commit in flight for the source must land before the name moves.
         let src_open = {
@@ -1091,7 +1094,7 @@ impl Vfs {
         if self.stat_path(&store, &path).await?.is_some() {
             return Err(Error::new(ErrorKind::AlreadyExists, path));
         }
-        self.settle_deleted(&store, &path).await?;
+        self.settle_deleted(&store, &path, true).await?;
         store
             .symlink(&path, target, caller.uid, caller.gid)
             .map_err(|e| Error::from_cache(e, format!("symlink {path}")))?;
