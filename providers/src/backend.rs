@@ -3,6 +3,7 @@ use std::time::SystemTime;
 use opendal::Operator;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::name_rules::NameRules;
 use crate::path::{META_DIR, dir_key};
 use crate::spec::ProviderSpec;
 
@@ -63,8 +64,8 @@ pub struct Backend {
     /// Set once the service answered a conditional write with "not implemented" (some
     /// S3-compatible servers): later uploads go without conditions.
     conditions_refused: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    /// The longest path (as stored, below the root) the service takes, when known.
-    max_path: Option<usize>,
+    /// The names and path lengths the service takes.
+    rules: NameRules,
 }
 
 /// Where temporary uploads go; short random names, so any final name length works.
@@ -105,20 +106,12 @@ impl Backend {
             write_if_not_exists: if write_via_tmp { scheme == "fs" } else { cap.write_with_if_not_exists },
             write_if_match: !write_via_tmp && cap.write_with_if_match,
         };
-        let root = op.info().root().to_string();
-        // A folder's absolute path must fit PATH_MAX (with its NUL); an S3 key, 1024
-        // bytes. Checked before anything is journaled, as such names fail only later.
-        let max_path = match scheme.as_str() {
-            "fs" | "sftp" => Some(4095usize.saturating_sub(root.len())),
-            "s3" => Some(1024usize.saturating_sub(root.trim_start_matches('/').len())),
-            _ => None,
-        };
-        Self { op, caps, write_via_tmp, conditions_refused: Default::default(), max_path }
+        let rules = NameRules::of(&scheme, &op.info().root());
+        Self { op, caps, write_via_tmp, conditions_refused: Default::default(), rules }
     }
 
-    /// The longest path below the root this service stores, when known.
-    pub(crate) fn max_path(&self) -> Option<usize> {
-        self.max_path
+    pub(crate) fn rules(&self) -> &NameRules {
+        &self.rules
     }
 
     /// The path to write to, and whether it must be renamed into place afterwards.

@@ -8,6 +8,7 @@ mod backend;
 mod encrypted;
 mod error;
 mod local_io;
+mod name_rules;
 mod path;
 mod provider;
 mod services;

@@ -203,9 +203,11 @@ impl Provider {
 }
 
 impl Provider {
-    /// OpenDAL trims white space at the ends of path components, so a plain store would
-    /// silently keep `"x "` as `"x"` (possibly over another file). Such names are refused;
-    /// encrypted stores keep them, since their stored names are encoded.
+    /// Refuses, before anything is journaled, a path the service would refuse at upload
+    /// (too long as stored; on a plain store, names it does not take). OpenDAL also
+    /// trims white space at the ends of path components, so a plain store would
+    /// silently keep `"x "` as `"x"` (possibly over another file): refused too.
+    /// Encrypted stores keep such names, since their stored names are encoded.
     pub fn check_name(&self, path: &str) -> Result<()> {
         if matches!(self.layer, Layer::Plain(_)) && path.split('/').any(|c| c.trim() != c) {
             return Err(Error::new(
@@ -213,19 +215,22 @@ impl Provider {
                 format!("{path:?}: names starting or ending with white space cannot be stored unencrypted"),
             ));
         }
-        let Some(max) = self.backend().max_path() else { return Ok(()) };
-        let stored = match &self.layer {
-            Layer::Plain(_) => path.len(),
-            // With room for the id object a folder there holds.
-            Layer::Encrypted(e) => e.stored_len(path) + 1 + DIR_ID_OBJECT_NAME.len(),
-        };
-        if stored > max {
-            return Err(Error::new(
-                ErrorKind::PathTooLong,
-                format!("{path:?}: stored, its path is {stored} bytes; this provider takes at most {max}"),
-            ));
+        let rules = self.backend().rules();
+        if let Layer::Plain(_) = &self.layer {
+            rules.check_names(path)?;
         }
-        Ok(())
+        if rules.max_bytes.is_none() && rules.max_chars.is_none() {
+            return Ok(());
+        }
+        let (bytes, chars) = match &self.layer {
+            Layer::Plain(_) => (path.len(), path.chars().count()),
+            // With room for the id object a folder there holds; stored names are ASCII.
+            Layer::Encrypted(e) => {
+                let n = e.stored_len(path) + 1 + DIR_ID_OBJECT_NAME.len();
+                (n, n)
+            }
+        };
+        rules.check_len(path, bytes, chars)
     }
 }
 

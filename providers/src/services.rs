@@ -249,6 +249,21 @@ mod tests {
         }
     }
 
+    /// OneDrive's rules reach a plain store's `check_name` (no network: a name is
+    /// refused before any request). Google's and Dropbox's stores take these names.
+    #[test]
+    fn a_plain_onedrive_store_refuses_names_onedrive_refuses() {
+        let store = |t: &str| crate::Provider::plain("o", crate::Backend::from_operator(operator(&spec(t)).unwrap()));
+        let od = store("name='o'\ntype='onedrive'\nrefresh_token='r'\nclient_id='i'\nroot='Cloud'");
+        assert_eq!(od.check_name("notes/a:b.txt").unwrap_err().kind(), ErrorKind::InvalidName);
+        assert_eq!(od.check_name("AUX").unwrap_err().kind(), ErrorKind::InvalidName);
+        assert_eq!(od.check_name(&format!("{}x", "d/".repeat(197))).unwrap_err().kind(), ErrorKind::PathTooLong);
+        od.check_name("notes/a b.txt").unwrap();
+        od.check_name(&"é".repeat(390)).unwrap();
+        let gd = store("name='g'\ntype='gdrive'\nrefresh_token='r'\nclient_id='i'\nclient_secret='c'");
+        gd.check_name("notes/a:b.txt").unwrap();
+    }
+
     #[test]
     fn missing_oauth_tokens_are_a_clear_config_error() {
         let e = operator(&spec("name='d'\ntype='dropbox'")).unwrap_err();
