@@ -448,7 +448,7 @@ impl Index {
     /// attributes, Recents, pin, pending change) moves to `to`, whose pending change
     /// becomes one of `to` (`is_new`, from `base`); the mirror of what the provider
     /// holds at both names stays as it is; `from` gets `tombstone`.
-    pub fn journal_rename_offline(
+    pub fn journal_rename(
         &self,
         root: &str,
         from: &str,

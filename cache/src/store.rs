@@ -602,30 +602,20 @@ impl Store {
         if replaces && kind != EntryKind::Dir {
             self.config.copies.forget(&self.root, to)?;
         }
-        let mut offline = None;
-        if pending_new {
+        let journaled = if pending_new {
             // Nothing of it is on the provider yet: the rename is the journal's alone.
             self.provider.check_name(to)?;
             self.index.rename_tree_with(&self.root, from, to, over_remote, None)?;
-        } else if self.offline_now() {
-            offline = Some(self.rename_offline(from, to, kind, over_remote, absorbed).await?);
+            None
         } else {
-            self.create_made_above(from, true).await?;
-            self.create_made_above(to, false).await?;
-            match self.rename_on_provider(from, to, kind).await {
-                Err(Error::Provider(e)) if e.is_unreachable() && kind != EntryKind::Dir => {
-                    self.unreachable(&e);
-                    offline = Some(self.rename_offline(from, to, kind, over_remote, absorbed).await?);
-                }
-                other => other?,
-            }
-        }
+            self.rename_held(from, to, kind, over_remote, absorbed).await?
+        };
         if absorbed.is_some() {
             self.forget_moved_tombstone(to)?;
         }
         self.move_pending(from, to, over_remote);
-        match offline {
-            Some(moved) => self.offline_moved(to, moved),
+        match journaled {
+            Some(moved) => self.journaled_moved(to, moved),
             // A new file taking the place of a renamed-away one must find that object.
             None if pending_new && let Some(base) = absorbed => {
                 if let Some(p) = self.pending().get_mut(to) {
@@ -726,7 +716,7 @@ impl Store {
         Ok(())
     }
 
-    async fn rename_on_provider(&self, from: &str, to: &str, kind: EntryKind) -> Result<()> {
+    pub(crate) async fn rename_on_provider(&self, from: &str, to: &str, kind: EntryKind) -> Result<()> {
         let object_kind = if kind == EntryKind::Dir { ObjectKind::Dir } else { ObjectKind::File };
         // Providers that rewrite a file to rename it (encrypted, or copy + delete) give
         // it a new provider mtime; keep recognising it as ours if it was before.

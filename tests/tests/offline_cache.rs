@@ -448,6 +448,33 @@ fn offline_renames_of_cached_files_are_journaled() {
     assert_file(&dest.join("notes.txt"), &edited, "provider copy of the saved notes");
 }
 
+/// On an encrypted provider a file's rename rewrites its object (its name is bound
+/// into it), so a file whose contents are all here is renamed in the journal even
+/// online: `mv` returns at once and the new name is uploaded later, with the old one
+/// then removed. An uncached file is still renamed on the provider at once.
+#[test]
+fn renames_of_cached_files_on_an_encrypted_store_are_journaled_online() {
+    let cloud = Cloud::start();
+    let mut m = cloud.mount();
+    let dir = folder(&m);
+    let (a, b) = cached_a_uncached_b(&m);
+    for (from, to) in [("A.bin", "A2.bin"), ("B.bin", "B2.bin")] {
+        fs::rename(dir.join(from), dir.join(to)).unwrap_or_else(|e| panic!("mv {from} {to}: {e}\n{}", tail(&m)));
+    }
+    assert_lists(&m, &dir, &["A2.bin", "B2.bin"], "after the renames");
+    assert_state(&m, &dir.join("A2.bin"), "dirty");
+    assert_state(&m, &dir.join("B2.bin"), "cloud-only");
+    assert_reads(&m, &dir.join("A2.bin"), &a, Duration::from_secs(10), "renamed A");
+    m.sync();
+    assert_state(&m, &dir.join("A2.bin"), "cached");
+    assert_lists(&m, &m.mnt.join("Trash"), &[], "Trash after the renames");
+    m.unmount();
+    let dest = decrypt(&m);
+    assert_eq!(names(&dest), ["A2.bin", "B2.bin"], "what the provider holds");
+    assert_file(&dest.join("A2.bin"), &a, "provider copy of A at its new name");
+    assert_file(&dest.join("B2.bin"), &b, "provider copy of B at its new name");
+}
+
 /// A file renamed offline, renamed again and then deleted is still a deletion of what
 /// the provider holds: it reaches the Trash under its last name, never lost.
 #[test]
