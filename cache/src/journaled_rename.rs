@@ -111,8 +111,12 @@ impl Store {
                 None => self.current_version(to)?,
             },
         };
-        let version = match self.pending().get(from).map(|p| p.entry.base) {
-            Some(base) => base,
+        // What the provider holds at `from` as far as we know: the version a pending
+        // change started from, else the last one seen. Unknown (`None`) when a change
+        // meant to overwrite it unchecked (its upload was under way at a crash).
+        let from_base = self.pending().get(from).and_then(|p| p.entry.base);
+        let version = match from_base {
+            Some(base) => Some(base),
             None => self.current_version(from)?,
         };
         if !self.hold_locally(from, kind).await? {

@@ -289,11 +289,14 @@ impl Store {
             && !pending_here
         {
             let now = Some((m.size, m.mtime));
+            // A file renamed while the version there was unknown: its contents would
+            // have overwritten whatever is there, unchecked.
             let ours = t.version == now
+                || (t.moved_to.is_some() && t.version.is_none())
                 || self.index.get(&self.root, &t.path)?.is_some_and(|ov| ov.remote == Some((m.mtime, m.size)));
             if !ours {
                 // Edited on another device after it was deleted here: the edit wins.
-                tracing::info!(root = %self.root, path = %t.path, "deleted here but changed on another device since; keeping that version");
+                tracing::info!(root = %self.root, path = %t.path, deleted_version = ?t.version, found = ?now, "deleted here but changed on another device since; keeping that version");
                 self.index.tombstones_remove_tree(&self.root, &t.path)?;
                 self.drop_tombstones(&t.path);
                 self.forget_recent_stat(&t.path);
