@@ -43,8 +43,10 @@ pub(crate) struct Encrypted {
     /// Backend path → its opened header. Dropped whenever we change that object; a
     /// header changed by someone else shows up as a failed chunk, which retries fresh.
     headers: Mutex<HashMap<String, OpenHeader>>,
-    /// Held while giving a folder without id one: two uploads into it at once must not
-    /// each write their own (the names of one would then fail authentication).
+    /// Held while writing a folder's id object (making a folder, or giving one without
+    /// id an id): two writers at once, two uploads into it or an upload racing its
+    /// making, must not each write their own (the names of one would then fail
+    /// authentication).
     repairing: tokio::sync::Mutex<()>,
 }
 
@@ -441,10 +443,20 @@ impl Encrypted {
 
     pub(crate) async fn create_dir(&self, plain: &str) -> Result<()> {
         let loc = self.locate(plain).await?;
-        let id = DirId::generate(&self.rng).map_err(|e| crypto_err(e, plain))?;
+        // Id objects are written one at a time: a look into this folder between its
+        // making and its id (`repair_dir`) must not give it a second id, under which
+        // the names written meanwhile would no longer authenticate.
+        let _one = self.repairing.lock().await;
         self.write_side(&loc).await?;
         self.backend.create_dir(&loc.raw).await?;
-        self.backend.write_all(&join(&loc.raw, DIR_ID_OBJECT_NAME), id.as_bytes().to_vec()).await?;
+        let id = match self.read_dir_id(plain, &loc.raw).await? {
+            Some(id) => id,
+            None => {
+                let id = DirId::generate(&self.rng).map_err(|e| crypto_err(e, plain))?;
+                self.backend.write_all(&join(&loc.raw, DIR_ID_OBJECT_NAME), id.as_bytes().to_vec()).await?;
+                id
+            }
+        };
         self.dirs().insert(plain.to_owned(), (loc.raw, id));
         Ok(())
     }
