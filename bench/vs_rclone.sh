@@ -19,6 +19,10 @@
 #                    choice to keep it across opens) buys.
 #   random 4 KiB     2000 preads of 4 KiB at block-aligned offsets drawn from a fixed
 #   reads            seed (the same offsets for every target), page cache dropped first.
+#   mv there and     the big file renamed and renamed back. On the encrypted provider a
+#   back             file's rename rewrites its object (its name is bound into it); with
+#                    the file cached whole oxidrive journals it instead and uploads it
+#                    under the new name later (not in the time, as for untar).
 #   untar            tar -xf of a real source tree (the tar command only; uploads that a
 #                    write-back cache defers are not in the time, as for rclone).
 #   find + stat      find over the untarred tree with stat of every entry (cache dropped).
@@ -120,6 +124,7 @@ measure() {
 seq_write() { dd if=/dev/zero of="$1/big" bs=1M count="$SIZE_MIB" conv=fsync status=none; }
 seq_read()  { dd if="$1/big" of=/dev/null bs=1M status=none; }
 rand_read() { python3 "$WORK/randread.py" "$1/big" 2000; }
+mv_twice()  { mv "$1/big" "$1/big.moved" && mv "$1/big.moved" "$1/big"; }
 untar()     { mkdir -p "$1/tree" && tar -C "$1/tree" -xf "$TARBALL"; }
 walk()      { find "$1/tree" -exec stat -c '%s' {} + | wc -l; }
 remove()    { rm -rf "$1/tree" "$1/big"; }
@@ -129,6 +134,8 @@ settle
 measure "read after write (cache dropped)"         timeit      seq_read
 measure "re-read (warm)"                           timeit_warm seq_read
 measure "2000 random 4 KiB reads"                  timeit      rand_read
+measure "mv there and back"                        timeit      mv_twice
+settle
 measure "untar $NFILES entries"                    timeit      untar
 settle
 measure "find + stat walk"                         timeit      walk
