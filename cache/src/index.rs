@@ -289,7 +289,7 @@ impl Index {
         conn.pragma_update(None, "cache_size", -8192)?;
         conn.execute_batch(SCHEMA)?;
         // Journals made before conflict detection lack the base columns; before inline
-        // commits, the contents column; tombstones before offline renames, `moved_to`.
+        // commits, the contents column; tombstones before renames in the journal, `moved_to`.
         for (table, column, kind) in [
             ("journal", "base_size", "INTEGER"),
             ("journal", "base_mtime_ns", "INTEGER"),
@@ -443,8 +443,8 @@ impl Index {
         Ok(())
     }
 
-    /// A file the provider holds, renamed while it is offline, in one synced
-    /// transaction: what this device records of `from` (attributes, extended
+    /// A file the provider holds, renamed in the journal (see `journaled_rename.rs`),
+    /// in one synced transaction: what this device records of `from` (attributes, extended
     /// attributes, Recents, pin, pending change) moves to `to`, whose pending change
     /// becomes one of `to` (`is_new`, from `base`); the mirror of what the provider
     /// holds at both names stays as it is; `from` gets `tombstone`.
@@ -1010,7 +1010,7 @@ const PATH_TABLES: [&str; 10] =
 const PARENT_TABLES: [&str; 4] = ["attrs", "journal", "made_dirs", "remote"];
 
 /// The path tables that record this device's own state of a file, not the provider's:
-/// what an offline rename moves.
+/// what a rename in the journal moves.
 const LOCAL_TABLES: [&str; 5] = ["attrs", "xattrs", "recents", "journal", "pins"];
 
 fn delete_tree(tx: &rusqlite::Transaction<'_>, root: &str, path: &str) -> rusqlite::Result<()> {

@@ -83,7 +83,7 @@ impl Store {
     /// Journals the rename of provider-held `from` (a file or symlink) to `to`, in one
     /// synced transaction. `over_remote` says whether the provider may hold something
     /// at `to`; `absorbed` is the version of an object there that a file renamed away
-    /// offline left behind (see `forget_moved_tombstone`). `None`: the contents are
+    /// in the journal left behind (see `forget_moved_tombstone`). `None`: the contents are
     /// not all here, and nothing changed.
     async fn rename_in_journal(
         &self,
@@ -190,7 +190,7 @@ impl Store {
         self.uploads.changed.notify_waiters();
     }
 
-    /// A file takes the name `path`, where a file renamed away offline left its
+    /// A file takes the name `path`, where a file renamed away in the journal left its
     /// object: the new file replaces that object on the provider (its upload must find
     /// the tombstone's version there), so the tombstone goes.
     pub(crate) fn forget_moved_tombstone(&self, path: &str) -> Result<()> {

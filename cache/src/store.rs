@@ -517,7 +517,7 @@ impl Store {
             (entry, Some(ov))
         };
         if let Some(base) = absorbed {
-            // It replaces the object a file renamed away offline left here.
+            // It replaces the object a file renamed away in the journal left here.
             entry.is_new = false;
             entry.base = base;
             copy.set_base(base);
@@ -588,7 +588,7 @@ impl Store {
     /// Renames a file or directory. `replaces` says whether something is at `to`.
     pub async fn rename(&self, from: &str, to: &str, kind: EntryKind, replaces: bool) -> Result<()> {
         let _lock = self.locks.lock(&[(from, true), (to, true)]).await;
-        // Onto the old name of a file renamed away offline: replacing its object.
+        // Onto the old name of a file renamed away in the journal: replacing its object.
         let absorbed = if kind == EntryKind::Dir { None } else { self.trash.moved_tombstone(to).map(|t| t.version) };
         let replaces = replaces || absorbed.is_some();
         // Nothing of a new file or of a made folder is on the provider: renaming them

@@ -124,7 +124,7 @@ impl TrashState {
         self.tombstones().get(path).filter(|t| t.moved_to.is_some()).cloned()
     }
 
-    /// Whether `path` holds the contents of a file renamed offline whose old object is
+    /// Whether `path` holds the contents of a file renamed in the journal whose old object is
     /// still on the provider.
     fn is_moved_here(&self, path: &str) -> bool {
         self.tombstones().values().any(|t| t.moved_to.as_deref() == Some(path))
@@ -167,7 +167,7 @@ impl Store {
     /// Deletes `path` (a folder must look empty): what the provider holds goes to the
     /// Trash; a file never uploaded is simply removed.
     pub async fn delete(&self, path: &str, kind: EntryKind) -> Result<()> {
-        // A file renamed offline is new at its name, yet it is what the provider holds
+        // A file renamed in the journal is new at its name, yet it is what the provider holds
         // at the old one: deleted, it goes to the Trash like any other.
         if kind != EntryKind::Dir
             && self.pending().get(path).is_some_and(|p| p.entry.is_new)
@@ -204,7 +204,7 @@ impl Store {
 
     /// Moves what was deleted at `path` into the trash area now, because a new name is
     /// about to take its place. A new file (`for_file`) takes the place of a file
-    /// renamed away offline by replacing its object instead: nothing to do first.
+    /// renamed away in the journal by replacing its object instead: nothing to do first.
     pub async fn settle_path(&self, path: &str, for_file: bool) -> Result<()> {
         if !self.trash.tombstones().contains_key(path) || (for_file && self.trash.moved_tombstone(path).is_some()) {
             return Ok(());
@@ -257,7 +257,7 @@ impl Store {
     /// to keep.
     fn nothing_to_keep(&self, t: &Tombstone) -> bool {
         if t.is_dir {
-            // A file renamed away offline lives on at its new name.
+            // A file renamed away in the journal lives on at its new name.
             return !self
                 .trash
                 .tombstones()
@@ -271,7 +271,7 @@ impl Store {
     /// its place.
     async fn settle_one(&self, t: &Tombstone, forced: bool) -> Result<()> {
         if !forced && t.moved_to.as_ref().is_some_and(|to| self.pending().contains_key(to)) {
-            // Renamed offline: the old name goes once the new one is uploaded, so
+            // Renamed in the journal: the old name goes once the new one is uploaded, so
             // other devices never see neither.
             return Ok(());
         }
@@ -312,7 +312,7 @@ impl Store {
             self.delete_for_good(&t.path).await?;
             self.index.tombstones_remove_tree(&self.root, &t.path)?;
             self.drop_tombstones(&t.path);
-            tracing::debug!(root = %self.root, from = %t.path, to, "the provider followed a rename made offline");
+            tracing::debug!(root = %self.root, from = %t.path, to, "the provider followed a rename made in the journal");
             self.uploads.changed.notify_waiters();
             return Ok(());
         }
@@ -353,7 +353,7 @@ impl Store {
     }
 
     /// Tombstones follow a rename of a folder above them, and those of files renamed
-    /// offline follow their contents to the new name.
+    /// in the journal follow their contents to the new name.
     pub(crate) fn move_tombstones(&self, from: &str, to: &str) -> Result<()> {
         let mut map = self.trash.tombstones();
         let moved: Vec<String> = map.keys().filter(|k| is_below(k, from)).cloned().collect();

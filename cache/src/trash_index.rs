@@ -21,9 +21,10 @@ pub struct Tombstone {
     /// The provider's (size, mtime) of the file when it was deleted: another version
     /// found there later is another device's edit, which wins over the delete.
     pub version: Option<(u64, Option<SystemTime>)>,
-    /// Set when the name was not deleted but renamed while the provider was offline:
-    /// its contents live on as a pending file at this path, so the object is removed
-    /// for good (not kept in the Trash) once that file is uploaded.
+    /// Set when the name was not deleted but renamed in the journal (offline, or a file
+    /// cached whole on an encrypted provider): its contents live on as a pending file
+    /// at this path, so the object is removed for good (not kept in the Trash) once
+    /// that file is uploaded.
     pub moved_to: Option<String>,
 }
 
