@@ -150,21 +150,13 @@ impl Copies {
         self.evict_if_needed()
     }
 
-    /// The cached copy of `path` if it holds all of `version`.
-    fn complete(&self, root: &str, path: &str, version: Version) -> Result<Option<Arc<LocalCopy>>> {
-        let Some((copy, entry)) = self.cached(root, path, version)? else { return Ok(None) };
-        Ok(copy.missing_blocks(0, entry.size).is_empty().then_some(copy))
-    }
-
-    /// Whether the cache holds all of `version` of `path`.
-    pub fn is_complete(&self, root: &str, path: &str, version: Version) -> Result<bool> {
-        Ok(self.complete(root, path, version)?.is_some())
-    }
-
     /// Takes the cached copy of `path` out of the cache if it holds all of `version`,
     /// to become the working copy of a file opened for writing.
     pub fn take_complete(&self, root: &str, path: &str, version: Version) -> Result<Option<Arc<LocalCopy>>> {
-        let Some(copy) = self.complete(root, path, version)? else { return Ok(None) };
+        let Some((copy, entry)) = self.cached(root, path, version)? else { return Ok(None) };
+        if !copy.missing_blocks(0, entry.size).is_empty() {
+            return Ok(None);
+        }
         self.index.cached_remove(root, path)?;
         self.handles.invalidate(&key(root, path));
         self.handles.run_pending_tasks();

@@ -39,7 +39,7 @@ impl Store {
         over_remote: bool,
         absorbed: Option<Option<Version>>,
     ) -> Result<Option<JournaledMove>> {
-        if self.journals_rename(from, to, kind)? {
+        if self.journals_rename(from, to, kind) {
             if let Some(moved) = self.rename_in_journal(from, to, kind, over_remote, absorbed).await? {
                 return Ok(Some(moved));
             }
@@ -61,23 +61,12 @@ impl Store {
         }
     }
 
-    /// Whether the rename of provider-held `from` to `to` goes to the journal (see the
-    /// module comment). Offline, always: the journal's own checks refuse what it
-    /// cannot do, with a clear error.
-    fn journals_rename(&self, from: &str, to: &str, kind: EntryKind) -> Result<bool> {
-        if self.offline_now() {
-            return Ok(true);
-        }
-        if kind == EntryKind::Dir || !self.provider.is_encrypted() || in_meta(from) || in_meta(to) {
-            return Ok(false);
-        }
-        if kind == EntryKind::Symlink || self.pending().contains_key(from) {
-            return Ok(true);
-        }
-        match self.current_version(from)? {
-            Some(version) => self.config.copies.is_complete(&self.root, from, version),
-            None => Ok(false),
-        }
+    /// Whether the rename of provider-held `from` to `to` is tried in the journal (see
+    /// the module comment); `hold_locally` then says whether its contents are here.
+    /// Offline, always: the journal's own checks refuse what it cannot do, with a
+    /// clear error.
+    fn journals_rename(&self, from: &str, to: &str, kind: EntryKind) -> bool {
+        self.offline_now() || (kind != EntryKind::Dir && self.provider.is_encrypted() && !in_meta(from) && !in_meta(to))
     }
 
     /// Journals the rename of provider-held `from` (a file or symlink) to `to`, in one
@@ -148,7 +137,6 @@ impl Store {
             return Ok(true);
         }
         let version = self.current_version(path)?;
-        let shown = self.stat(path).await?;
         let copy = match (kind, version) {
             (EntryKind::Symlink, _) => {
                 let target = self.index.get(&self.root, path)?.and_then(|ov| ov.symlink);
@@ -164,6 +152,7 @@ impl Store {
             (_, None) => return Ok(false),
         };
         copy.set_base(version);
+        let shown = self.stat(path).await?;
         let attrs = Overlay { mtime: shown.and_then(|e| e.mtime), ..Overlay::default() };
         self.commit(path, &copy, &attrs)?;
         Ok(true)
