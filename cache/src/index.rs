@@ -3,12 +3,12 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::trash_index::{Tombstone, tombstone_add_in};
 
 const SCHEMA: &str = "
@@ -214,6 +214,8 @@ pub struct Index {
     next_seq: AtomicU64,
     /// Touches of the recents table so far (see `RECENTS_TRIM_EVERY`).
     recent_touches: AtomicU64,
+    /// The write-ahead log, opened at the first `sync` that finds it.
+    wal: OnceLock<std::fs::File>,
 }
 
 impl std::fmt::Debug for Index {
@@ -276,7 +278,8 @@ impl Index {
     fn init(conn: Connection) -> Result<Self> {
         // WAL with NORMAL sync: every change survives a crash of the process; a power
         // cut may lose the last moments of attribute changes (never file contents, which
-        // live on the provider), in exchange for no fsync per metadata change.
+        // live on the provider), in exchange for no fsync per metadata change. Journal
+        // commits are synced by `sync`.
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(Duration::from_secs(5))?;
@@ -308,6 +311,7 @@ impl Index {
             conn: Mutex::new(conn),
             next_seq: AtomicU64::new(max_seq as u64 + 1),
             recent_touches: AtomicU64::new(0),
+            wal: OnceLock::new(),
         })
     }
 
@@ -362,12 +366,12 @@ impl Index {
         Ok(())
     }
 
-    /// Records a folder made here and not yet on the provider, in one synced
-    /// transaction: its attributes `ov` replacing whatever was recorded at or below
-    /// `path`, its journal row, and its parent's new mtime. Synced so that files
-    /// committed into it later never outlive it in a power cut.
+    /// Records a folder made here and not yet on the provider, in one transaction: its
+    /// attributes `ov` replacing whatever was recorded at or below `path`, its journal
+    /// row, and its parent's new mtime. The caller syncs it (`sync`, off the threads
+    /// serving requests).
     pub fn journal_mkdir(&self, root: &str, path: &str, ov: &Overlay) -> Result<()> {
-        self.in_tx(true, |tx| {
+        self.in_tx(|tx| {
             delete_tree(tx, root, path)?;
             insert(tx, root, path, ov)?;
             tx.prepare_cached("INSERT INTO made_dirs (root, path, parent) VALUES (?1, ?2, ?3)")?.execute(params![
@@ -444,10 +448,11 @@ impl Index {
     }
 
     /// A file the provider holds, renamed in the journal (see `journaled_rename.rs`),
-    /// in one synced transaction: what this device records of `from` (attributes, extended
-    /// attributes, Recents, pin, pending change) moves to `to`, whose pending change
-    /// becomes one of `to` (`is_new`, from `base`); the mirror of what the provider
-    /// holds at both names stays as it is; `from` gets `tombstone`.
+    /// in one transaction (the caller syncs it, like `journal_mkdir`): what this device
+    /// records of `from` (attributes, extended attributes, Recents, pin, pending change)
+    /// moves to `to`, whose pending change becomes one of `to` (`is_new`, from `base`);
+    /// the mirror of what the provider holds at both names stays as it is; `from` gets
+    /// `tombstone`.
     pub fn journal_rename(
         &self,
         root: &str,
@@ -457,7 +462,7 @@ impl Index {
         base: Option<(u64, Option<SystemTime>)>,
         tombstone: &Tombstone,
     ) -> Result<()> {
-        self.in_tx(true, |tx| {
+        self.in_tx(|tx| {
             move_tree_in(tx, root, from, to, &LOCAL_TABLES)?;
             let (bs, bm) = base_cols(base);
             tx.execute(
@@ -469,10 +474,9 @@ impl Index {
     }
 
     /// Commits a file's new contents to the journal, with its mtime and changed
-    /// attributes, in one transaction. `durable` syncs it to disk before returning
-    /// (power-cut safe); otherwise it survives a crash of this process only. Returns
-    /// the new sequence number.
-    pub fn journal_commit(&self, root: &str, path: &str, c: &Commit<'_>, durable: bool) -> Result<JournalEntry> {
+    /// attributes, in one transaction: it survives a crash of this process, and a
+    /// power cut once the caller has synced (`sync`). Returns the new sequence number.
+    pub fn journal_commit(&self, root: &str, path: &str, c: &Commit<'_>) -> Result<JournalEntry> {
         let body = |tx: &rusqlite::Transaction<'_>| {
             if let Some(created) = c.created {
                 // The commit's attributes folded in: one write of the new row.
@@ -494,29 +498,43 @@ impl Index {
             }
             Ok(entry)
         };
-        self.in_tx(durable, body)
+        self.in_tx(body)
     }
 
-    /// Runs `body` in one transaction; `durable` syncs it to disk before this returns.
-    fn in_tx<T>(
-        &self,
-        durable: bool,
-        body: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
-    ) -> Result<T> {
+    /// Runs `body` in one transaction (not synced: see `sync`).
+    fn in_tx<T>(&self, body: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>) -> Result<T> {
         let mut conn = self.conn();
-        if durable {
-            conn.pragma_update(None, "synchronous", "FULL")?;
-        }
-        let result = (|| {
-            let tx = conn.transaction()?;
-            let value = body(&tx)?;
-            tx.commit()?;
-            Ok(value)
-        })();
-        if durable {
-            conn.pragma_update(None, "synchronous", "NORMAL")?;
-        }
-        result
+        let tx = conn.transaction()?;
+        let value = body(&tx)?;
+        tx.commit()?;
+        Ok(value)
+    }
+
+    /// Makes every transaction committed so far survive a power cut.
+    ///
+    /// It syncs the write-ahead log, which is what `synchronous = FULL` does at each
+    /// commit. Here it runs with the connection unlocked: under heavy disk traffic a
+    /// sync takes seconds, and lookups, listings and other commits must not wait for it
+    /// (a sync covers every commit before it, so concurrent ones share the wait).
+    /// SQLite's own syncs at checkpoints stay as they are.
+    pub fn sync(&self) -> Result<()> {
+        let wal = match self.wal.get() {
+            Some(wal) => wal,
+            None => {
+                let Some(db) = self.conn().path().filter(|p| !p.is_empty()).map(str::to_owned) else {
+                    return Ok(()); // in memory
+                };
+                // SQLite makes the log at the first write and keeps its inode until the
+                // last connection closes (a checkpoint rewinds it in place): this handle
+                // stays valid. No log yet: nothing was written that is not synced.
+                match std::fs::File::open(format!("{db}-wal")) {
+                    Ok(file) => self.wal.get_or_init(|| file),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                    Err(e) => return Err(Error::io("open the metadata index's log", e)),
+                }
+            }
+        };
+        wal.sync_data().map_err(|e| Error::io("sync the metadata index", e))
     }
 
     /// Records a new empty file in one transaction (not synced: see `journal_commit`):
@@ -1278,6 +1296,28 @@ mod tests {
         assert!(Index::open(&path, None).is_err());
         let ix = Index::open(&path, Some(&[7u8; 32])).unwrap();
         assert_eq!(ix.get("r", "secret-name-marker").unwrap().unwrap().symlink.as_deref(), Some("target-marker"));
+    }
+
+    #[test]
+    fn sync_syncs_the_log_sqlite_writes_to() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.sqlite");
+        let ix = Index::open(&path, Some(&[7u8; 32])).unwrap();
+        ix.sync().unwrap();
+        ix.update("r", "a", |o| o.mode = Some(0o600)).unwrap();
+        ix.sync().unwrap();
+        let wal = dir.path().join("index.sqlite-wal");
+        let synced = ix.wal.get().expect("the log was found").metadata().unwrap().ino();
+        assert_eq!(synced, std::fs::metadata(&wal).unwrap().ino());
+        // Past several checkpoints (one per 1000 pages), it is still the same file.
+        for i in 0..3000 {
+            ix.update("r", &format!("f{i}-{}", "x".repeat(1500)), |o| o.mode = Some(0o600)).unwrap();
+        }
+        ix.sync().unwrap();
+        assert_eq!(std::fs::metadata(&wal).unwrap().ino(), synced);
+        assert_eq!(ix.wal.get().unwrap().metadata().unwrap().nlink(), 1, "not a deleted log");
+        assert!(Index::in_memory().unwrap().sync().is_ok());
     }
 
     #[test]

@@ -121,6 +121,7 @@ impl Store {
             moved_to: Some(to.to_owned()),
         };
         self.index.journal_rename(&self.root, from, to, !over_remote, base, &tombstone)?;
+        self.sync_index().await?;
         if self.offline_now() {
             tracing::info!(root = %self.root, from, to, "renamed while the provider is offline; the provider follows when it is back");
         } else {

@@ -133,6 +133,8 @@ impl Store {
             ..Overlay::default()
         };
         self.index.journal_mkdir(&self.root, path, &ov)?;
+        // Synced before the reply, so files committed into it never outlive it.
+        self.sync_index().await?;
         let at = Instant::now() + self.config.write_back;
         self.made.dirs().insert(path.to_owned(), Due { at, attempts: 0 });
         self.uploads.wake.notify_one();

@@ -186,6 +186,15 @@ impl Store {
         self.listed.invalidate_all();
     }
 
+    /// `Index::sync` on a blocking thread: the caller may be one of the few threads
+    /// serving the mount's requests, and a sync can take seconds under heavy I/O.
+    pub(crate) async fn sync_index(&self) -> Result<()> {
+        let index = self.index.clone();
+        tokio::task::spawn_blocking(move || index.sync())
+            .await
+            .map_err(|e| Error::io("sync the metadata index", std::io::Error::other(e)))?
+    }
+
     pub(crate) fn pending(&self) -> MutexGuard<'_, HashMap<String, Pending>> {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -455,7 +464,8 @@ impl Store {
             inline: inline.as_ref().map(|(_, image)| image.as_slice()),
             created: created.as_ref(),
         };
-        let entry = self.index.journal_commit(&self.root, path, &commit, true)?;
+        // Synced below, once the pending set is unlocked: listings need it meanwhile.
+        let entry = self.index.journal_commit(&self.root, path, &commit)?;
         copy.keep(true);
         let mut fresh = Pending::committed(copy.clone(), entry, Duration::ZERO);
         fresh.committed_gen = generation;
@@ -470,7 +480,7 @@ impl Store {
         }
         drop(pending);
         self.uploads.wake.notify_one();
-        Ok(())
+        self.index.sync()
     }
 
     /// Creates an empty file, locally: the provider sees it with its first upload.

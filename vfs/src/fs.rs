@@ -938,7 +938,13 @@ impl Vfs {
             gid: deferred.gid,
             ..Default::default()
         };
-        store.commit(&loc.path, &staging, &attrs).map_err(|e| {
+        // A commit waits for the disk (seconds under heavy I/O). Off this thread, which
+        // may be one of the few serving every request of the mount.
+        let path = loc.path.clone();
+        let committed = tokio::task::spawn_blocking(move || store.commit(&path, &staging, &attrs))
+            .await
+            .map_err(|e| Error::new(ErrorKind::Io, format!("commit {}: {e}", loc.path)))?;
+        committed.map_err(|e| {
             tracing::error!(path = %loc.path, error = %e, "commit failed; the change is only in memory");
             Error::from_cache(e, format!("commit {}", loc.path))
         })?;
