@@ -292,12 +292,14 @@ impl Index {
         conn.pragma_update(None, "cache_size", -8192)?;
         conn.execute_batch(SCHEMA)?;
         // Journals made before conflict detection lack the base columns; before inline
-        // commits, the contents column; tombstones before renames in the journal, `moved_to`.
+        // commits, the contents column; tombstones before renames in the journal, `moved_to`,
+        // and before new files over offline deletes, `replaced`.
         for (table, column, kind) in [
             ("journal", "base_size", "INTEGER"),
             ("journal", "base_mtime_ns", "INTEGER"),
             ("journal", "inline_data", "BLOB"),
             ("tombstones", "moved_to", "TEXT"),
+            ("tombstones", "replaced", "INTEGER"),
         ] {
             let has: bool = conn
                 .prepare(&format!("SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"))?
@@ -1039,11 +1041,26 @@ fn delete_tree_in(tx: &rusqlite::Transaction<'_>, root: &str, path: &str, tables
     let (lo, hi) = subtree_bounds(path);
     for table in tables {
         tx.prepare_cached(&format!(
-            "DELETE FROM {table} WHERE root = ?1 AND path >= ?2 AND path < ?4 AND (path = ?2 OR path > ?3)"
+            "DELETE FROM {table} WHERE root = ?1 AND path >= ?2 AND path < ?4 AND (path = ?2 OR path > ?3){}",
+            kept_for_replaced(table, "?2")
         ))?
         .execute(params![root, path, lo, hi])?;
     }
     Ok(())
+}
+
+/// The rows of a path whose tombstone is `replaced` that belong to the deleted object
+/// (its tombstone, and the mirror of it still on the provider), not to the new file:
+/// operations on the new file's records leave them. A condition to append for `table`,
+/// with `path` the placeholder of the path operated on.
+fn kept_for_replaced(table: &str, path: &str) -> String {
+    match table {
+        "tombstones" | "remote" => format!(
+            " AND NOT (path = {path} AND EXISTS
+                (SELECT 1 FROM tombstones k WHERE k.root = ?1 AND k.path = {path} AND k.replaced = 1))"
+        ),
+        _ => String::new(),
+    }
 }
 
 /// Moves the rows of `tables` at and below `from` to `to`, dropping theirs at `to` first.
@@ -1060,7 +1077,8 @@ fn move_tree_in(
         tx.execute(
             &format!(
                 "UPDATE {table} SET path = ?2 || substr(path, length(?3) + 1)
-                 WHERE root = ?1 AND path >= ?3 AND path < ?5 AND (path = ?3 OR path > ?4)"
+                 WHERE root = ?1 AND path >= ?3 AND path < ?5 AND (path = ?3 OR path > ?4){}",
+                kept_for_replaced(table, "?3")
             ),
             params![root, to, from, flo, fhi],
         )?;

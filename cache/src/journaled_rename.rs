@@ -119,6 +119,7 @@ impl Store {
             is_dir: false,
             version,
             moved_to: Some(to.to_owned()),
+            replaced: false,
         };
         self.index.journal_rename(&self.root, from, to, !over_remote, base, &tombstone)?;
         self.sync_index().await?;

@@ -591,12 +591,23 @@ impl Store {
         }
         self.config.copies.forget(&self.root, path)?;
         self.index.remove_tree(&self.root, path)?;
+        // A file deleted here before, still on the provider, is hidden again.
+        self.mark_replaced(path, false)?;
         self.uploads.changed.notify_waiters();
         Ok(())
     }
 
     /// Renames a file or directory. `replaces` says whether something is at `to`.
     pub async fn rename(&self, from: &str, to: &str, kind: EntryKind, replaces: bool) -> Result<()> {
+        // Onto a new file over a deleted one: that one goes to the Trash first if it
+        // can (before the path locks, which its settling takes after the Trash's own).
+        if self.trash.is_replaced(to) && !self.offline_now() {
+            match Box::pin(self.settle_path(to, true)).await {
+                // It waits then; the name moves in the journal (or fails as offline).
+                Err(Error::Provider(e)) if e.is_unreachable() => self.unreachable(&e),
+                other => other?,
+            }
+        }
         let _lock = self.locks.lock(&[(from, true), (to, true)]).await;
         // Onto the old name of a file renamed away in the journal: replacing its object.
         let absorbed = if kind == EntryKind::Dir { None } else { self.trash.moved_tombstone(to).map(|t| t.version) };
@@ -638,6 +649,8 @@ impl Store {
         }
         self.made.rename(from, to);
         self.move_tombstones(from, to)?;
+        // A file deleted here before, still on the provider, is hidden again.
+        self.mark_replaced(from, false)?;
         self.forget_recent_stats();
         self.config.copies.invalidate_tree(&self.root, from);
         self.config.copies.invalidate_tree(&self.root, to);

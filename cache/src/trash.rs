@@ -124,6 +124,12 @@ impl TrashState {
         self.tombstones().get(path).filter(|t| t.moved_to.is_some()).cloned()
     }
 
+    /// Whether a new file stands at `path` over a deleted one still on the provider
+    /// (its upload waits for that object to reach the Trash).
+    pub(crate) fn is_replaced(&self, path: &str) -> bool {
+        self.tombstones().get(path).is_some_and(|t| t.replaced)
+    }
+
     /// Whether `path` holds the contents of a file renamed in the journal whose old object is
     /// still on the provider.
     fn is_moved_here(&self, path: &str) -> bool {
@@ -151,7 +157,8 @@ impl Store {
         }
         let mut p = path;
         while !p.is_empty() {
-            if t.contains_key(p) {
+            // A replaced tombstone hides only the provider's object: the new file shows.
+            if t.get(p).is_some_and(|t| !t.replaced) {
                 return true;
             }
             p = parent_of(p);
@@ -193,6 +200,7 @@ impl Store {
             is_dir: kind == EntryKind::Dir,
             version,
             moved_to: None,
+            replaced: false,
         };
         self.index.tombstone_add(&self.root, &t)?;
         self.trash.tombstones().insert(path.to_owned(), t);
@@ -214,6 +222,50 @@ impl Store {
         self.settle_one(&t, true).await.inspect_err(|e| {
             tracing::error!(root = %self.root, path, error = %e, "cannot move the deleted item to Trash; the new name must wait");
         })
+    }
+
+    /// Makes way for a new file at `path` where one was deleted: the deleted object goes
+    /// to the Trash first when the provider is reachable. When it is not, and the
+    /// deleted file had no pending change of its own, the tombstone becomes `replaced`
+    /// and the new file may be written at once; its upload waits for the old object
+    /// to reach the Trash (`settle_replaced`), so that version is never overwritten.
+    pub async fn settle_for_new_file(&self, path: &str) -> Result<()> {
+        let replaceable = || {
+            let t = self.trash.tombstones().get(path).cloned();
+            t.is_some_and(|t| !t.is_dir && t.moved_to.is_none()) && !self.pending().contains_key(path)
+        };
+        if self.offline_now() && replaceable() {
+            return self.mark_replaced(path, true);
+        }
+        match self.settle_path(path, true).await {
+            Err(Error::Provider(e)) if e.is_unreachable() && replaceable() => {
+                self.unreachable(&e);
+                self.mark_replaced(path, true)
+            }
+            other => other,
+        }
+    }
+
+    /// Sets or clears `replaced` on the tombstone at `path`, if there is one to change.
+    /// (Not synced: the new file's commit, later in the same log, syncs it.)
+    pub(crate) fn mark_replaced(&self, path: &str, replaced: bool) -> Result<()> {
+        let changed = {
+            let mut map = self.trash.tombstones();
+            match map.get_mut(path) {
+                Some(t) if t.replaced != replaced && t.moved_to.is_none() && !t.is_dir => {
+                    t.replaced = replaced;
+                    Some(t.clone())
+                }
+                _ => None,
+            }
+        };
+        if let Some(t) = changed {
+            self.index.tombstone_add(&self.root, &t)?;
+            if replaced {
+                tracing::info!(root = %self.root, path, "a new file replaces one deleted while the provider is offline; it is uploaded once the deleted one is in Trash");
+            }
+        }
+        Ok(())
     }
 
     /// Moves every deleted top-level item into the trash area.
@@ -270,6 +322,9 @@ impl Store {
     /// Moves one deleted item into the trash area; `forced` when a new name waits for
     /// its place.
     async fn settle_one(&self, t: &Tombstone, forced: bool) -> Result<()> {
+        if t.replaced {
+            return self.settle_replaced(t).await;
+        }
         if !forced && t.moved_to.as_ref().is_some_and(|to| self.pending().contains_key(to)) {
             // Renamed in the journal: the old name goes once the new one is uploaded, so
             // other devices never see neither.
@@ -348,6 +403,41 @@ impl Store {
         Ok(())
     }
 
+    /// `settle_one` for a tombstone a new file replaced: only the provider's object
+    /// moves (the path's local records and pending change are the new file's).
+    async fn settle_replaced(&self, t: &Tombstone) -> Result<()> {
+        let meta = self.provider.stat(&t.path).await?;
+        let theirs = meta.as_ref().filter(|m| t.version != Some((m.size, m.mtime)));
+        if meta.is_none() || theirs.is_some() {
+            if let Some(m) = theirs {
+                // Edited on another device after it was deleted here: the edit stays, and
+                // the new file's upload (of a new file) becomes a conflict copy.
+                tracing::info!(root = %self.root, path = %t.path, deleted_version = ?t.version, found = ?(m.size, m.mtime), "deleted here but changed on another device since; keeping that version");
+            }
+            self.index.tombstones_remove_tree(&self.root, &t.path)?;
+        } else {
+            let item_dir = join(TRASH_DIR, &t.id);
+            let data = join(&item_dir, "data");
+            for dir in [META_DIR, TRASH_DIR, item_dir.as_str()] {
+                self.ensure_dir(dir).await?;
+            }
+            let info =
+                Info { path: t.orig.clone(), deleted_ns: crate::index::to_ns(t.deleted), kind: "file".to_owned() };
+            let json = serde_json::to_vec(&info).map_err(|e| Error::io("trash info", e.into()))?;
+            self.provider.write_all(&join(&item_dir, "info"), json).await?;
+            self.provider.rename(&t.path, &data, ObjectKind::File).await?;
+            self.index.remote_put(&self.root, &t.path, None)?;
+            let item = TrashItem { id: t.id.clone(), orig: t.orig.clone(), deleted: t.deleted, is_dir: false };
+            self.index.trash_settled(&self.root, &item, &data)?;
+            tracing::debug!(root = %self.root, path = %t.orig, id = %t.id, "moved to Trash; the new file there can be uploaded");
+        }
+        self.drop_tombstones(&t.path);
+        self.forget_recent_stat(&t.path);
+        self.uploads.changed.notify_waiters();
+        self.uploads.wake.notify_one();
+        Ok(())
+    }
+
     fn drop_tombstones(&self, path: &str) {
         self.trash.tombstones().retain(|k, _| k != path && !is_below(k, path));
     }
@@ -394,7 +484,8 @@ impl Store {
             tracing::warn!(root = %self.root, error = %e, "cannot read the provider's Trash; showing what is known");
         }
         let mut tops = self.top_tombstones();
-        tops.retain(|t| t.moved_to.is_none() && !self.nothing_to_keep(t));
+        // A replaced one shows once in the trash area: its path serves the new file.
+        tops.retain(|t| t.moved_to.is_none() && !t.replaced && !self.nothing_to_keep(t));
         let pending: HashSet<String> = tops.iter().map(|t| t.id.clone()).collect();
         let mut out: Vec<TrashEntry> = tops
             .into_iter()

@@ -26,6 +26,12 @@ pub struct Tombstone {
     /// at this path, so the object is removed for good (not kept in the Trash) once
     /// that file is uploaded.
     pub moved_to: Option<String>,
+    /// Set when a new file took this path while the provider was out of reach (only a
+    /// deleted file with no pending change of its own qualifies): the tombstone then
+    /// stands for the provider's object alone. The path's local records, and what
+    /// the provider holds there in the mirror, are the new file's or that object's;
+    /// the new file is uploaded once the object is in the Trash.
+    pub replaced: bool,
 }
 
 /// An item in the provider's trash area (`.oxidrive/trash/<id>`).
@@ -45,7 +51,7 @@ impl Index {
     pub fn tombstones(&self, root: &str) -> Result<Vec<Tombstone>> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
-            "SELECT path, id, orig, at_ns, is_dir, remote_size, remote_mtime_ns, moved_to
+            "SELECT path, id, orig, at_ns, is_dir, remote_size, remote_mtime_ns, moved_to, replaced
              FROM tombstones WHERE root = ?1 ORDER BY path",
         )?;
         let rows = stmt.query_map(params![root], |r| {
@@ -59,6 +65,7 @@ impl Index {
                 is_dir: r.get(4)?,
                 version: size.map(|s| (s as u64, mtime.map(from_ns))),
                 moved_to: r.get(7)?,
+                replaced: r.get::<_, Option<bool>>(8)?.unwrap_or(false),
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -113,8 +120,8 @@ impl Index {
 pub(crate) fn tombstone_add_in(conn: &rusqlite::Connection, root: &str, t: &Tombstone) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT OR REPLACE INTO tombstones
-         (root, path, id, orig, at_ns, is_dir, remote_size, remote_mtime_ns, moved_to)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+         (root, path, id, orig, at_ns, is_dir, remote_size, remote_mtime_ns, moved_to, replaced)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?
     .execute(params![
         root,
@@ -125,7 +132,8 @@ pub(crate) fn tombstone_add_in(conn: &rusqlite::Connection, root: &str, t: &Tomb
         t.is_dir,
         t.version.map(|v| v.0 as i64),
         t.version.and_then(|v| v.1).map(to_ns),
-        t.moved_to
+        t.moved_to,
+        t.replaced
     ])?;
     Ok(())
 }
@@ -158,6 +166,7 @@ mod tests {
             is_dir: false,
             version: Some((3, Some(at(4)))),
             moved_to: None,
+            replaced: false,
         };
         index.tombstone_add("r", &t).unwrap();
         index.rename_tree("r", "a", "z").unwrap();
@@ -175,6 +184,44 @@ mod tests {
     }
 
     #[test]
+    fn a_replaced_tombstone_and_its_mirror_row_outlive_the_new_files_records() {
+        use crate::index::{Overlay, RemoteEntry};
+        let index = Index::in_memory().unwrap();
+        let remote = RemoteEntry { is_dir: false, size: 3, mtime: Some(at(4)) };
+        for (path, replaced) in [("d/new", true), ("d/old", false)] {
+            let t = Tombstone {
+                id: path.into(),
+                path: path.into(),
+                orig: path.into(),
+                deleted: at(5),
+                is_dir: false,
+                version: Some((3, Some(at(4)))),
+                moved_to: None,
+                replaced,
+            };
+            index.tombstone_add("r", &t).unwrap();
+            index.remote_put("r", path, Some(remote)).unwrap();
+        }
+        index.journal_create("r", "d/new", &Overlay { mode: Some(0o600), ..Default::default() }, "c").unwrap();
+        index.update("r", "d/old", |o| o.mode = Some(0o600)).unwrap();
+        let paths =
+            |ix: &Index| ix.tombstones("r").unwrap().into_iter().map(|t| (t.path, t.replaced)).collect::<Vec<_>>();
+        // Creating the new file kept its tombstone; moving and removing it keep it too.
+        assert_eq!(paths(&index), [("d/new".to_owned(), true), ("d/old".to_owned(), false)]);
+        index.rename_tree("r", "d/new", "d/moved").unwrap();
+        index.rename_tree("r", "d/old", "d/gone").unwrap();
+        assert_eq!(paths(&index), [("d/gone".to_owned(), false), ("d/new".to_owned(), true)]);
+        assert!(index.get("r", "d/moved").unwrap().is_some(), "the new file's records moved");
+        assert!(index.get("r", "d/new").unwrap().is_none());
+        assert_eq!(index.remote_get("r", "d/new").unwrap(), Some(remote), "the deleted object's mirror stays");
+        index.remove_tree("r", "d/new").unwrap();
+        index.remove_tree("r", "d/gone").unwrap();
+        assert_eq!(paths(&index), [("d/new".to_owned(), true)]);
+        assert_eq!(index.remote_get("r", "d/new").unwrap(), Some(remote));
+        assert!(index.tombstones("r").unwrap()[0].version == Some((3, Some(at(4)))));
+    }
+
+    #[test]
     fn removing_a_tree_drops_its_tombstones_only() {
         let index = Index::in_memory().unwrap();
         for (id, path) in [("1", "d"), ("2", "d/x"), ("3", "dx")] {
@@ -186,6 +233,7 @@ mod tests {
                 is_dir: false,
                 version: None,
                 moved_to: None,
+                replaced: false,
             };
             index.tombstone_add("r", &t).unwrap();
         }

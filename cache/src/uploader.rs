@@ -208,7 +208,8 @@ impl Store {
         for (path, p) in self.pending().iter_mut() {
             // A new file never closed or synced is not committed: nothing to upload yet.
             // One in a folder made here waits for that folder (which wakes us).
-            if p.uploading || p.created.is_some() || self.made.above(path) {
+            // One over a deleted file waits for that file to reach the Trash.
+            if p.uploading || p.created.is_some() || self.made.above(path) || self.trash.is_replaced(path) {
                 continue;
             }
             let mut at = (p.committed_at + delay).max(p.retry_at.unwrap_or(now));

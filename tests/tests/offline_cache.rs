@@ -505,6 +505,52 @@ fn a_file_renamed_offline_then_deleted_goes_to_trash() {
     assert_file(&dest.join("B.bin"), &b, "provider copy of B");
 }
 
+/// `rm f; echo new > f` offline (what `tar -x` over a tree and `git checkout` do): the
+/// new file is written at once; the deleted one reaches the Trash when the provider is
+/// back, and only then is the new one uploaded, so the old version is never overwritten.
+/// A new file deleted again before that leaves the old one deleted.
+#[test]
+fn a_file_deleted_offline_can_be_written_again_at_once() {
+    let cloud = Cloud::start();
+    let mut m = cloud.mount();
+    let dir = folder(&m);
+    let (a, b) = cached_a_uncached_b(&m);
+    cloud.proxy.set(Fault::Refuse);
+    assert_read_eio(&m, &dir.join("B.bin"), Duration::from_secs(15), "offline, uncached B");
+
+    let (a2, b2) = (pattern(300 * KIB, 7), pattern(5 * KIB, 8));
+    for (name, new) in [("A.bin", &a2), ("B.bin", &b2)] {
+        fs::remove_file(dir.join(name)).unwrap_or_else(|e| panic!("offline rm {name}: {e}\n{}", tail(&m)));
+        fs::write(dir.join(name), new)
+            .unwrap_or_else(|e| panic!("offline write over deleted {name}: {e}\n{}", tail(&m)));
+    }
+    assert_reads(&m, &dir.join("A.bin"), &a2, Duration::from_secs(10), "offline, the first new A");
+    assert_reads(&m, &dir.join("B.bin"), &b2, Duration::from_secs(10), "offline, the new B");
+    // Saved again the way `sed -i` does: a new file renamed over it.
+    let a2 = pattern(301 * KIB, 9);
+    fs::write(dir.join("A.tmp"), &a2).unwrap();
+    fs::rename(dir.join("A.tmp"), dir.join("A.bin"))
+        .unwrap_or_else(|e| panic!("offline mv A.tmp A: {e}\n{}", tail(&m)));
+    assert_reads(&m, &dir.join("A.bin"), &a2, Duration::from_secs(10), "offline, the new A");
+    fs::remove_file(dir.join("B.bin")).unwrap_or_else(|e| panic!("offline rm of the new B: {e}\n{}", tail(&m)));
+    assert_lists(&m, &dir, &["A.bin"], "offline, the new B deleted too");
+    m.remount();
+    assert_lists(&m, &dir, &["A.bin"], "remounted offline");
+    assert_reads(&m, &dir.join("A.bin"), &a2, Duration::from_secs(10), "remounted offline, the new A");
+
+    cloud.proxy.set(Fault::Pass);
+    m.sync();
+    let trash = m.mnt.join("Trash");
+    assert_lists(&m, &trash, &["A.bin", "B.bin"], "Trash once the provider is back");
+    assert_reads(&m, &trash.join("A.bin"), &a, Duration::from_secs(30), "the old A in Trash");
+    assert_reads(&m, &trash.join("B.bin"), &b, Duration::from_secs(30), "the old B in Trash");
+    assert_reads(&m, &dir.join("A.bin"), &a2, Duration::from_secs(10), "the new A, online");
+    m.unmount();
+    let dest = decrypt(&m);
+    assert_eq!(names(&dest), ["A.bin"], "what the provider holds outside its Trash");
+    assert_file(&dest.join("A.bin"), &a2, "provider copy of the new A");
+}
+
 /// A folder never listed online cannot be listed offline (the mirror cannot know all of
 /// it: EIO, quickly, as SEMANTICS.md says), but the files this mount wrote there still
 /// read by name: their uploads recorded them.

@@ -661,6 +661,15 @@ impl Vfs {
             .map_err(|e| Error::from_cache(e, format!("move the deleted {path} to Trash")))
     }
 
+    /// `settle_deleted` for a new file or symlink, which offline may take the place of a
+    /// deleted file at once (`Store::settle_for_new_file`).
+    async fn settle_for_new_file(&self, store: &Store, path: &str) -> Result<()> {
+        store
+            .settle_for_new_file(path)
+            .await
+            .map_err(|e| Error::from_cache(e, format!("move the deleted {path} to Trash")))
+    }
+
     /// `unlink` and `rmdir` in the Trash view delete for good; elsewhere `None`.
     async fn delete_in_trash(&self, parent: u64, name: &str, kind: FileKind) -> Result<Option<()>> {
         let loc = self.locate(parent)?;
@@ -749,7 +758,7 @@ impl Vfs {
             let fh = self.open(attr.ino, open).await?;
             return Ok((self.getattr(attr.ino).await?, fh));
         }
-        self.settle_deleted(&store, &path, true).await?;
+        self.settle_for_new_file(&store, &path).await?;
         // Also notes it as recent and touches the folder's mtime.
         store
             .create_file(&path, mode & 0o7777, caller.uid, caller.gid)
@@ -1100,7 +1109,7 @@ impl Vfs {
         if self.stat_path(&store, &path).await?.is_some() {
             return Err(Error::new(ErrorKind::AlreadyExists, path));
         }
-        self.settle_deleted(&store, &path, true).await?;
+        self.settle_for_new_file(&store, &path).await?;
         store
             .symlink(&path, target, caller.uid, caller.gid)
             .map_err(|e| Error::from_cache(e, format!("symlink {path}")))?;
