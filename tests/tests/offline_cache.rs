@@ -551,6 +551,64 @@ fn a_file_deleted_offline_can_be_written_again_at_once() {
     assert_file(&dest.join("A.bin"), &a2, "provider copy of the new A");
 }
 
+/// `git checkout` of another branch while offline, in a repository made online: git
+/// unlinks and recreates the files that differ, and renames its index into place.
+#[test]
+fn git_checkout_works_offline() {
+    let cloud = Cloud::start();
+    let mut m = cloud.mount();
+    let repo = folder(&m).join("repo");
+    fs::create_dir(&repo).unwrap();
+    let git = |args: &[&str]| {
+        let mut all = vec!["-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"];
+        all.extend_from_slice(args);
+        let out = Command::new("git").args(&all).current_dir(&repo).output().unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            tail(&m)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    git(&["init", "-q"]);
+    fs::write(repo.join("a.txt"), "one\n").unwrap();
+    fs::write(repo.join("same.txt"), "same\n").unwrap();
+    git(&["add", "."]);
+    git(&["commit", "-qm", "one"]);
+    git(&["checkout", "-qb", "other"]);
+    fs::write(repo.join("a.txt"), "two\n").unwrap();
+    fs::write(repo.join("b.txt"), "bee\n").unwrap();
+    git(&["add", "."]);
+    git(&["commit", "-qm", "two"]);
+    git(&["checkout", "-q", "main"]);
+    let probe = folder(&m).join("probe.bin");
+    write_file(&m, &probe, b"probe");
+    m.sync();
+    cli_paths(&m, "free", &[&probe]);
+
+    cloud.proxy.set(Fault::Refuse);
+    assert_read_eio(&m, &probe, Duration::from_secs(15), "offline, uncached probe");
+    git(&["checkout", "-q", "other"]);
+    assert_eq!(fs::read_to_string(repo.join("a.txt")).unwrap(), "two\n");
+    assert_eq!(fs::read_to_string(repo.join("b.txt")).unwrap(), "bee\n");
+    assert_eq!(git(&["status", "--porcelain"]), "", "offline, after checkout");
+    git(&["checkout", "-q", "main"]);
+    assert_eq!(fs::read_to_string(repo.join("a.txt")).unwrap(), "one\n");
+    assert!(!repo.join("b.txt").exists());
+
+    cloud.proxy.set(Fault::Pass);
+    m.sync();
+    assert_eq!(git(&["status", "--porcelain"]), "", "online again");
+    m.unmount();
+    let dest = decrypt(&m).join("repo");
+    assert_file(&dest.join("a.txt"), b"one\n", "provider copy of a.txt");
+    assert!(!dest.join("b.txt").exists(), "b.txt is only in the other branch");
+    let fsck = Command::new("git").args(["fsck", "--full"]).current_dir(&dest).output().unwrap();
+    assert!(fsck.status.success(), "git fsck of the provider's copy: {}", String::from_utf8_lossy(&fsck.stderr));
+}
+
 /// A folder never listed online cannot be listed offline (the mirror cannot know all of
 /// it: EIO, quickly, as SEMANTICS.md says), but the files this mount wrote there still
 /// read by name: their uploads recorded them.
