@@ -599,6 +599,15 @@ impl Store {
 
     /// Renames a file or directory. `replaces` says whether something is at `to`.
     pub async fn rename(&self, from: &str, to: &str, kind: EntryKind, replaces: bool) -> Result<()> {
+        let renamed = self.rename_now(from, to, kind, replaces).await;
+        if renamed.is_err() && !self.pending().contains_key(to) {
+            // Made way for a name that did not come: a file deleted there is hidden again.
+            self.mark_replaced(to, false)?;
+        }
+        renamed
+    }
+
+    async fn rename_now(&self, from: &str, to: &str, kind: EntryKind, replaces: bool) -> Result<()> {
         // Onto a new file over a deleted one: that one goes to the Trash first if it
         // can (before the path locks, which its settling takes after the Trash's own).
         if self.trash.is_replaced(to) && !self.offline_now() {

@@ -505,10 +505,10 @@ fn a_file_renamed_offline_then_deleted_goes_to_trash() {
     assert_file(&dest.join("B.bin"), &b, "provider copy of B");
 }
 
-/// `rm f; echo new > f` offline (what `tar -x` over a tree and `git checkout` do): the
-/// new file is written at once; the deleted one reaches the Trash when the provider is
-/// back, and only then is the new one uploaded, so the old version is never overwritten.
-/// A new file deleted again before that leaves the old one deleted.
+/// `rm f; echo new > f` offline (what `tar -x` over a tree and `git checkout` do), and
+/// `rm f; mv f.new f`: the new file is there at once; the deleted one reaches the Trash
+/// when the provider is back, and only then is the new one uploaded, so the old version
+/// is never overwritten. A new file deleted again before that leaves the old one deleted.
 #[test]
 fn a_file_deleted_offline_can_be_written_again_at_once() {
     let cloud = Cloud::start();
@@ -519,11 +519,17 @@ fn a_file_deleted_offline_can_be_written_again_at_once() {
     assert_read_eio(&m, &dir.join("B.bin"), Duration::from_secs(15), "offline, uncached B");
 
     let (a2, b2) = (pattern(300 * KIB, 7), pattern(5 * KIB, 8));
-    for (name, new) in [("A.bin", &a2), ("B.bin", &b2)] {
-        fs::remove_file(dir.join(name)).unwrap_or_else(|e| panic!("offline rm {name}: {e}\n{}", tail(&m)));
-        fs::write(dir.join(name), new)
-            .unwrap_or_else(|e| panic!("offline write over deleted {name}: {e}\n{}", tail(&m)));
-    }
+    fs::remove_file(dir.join("A.bin")).unwrap_or_else(|e| panic!("offline rm A: {e}\n{}", tail(&m)));
+    // Renaming the uncached B there fails (its contents are not here); A stays deleted.
+    let err = fs::rename(dir.join("B.bin"), dir.join("A.bin")).expect_err("offline mv of uncached B onto deleted A");
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "offline mv B A: {err}\n{}", tail(&m));
+    assert_lists(&m, &dir, &["B.bin"], "offline, after a failed mv onto the deleted A");
+    fs::write(dir.join("A.bin"), &a2).unwrap_or_else(|e| panic!("offline write over deleted A: {e}\n{}", tail(&m)));
+    // B: a new file renamed onto the deleted name.
+    fs::remove_file(dir.join("B.bin")).unwrap_or_else(|e| panic!("offline rm B: {e}\n{}", tail(&m)));
+    fs::write(dir.join("B.new"), &b2).unwrap();
+    fs::rename(dir.join("B.new"), dir.join("B.bin"))
+        .unwrap_or_else(|e| panic!("offline mv B.new onto deleted B: {e}\n{}", tail(&m)));
     assert_reads(&m, &dir.join("A.bin"), &a2, Duration::from_secs(10), "offline, the first new A");
     assert_reads(&m, &dir.join("B.bin"), &b2, Duration::from_secs(10), "offline, the new B");
     // Saved again the way `sed -i` does: a new file renamed over it.

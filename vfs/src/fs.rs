@@ -947,13 +947,8 @@ impl Vfs {
             gid: deferred.gid,
             ..Default::default()
         };
-        // A commit waits for the disk (seconds under heavy I/O). Off this thread, which
-        // may be one of the few serving every request of the mount.
         let path = loc.path.clone();
-        let committed = tokio::task::spawn_blocking(move || store.commit(&path, &staging, &attrs))
-            .await
-            .map_err(|e| Error::new(ErrorKind::Io, format!("commit {}: {e}", loc.path)))?;
-        committed.map_err(|e| {
+        off_thread(move || store.commit(&path, &staging, &attrs)).await.map_err(|e| {
             tracing::error!(path = %loc.path, error = %e, "commit failed; the change is only in memory");
             Error::from_cache(e, format!("commit {}", loc.path))
         })?;
@@ -1072,6 +1067,8 @@ impl Vfs {
                 }
                 (false, false) => self.keep_open_copy(&store, newparent, newname, &to).await?,
             }
+        } else if src.kind != EntryKind::Dir && restoring.is_none() {
+            self.settle_for_new_file(&store, &to).await?;
         } else if !undelete {
             self.settle_deleted(&store, &to, src.kind != EntryKind::Dir).await?;
         }
@@ -1110,8 +1107,9 @@ impl Vfs {
             return Err(Error::new(ErrorKind::AlreadyExists, path));
         }
         self.settle_for_new_file(&store, &path).await?;
-        store
-            .symlink(&path, target, caller.uid, caller.gid)
+        let (s, p, t) = (store.clone(), path.clone(), target.to_owned());
+        off_thread(move || s.symlink(&p, &t, caller.uid, caller.gid))
+            .await
             .map_err(|e| Error::from_cache(e, format!("symlink {path}")))?;
         self.touch_dir(&store, parent);
         self.lookup(parent, OsStr::new(name)).await
@@ -1293,4 +1291,13 @@ fn kind_of(kind: EntryKind) -> FileKind {
         EntryKind::File => FileKind::File,
         EntryKind::Symlink => FileKind::Symlink,
     }
+}
+
+/// Runs `f`, which waits for the disk (a commit's sync: seconds under heavy I/O), on a
+/// blocking thread: the calling one may be one of the few serving every request of the
+/// mount.
+async fn off_thread<T: Send + 'static>(
+    f: impl FnOnce() -> oxidrive_cache::Result<T> + Send + 'static,
+) -> oxidrive_cache::Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| oxidrive_cache::Error::io("commit", std::io::Error::other(e)))?
 }
