@@ -557,6 +557,57 @@ fn a_file_deleted_offline_can_be_written_again_at_once() {
     assert_file(&dest.join("A.bin"), &a2, "provider copy of the new A");
 }
 
+/// `tar -x` offline over a tree extracted online: tar unlinks each existing file and
+/// creates it again.
+#[test]
+fn tar_extracts_over_an_uploaded_tree_offline() {
+    let cloud = Cloud::start();
+    let mut m = cloud.mount();
+    let work = tempfile::tempdir().unwrap();
+    let make_tar = |name: &str, tag: u8| {
+        let src = work.path().join(name).join("tree");
+        fs::create_dir_all(src.join("sub")).unwrap();
+        for (file, len) in [("a.txt", 10), ("sub/b.bin", 70 * KIB), ("sub/c.bin", 300 * KIB)] {
+            fs::write(src.join(file), pattern(len, tag.wrapping_add(len as u8))).unwrap();
+        }
+        let tar = work.path().join(format!("{name}.tar"));
+        let out =
+            Command::new("tar").arg("-C").arg(src.parent().unwrap()).arg("-cf").arg(&tar).arg("tree").output().unwrap();
+        assert!(out.status.success(), "tar -c: {}", String::from_utf8_lossy(&out.stderr));
+        (tar, src)
+    };
+    let (old_tar, _) = make_tar("old", 1);
+    let (new_tar, new_src) = make_tar("new", 2);
+    let dir = folder(&m);
+    let untar = |tar: &Path, when: &str| {
+        let out = Command::new("tar").arg("-C").arg(&dir).arg("-xf").arg(tar).output().unwrap();
+        assert!(out.status.success(), "{when}: tar -x: {}\n{}", String::from_utf8_lossy(&out.stderr), tail(&m));
+    };
+    untar(&old_tar, "online");
+    let probe = dir.join("probe.bin");
+    write_file(&m, &probe, b"probe");
+    m.sync();
+    cli_paths(&m, "free", &[&probe]);
+
+    cloud.proxy.set(Fault::Refuse);
+    assert_read_eio(&m, &probe, Duration::from_secs(15), "offline, uncached probe");
+    untar(&new_tar, "offline, over the uploaded tree");
+    for file in ["a.txt", "sub/b.bin", "sub/c.bin"] {
+        let want = fs::read(new_src.join(file)).unwrap();
+        assert_reads(&m, &dir.join("tree").join(file), &want, Duration::from_secs(10), "offline, extracted again");
+    }
+
+    cloud.proxy.set(Fault::Pass);
+    m.sync();
+    let trash = m.mnt.join("Trash");
+    assert_eq!(try_names(&trash).unwrap().len(), 3, "the three old files in Trash\n{}", tail(&m));
+    m.unmount();
+    let dest = decrypt(&m).join("tree");
+    for file in ["a.txt", "sub/b.bin", "sub/c.bin"] {
+        assert_file(&dest.join(file), &fs::read(new_src.join(file)).unwrap(), file);
+    }
+}
+
 /// `git checkout` of another branch while offline, in a repository made online: git
 /// unlinks and recreates the files that differ, and renames its index into place.
 #[test]
