@@ -298,6 +298,17 @@ fn cached_a_uncached_b(m: &TestMount) -> (Vec<u8>, Vec<u8>) {
     (a, b)
 }
 
+/// Uploads everything pending, then makes the provider refuse connections and waits
+/// until the mount knows (a read of an uncached probe file fails).
+fn sync_then_go_offline(cloud: &Cloud, m: &TestMount) {
+    let probe = folder(m).join("probe.bin");
+    write_file(m, &probe, b"probe");
+    m.sync();
+    cli_paths(m, "free", &[&probe]);
+    cloud.proxy.set(Fault::Refuse);
+    assert_read_eio(m, &probe, Duration::from_secs(15), "offline, uncached probe");
+}
+
 /// Writes A (1 MiB) and B (200 KiB) into the provider's folder and uploads them.
 fn write_a_and_b(m: &TestMount) -> (Vec<u8>, Vec<u8>) {
     let dir = folder(m);
@@ -584,13 +595,7 @@ fn tar_extracts_over_an_uploaded_tree_offline() {
         assert!(out.status.success(), "{when}: tar -x: {}\n{}", String::from_utf8_lossy(&out.stderr), tail(&m));
     };
     untar(&old_tar, "online");
-    let probe = dir.join("probe.bin");
-    write_file(&m, &probe, b"probe");
-    m.sync();
-    cli_paths(&m, "free", &[&probe]);
-
-    cloud.proxy.set(Fault::Refuse);
-    assert_read_eio(&m, &probe, Duration::from_secs(15), "offline, uncached probe");
+    sync_then_go_offline(&cloud, &m);
     untar(&new_tar, "offline, over the uploaded tree");
     for file in ["a.txt", "sub/b.bin", "sub/c.bin"] {
         let want = fs::read(new_src.join(file)).unwrap();
@@ -640,13 +645,7 @@ fn git_checkout_works_offline() {
     git(&["add", "."]);
     git(&["commit", "-qm", "two"]);
     git(&["checkout", "-q", "main"]);
-    let probe = folder(&m).join("probe.bin");
-    write_file(&m, &probe, b"probe");
-    m.sync();
-    cli_paths(&m, "free", &[&probe]);
-
-    cloud.proxy.set(Fault::Refuse);
-    assert_read_eio(&m, &probe, Duration::from_secs(15), "offline, uncached probe");
+    sync_then_go_offline(&cloud, &m);
     git(&["checkout", "-q", "other"]);
     assert_eq!(fs::read_to_string(repo.join("a.txt")).unwrap(), "two\n");
     assert_eq!(fs::read_to_string(repo.join("b.txt")).unwrap(), "bee\n");
