@@ -528,10 +528,15 @@ impl Index {
                 };
                 // SQLite makes the log at the first write and keeps its inode until the
                 // last connection closes (a checkpoint rewinds it in place): this handle
-                // stays valid. No log yet: nothing was written that is not synced.
+                // stays valid. No log (none written yet, or a file system without WAL
+                // support, where commits go to the database file): that file is synced.
                 match std::fs::File::open(format!("{db}-wal")) {
                     Ok(file) => self.wal.get_or_init(|| file),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        return std::fs::File::open(&db)
+                            .and_then(|f| f.sync_data())
+                            .map_err(|e| Error::io("sync the metadata index", e));
+                    }
                     Err(e) => return Err(Error::io("open the metadata index's log", e)),
                 }
             }
