@@ -371,25 +371,13 @@ impl Store {
             self.uploads.changed.notify_waiters();
             return Ok(());
         }
-        let item_dir = join(TRASH_DIR, &t.id);
-        let data = join(&item_dir, "data");
-        for dir in [META_DIR, TRASH_DIR, item_dir.as_str()] {
-            self.ensure_dir(dir).await?;
-        }
-        // Written first: an item that has data always says where it came from.
-        let info = Info {
-            path: t.orig.clone(),
-            deleted_ns: crate::index::to_ns(t.deleted),
-            kind: if t.is_dir { "dir" } else { "file" }.to_owned(),
-        };
-        let json = serde_json::to_vec(&info).map_err(|e| Error::io("trash info", e.into()))?;
-        self.provider.write_all(&join(&item_dir, "info"), json).await?;
+        let data = self.make_item(t).await?;
         if pending_here || meta.is_some() {
             let kind = if t.is_dir { EntryKind::Dir } else { EntryKind::File };
             self.rename(&t.path, &data, kind, false).await?;
         } else if self.provider.stat(&data).await?.is_none() {
             tracing::info!(root = %self.root, path = %t.path, "a deleted item vanished before it reached Trash (deleted elsewhere)");
-            self.delete_for_good(&item_dir).await?;
+            self.delete_for_good(&join(TRASH_DIR, &t.id)).await?;
             self.index.tombstones_remove_tree(&self.root, &t.path)?;
             self.drop_tombstones(&t.path);
             return Ok(());
@@ -416,15 +404,7 @@ impl Store {
             }
             self.index.tombstones_remove_tree(&self.root, &t.path)?;
         } else {
-            let item_dir = join(TRASH_DIR, &t.id);
-            let data = join(&item_dir, "data");
-            for dir in [META_DIR, TRASH_DIR, item_dir.as_str()] {
-                self.ensure_dir(dir).await?;
-            }
-            let info =
-                Info { path: t.orig.clone(), deleted_ns: crate::index::to_ns(t.deleted), kind: "file".to_owned() };
-            let json = serde_json::to_vec(&info).map_err(|e| Error::io("trash info", e.into()))?;
-            self.provider.write_all(&join(&item_dir, "info"), json).await?;
+            let data = self.make_item(t).await?;
             self.provider.rename(&t.path, &data, ObjectKind::File).await?;
             self.index.remote_put(&self.root, &t.path, None)?;
             let item = TrashItem { id: t.id.clone(), orig: t.orig.clone(), deleted: t.deleted, is_dir: false };
@@ -436,6 +416,23 @@ impl Store {
         self.uploads.changed.notify_waiters();
         self.uploads.wake.notify_one();
         Ok(())
+    }
+
+    /// Makes the trash item of `t` with its `info` (written first: an item that has data
+    /// always says where it came from). Returns where its data goes.
+    async fn make_item(&self, t: &Tombstone) -> Result<String> {
+        let item_dir = join(TRASH_DIR, &t.id);
+        for dir in [META_DIR, TRASH_DIR, item_dir.as_str()] {
+            self.ensure_dir(dir).await?;
+        }
+        let info = Info {
+            path: t.orig.clone(),
+            deleted_ns: crate::index::to_ns(t.deleted),
+            kind: if t.is_dir { "dir" } else { "file" }.to_owned(),
+        };
+        let json = serde_json::to_vec(&info).map_err(|e| Error::io("trash info", e.into()))?;
+        self.provider.write_all(&join(&item_dir, "info"), json).await?;
+        Ok(join(&item_dir, "data"))
     }
 
     fn drop_tombstones(&self, path: &str) {
