@@ -120,18 +120,23 @@ pub struct LocalCopy {
     crypto_ops: (AtomicU64, AtomicU64),
 }
 
-/// A new small file's slots live in memory: making a file costs an inode, and a small
-/// file's commit carries its contents inline anyway (see `inline_image`). They move to
-/// the file (`spill`) when the copy grows past `MEMORY_SLOTS`, the shared budget is
-/// spent, or something needs the file (a sync, the read cache).
+/// A new small file's blocks live in memory: making a file costs an inode, and a small
+/// file's commit carries its contents inline anyway (see `inline_image`). Memory is not
+/// at rest, so they stay plaintext (`BLOCK` bytes each) and a write only copies bytes;
+/// they are sealed when they move to the file (`spill`): when the copy grows past
+/// `MEMORY_BLOCKS`, the shared budget is spent, or something needs the file (a sync,
+/// the read cache).
 #[derive(Debug)]
 enum Storage {
     File(File),
-    Memory { slots: BTreeMap<u64, Vec<u8>>, budget: Arc<MemoryBudget> },
+    Memory { blocks: BTreeMap<u64, Vec<u8>>, budget: Arc<MemoryBudget> },
 }
 
-/// Most slots one copy keeps in memory: 128 KiB of contents, the inline limit.
-const MEMORY_SLOTS: usize = (INLINE_MAX / BLOCK) as usize;
+/// Most blocks one copy keeps in memory: 128 KiB of contents, the inline limit.
+const MEMORY_BLOCKS: usize = (INLINE_MAX / BLOCK) as usize;
+/// Where every block kept in memory goes when it spills: memory does not tear, so it
+/// needs no second slot until it is in the file.
+const MEMORY_SLOT: Slot = Slot { parity: 0, seq: 1 };
 
 /// Bytes all in-memory copies may hold together.
 #[derive(Debug)]
@@ -195,7 +200,7 @@ impl LocalCopy {
     /// allows; its file in `dir` is made only when needed.
     pub fn create_in_memory(dir: &Path, cipher_key: &[u8; 32], budget: Arc<MemoryBudget>) -> Result<Self> {
         let id = CopyId::random(&SystemRandom::new())?;
-        let storage = Storage::Memory { slots: BTreeMap::new(), budget };
+        let storage = Storage::Memory { blocks: BTreeMap::new(), budget };
         Self::with(id, dir.join(id.hex()), storage, cipher_key, Meta::default())
     }
 
@@ -283,17 +288,18 @@ impl LocalCopy {
         self.storage.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Writes the in-memory slots to a new file and uses it from now on.
+    /// Seals the blocks kept in memory into a new file (each at `MEMORY_SLOT`) and uses
+    /// it from now on.
     fn spill(&self, storage: &mut Storage) -> io::Result<()> {
-        let Storage::Memory { slots, budget } = storage else { return Ok(()) };
+        let Storage::Memory { blocks, budget } = storage else { return Ok(()) };
         let file = OpenOptions::new().read(true).write(true).create_new(true).mode(0o600).open(&self.path)?;
         let written = (|| {
-            for (n, raw) in slots.iter() {
-                file.write_all_at(raw, n * SLOT)?;
+            for (&index, plain) in blocks.iter() {
+                file.write_all_at(&self.seal_slot(index, MEMORY_SLOT, plain)?, slot_offset(index, MEMORY_SLOT.parity))?;
             }
             // The file ends where the last slot does, as if written there all along.
-            if let Some((n, raw)) = slots.last_key_value() {
-                file.set_len(n * SLOT + raw.len() as u64)?;
+            if let Some(&index) = blocks.keys().next_back() {
+                file.set_len(slot_offset(index, MEMORY_SLOT.parity) + SLOT)?;
             }
             Ok(())
         })();
@@ -301,64 +307,57 @@ impl LocalCopy {
             let _ = std::fs::remove_file(&self.path);
             return Err(e);
         }
-        budget.give(slots.len() as u64 * SLOT);
+        budget.give(blocks.len() as u64 * BLOCK);
         *storage = Storage::File(file);
         Ok(())
     }
 
-    /// Reads `buf.len()` bytes at `offset` (within one slot): `UnexpectedEof` past the
-    /// end, zeros in a hole, as a file would.
+    /// Copies `piece` into block `index` at `at` if the copy is in memory and the block
+    /// may be there (a new one zero-filled); otherwise spills, and the caller writes the
+    /// file. The caller holds the block's stripe lock (or `resize` alone).
+    fn patch_in_memory(&self, index: u64, at: usize, piece: &[u8]) -> io::Result<Option<Slot>> {
+        if matches!(&*self.storage(), Storage::File(_)) {
+            return Ok(None);
+        }
+        let mut storage = self.storage.write().unwrap_or_else(PoisonError::into_inner);
+        let Storage::Memory { blocks, budget } = &mut *storage else { return Ok(None) };
+        if !blocks.contains_key(&index) && blocks.len() < MEMORY_BLOCKS && budget.take(BLOCK) {
+            blocks.insert(index, vec![0u8; BLOCK_LEN]);
+        }
+        if let Some(plain) = blocks.get_mut(&index) {
+            plain[at..at + piece.len()].copy_from_slice(piece);
+            return Ok(Some(MEMORY_SLOT));
+        }
+        // Too big or over budget: everything to the file.
+        self.spill(&mut storage)?;
+        Ok(None)
+    }
+
+    /// Reads `buf.len()` bytes at `offset` (within one slot) of the copy's file:
+    /// `UnexpectedEof` past the end, zeros in a hole, as a file would.
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         match &*self.storage() {
             Storage::File(file) => file.read_exact_at(buf, offset),
-            Storage::Memory { slots, .. } => {
-                let (n, at) = (offset / SLOT, (offset % SLOT) as usize);
-                match slots.get(&n).and_then(|raw| raw.get(at..at + buf.len())) {
-                    Some(bytes) => {
-                        buf.copy_from_slice(bytes);
-                        Ok(())
-                    }
-                    None => Err(io::ErrorKind::UnexpectedEof.into()),
-                }
-            }
+            Storage::Memory { .. } => Err(io::Error::other("local copy has no slots in memory")),
         }
     }
 
-    /// Writes one whole slot (`raw`) of block `index` at `parity`.
-    fn write_slot(&self, index: u64, parity: u64, raw: Vec<u8>) -> io::Result<()> {
-        if let Storage::File(file) = &*self.storage() {
-            return file.write_all_at(&raw, slot_offset(index, parity));
-        }
-        let mut storage = self.storage.write().unwrap_or_else(PoisonError::into_inner);
-        if let Storage::Memory { slots, budget } = &mut *storage {
-            // Memory does not tear: the new version takes the place (and the share of
-            // the budget) of the block's version before, in its other slot.
-            let other = 2 * index + 1 - parity;
-            let replaces = slots.contains_key(&other);
-            if slots.len() - usize::from(replaces) < MEMORY_SLOTS && (replaces || budget.take(SLOT)) {
-                slots.remove(&other);
-                if slots.insert(2 * index + parity, raw).is_some() {
-                    budget.give(SLOT);
-                }
-                return Ok(());
-            }
-        }
-        // Too big or over budget: to the file, the block's version before included.
-        self.spill(&mut storage)?;
-        match &*storage {
-            Storage::File(file) => file.write_all_at(&raw, slot_offset(index, parity)),
-            Storage::Memory { .. } => Err(io::Error::other("local copy still in memory after spilling")),
+    /// Writes one whole slot (`raw`) of block `index` at `parity` to the copy's file.
+    fn write_slot(&self, index: u64, parity: u64, raw: &[u8]) -> io::Result<()> {
+        match &*self.storage() {
+            Storage::File(file) => file.write_all_at(raw, slot_offset(index, parity)),
+            Storage::Memory { .. } => Err(io::Error::other("local copy has no slots in memory")),
         }
     }
 
-    /// Cuts the stored slots at byte `len` (a slot boundary).
-    fn truncate_slots(&self, len: u64) -> io::Result<()> {
+    /// Keeps the first `count` blocks' storage, drops the rest.
+    fn truncate_blocks(&self, count: u64) -> io::Result<()> {
         let mut storage = self.storage.write().unwrap_or_else(PoisonError::into_inner);
         match &mut *storage {
-            Storage::File(file) => file.set_len(len),
-            Storage::Memory { slots, budget } => {
-                let cut = slots.split_off(&len.div_ceil(SLOT));
-                budget.give(cut.len() as u64 * SLOT);
+            Storage::File(file) => file.set_len(slot_offset(count, 0)),
+            Storage::Memory { blocks, budget } => {
+                let cut = blocks.split_off(&count);
+                budget.give(cut.len() as u64 * BLOCK);
                 Ok(())
             }
         }
@@ -607,12 +606,14 @@ impl LocalCopy {
             let to = end.min(start + BLOCK);
             let piece = &data[(from - offset) as usize..(to - offset) as usize];
             let _block = self.stripe(index);
-            let slot = if piece.len() == BLOCK_LEN {
-                self.store_block(index, piece)?
-            } else {
-                let mut plain = self.load_block(index)?.unwrap_or_else(|| vec![0u8; BLOCK_LEN]);
-                plain[(from - start) as usize..(to - start) as usize].copy_from_slice(piece);
-                self.store_block(index, &plain)?
+            let slot = match self.patch_in_memory(index, (from - start) as usize, piece)? {
+                Some(slot) => slot,
+                None if piece.len() == BLOCK_LEN => self.store_block(index, piece)?,
+                None => {
+                    let mut plain = self.load_block(index)?.unwrap_or_else(|| vec![0u8; BLOCK_LEN]);
+                    plain[(from - start) as usize..(to - start) as usize].copy_from_slice(piece);
+                    self.store_block(index, &plain)?
+                }
             };
             // Grow per block, so a write failing half-way leaves what it did visible
             // (a short write) and never nonzero bytes past `len`.
@@ -643,10 +644,10 @@ impl LocalCopy {
             let mut meta = self.meta();
             drop(meta.sealed.split_off(&new_len.div_ceil(BLOCK)));
             // Both slots of the last block stay: the other one may be the only good copy.
-            let needed = meta.sealed.last_key_value().map_or(0, |(&i, _)| slot_offset(i, 1) + SLOT);
+            let needed = meta.sealed.last_key_value().map_or(0, |(&i, _)| i + 1);
             meta.len = new_len;
             drop(meta);
-            self.truncate_slots(needed)?;
+            self.truncate_blocks(needed)?;
         } else {
             self.meta().len = new_len;
         }
@@ -656,6 +657,9 @@ impl LocalCopy {
     /// Block `index`'s plaintext (always `BLOCK` bytes), or `None` if never written.
     /// The caller holds the block's stripe lock (or `resize` alone).
     fn load_block(&self, index: u64) -> io::Result<Option<Vec<u8>>> {
+        if let Storage::Memory { blocks, .. } = &*self.storage() {
+            return Ok(blocks.get(&index).cloned());
+        }
         let Some(slot) = self.meta().sealed.get(&index).copied() else { return Ok(None) };
         if let Some(plain) = self.open_slot(index, slot.parity)? {
             return Ok(Some(plain));
@@ -674,8 +678,12 @@ impl LocalCopy {
 
     /// Reads the current slot of whole block `index` into `buf` (`SLOT` bytes) and
     /// opens it there, leaving the plaintext in front. False when that fails for any
-    /// reason: then `load_block` finds out why (or falls back to the other slot).
+    /// reason (or the block is in memory): then `load_block` finds out why (or falls
+    /// back to the other slot).
     fn open_slot_into(&self, index: u64, buf: &mut [u8]) -> io::Result<bool> {
+        if self.in_memory() {
+            return Ok(false);
+        }
         let Some(slot) = self.meta().sealed.get(&index).copied() else { return Ok(false) };
         self.open_slot_at(index, slot.parity, buf)
     }
@@ -714,19 +722,27 @@ impl LocalCopy {
     /// The caller holds the block's stripe lock (or `resize` alone).
     fn store_block(&self, index: u64, plain: &[u8]) -> io::Result<Slot> {
         debug_assert_eq!(plain.len(), BLOCK_LEN);
+        if let Some(slot) = self.patch_in_memory(index, 0, plain)? {
+            return Ok(slot);
+        }
         let current = self.meta().sealed.get(&index).copied();
         let slot = match current {
             Some(c) => Slot { parity: 1 - c.parity, seq: c.seq + 1 },
             None => Slot { parity: 0, seq: 1 },
         };
+        self.write_slot(index, slot.parity, &self.seal_slot(index, slot, plain)?)?;
+        Ok(slot)
+    }
+
+    /// Slot contents for `plain` as version `slot.seq` of block `index`.
+    fn seal_slot(&self, index: u64, slot: Slot, plain: &[u8]) -> io::Result<Vec<u8>> {
         #[cfg(test)]
         self.crypto_ops.0.fetch_add(1, Ordering::Relaxed);
         let sealed = self.cipher.seal_block(index, slot.seq, plain, &self.rng).map_err(io::Error::other)?;
         let mut raw = Vec::with_capacity(SLOT as usize);
         raw.extend_from_slice(&slot.seq.to_be_bytes());
         raw.extend_from_slice(&sealed);
-        self.write_slot(index, slot.parity, raw)?;
-        Ok(slot)
+        Ok(raw)
     }
 
     fn stripe(&self, index: u64) -> MutexGuard<'_, ()> {
@@ -753,7 +769,7 @@ fn corrupt(index: u64, what: &str) -> io::Error {
 
 /// The sequence number in a slot's header, if the slot holds a sealed block (its nonce
 /// is not all zeros: a hole reads as zeros).
-/// `read_exact_at` reads from the copy's file or its in-memory slots.
+/// `read_exact_at` reads from the copy's file.
 fn read_slot_header(
     read_exact_at: impl FnOnce(&mut [u8], u64) -> io::Result<()>,
     index: u64,
@@ -814,8 +830,8 @@ impl oxidrive_providers::LocalSink for LocalCopy {
 
 impl Drop for LocalCopy {
     fn drop(&mut self) {
-        if let Storage::Memory { slots, budget } = &*self.storage() {
-            budget.give(slots.len() as u64 * SLOT);
+        if let Storage::Memory { blocks, budget } = &*self.storage() {
+            budget.give(blocks.len() as u64 * BLOCK);
             return;
         }
         if self.keep.load(Ordering::Acquire) {
@@ -1138,8 +1154,9 @@ mod tests {
         a.write_at(BLOCK - 3, b"across").unwrap();
         assert!(a.in_memory());
         assert!(!a.path.exists());
-        // Rewrites of a block reuse its memory: two blocks, two slots.
-        assert_eq!(budget.used.load(Ordering::Relaxed), 2 * SLOT);
+        // Rewrites of a block reuse its memory: two blocks. Nothing is sealed in memory.
+        assert_eq!(budget.used.load(Ordering::Relaxed), 2 * BLOCK);
+        assert_eq!(seals_and_opens(&a), (0, 0));
         let mut want = Vec::new();
         for i in 0..20u8 {
             let at = usize::from(i) * 100;
@@ -1150,14 +1167,17 @@ mod tests {
         want[B - 3..].copy_from_slice(b"across");
         assert_eq!(a.read_at(0, 3 * B).unwrap(), want);
         a.set_len(10).unwrap();
-        assert_eq!(budget.used.load(Ordering::Relaxed), SLOT, "block 1 is cut, block 0 rewritten in place");
+        assert_eq!(budget.used.load(Ordering::Relaxed), BLOCK, "block 1 is cut, block 0 rewritten in place");
         a.set_len(0).unwrap();
         assert_eq!(budget.used.load(Ordering::Relaxed), 0);
         a.write_at(0, &want).unwrap();
-        // A third block goes past the per-copy limit: everything moves to the file.
+        // A third block goes past the per-copy limit: everything moves to the file,
+        // each block sealed once.
+        assert_eq!(seals_and_opens(&a), (0, 0));
         a.write_at(2 * BLOCK, b"third").unwrap();
         assert!(!a.in_memory());
         assert_eq!(budget.used.load(Ordering::Relaxed), 0);
+        assert_eq!(seals_and_opens(&a), (3, 0));
         want.resize(2 * B, 0);
         want.extend_from_slice(b"third");
         assert_eq!(a.read_at(0, 3 * B).unwrap(), want);
@@ -1169,7 +1189,7 @@ mod tests {
 
         // Over the shared budget: to a file at once; dropping gives the budget back.
         let b = LocalCopy::create_in_memory(dir.path(), &KEY, budget.clone()).unwrap();
-        let c = LocalCopy::create_in_memory(dir.path(), &KEY, MemoryBudget::new(SLOT / 2)).unwrap();
+        let c = LocalCopy::create_in_memory(dir.path(), &KEY, MemoryBudget::new(BLOCK / 2)).unwrap();
         b.write_at(0, b"b").unwrap();
         c.write_at(0, b"c").unwrap();
         assert!(b.in_memory() && !c.in_memory());
@@ -1179,9 +1199,12 @@ mod tests {
         assert_eq!(b.read_at(0, 10).unwrap(), b"b");
         let d = LocalCopy::create_in_memory(dir.path(), &KEY, budget.clone()).unwrap();
         d.write_at(0, b"d").unwrap();
-        assert_eq!(budget.used.load(Ordering::Relaxed), SLOT);
-        let (_, image) = d.inline_image().unwrap().unwrap();
+        assert_eq!(budget.used.load(Ordering::Relaxed), BLOCK);
+        let (len, image) = d.inline_image().unwrap().unwrap();
+        assert_eq!(seals_and_opens(&d), (0, 0), "the image is sealed apart from the blocks");
+        let d_id = d.id();
         drop(d);
+        assert_eq!(LocalCopy::restore(dir.path(), &KEY, d_id, len, &image).unwrap().read_at(0, 10).unwrap(), b"d");
         assert_eq!(budget.used.load(Ordering::Relaxed), 0);
         let e = LocalCopy::create_in_memory(dir.path(), &KEY, budget).unwrap();
         assert!(e.inline_image().unwrap().unwrap().1.is_empty());
@@ -1321,8 +1344,14 @@ mod tests {
         #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
         #[test]
-        fn matches_a_vec_model(ops in proptest::collection::vec(op(), 1..24)) {
-            let (_dir, s) = copy();
+        fn matches_a_vec_model(ops in proptest::collection::vec(op(), 1..24), in_memory in any::<bool>()) {
+            // A copy in memory moves to its file part-way once it holds a third block.
+            let dir = tempfile::tempdir().unwrap();
+            let s = if in_memory {
+                LocalCopy::create_in_memory(dir.path(), &KEY, MemoryBudget::new(1 << 20)).unwrap()
+            } else {
+                LocalCopy::create(dir.path(), &KEY).unwrap()
+            };
             let mut model: Vec<u8> = Vec::new();
             for op in ops {
                 match op {
@@ -1350,7 +1379,14 @@ mod tests {
                 }
                 prop_assert_eq!(s.len().unwrap(), model.len() as u64);
             }
-            prop_assert_eq!(s.read_at(0, model.len() + 1).unwrap(), model);
+            prop_assert_eq!(s.read_at(0, model.len() + 1).unwrap(), model.clone());
+            // What a restart finds: the synced file (a copy in memory is sealed into it).
+            s.sync().unwrap();
+            s.keep(true);
+            let (id, len) = (s.id(), s.len().unwrap());
+            drop(s);
+            let reopened = LocalCopy::open(dir.path(), &KEY, id, len).unwrap();
+            prop_assert_eq!(reopened.read_at(0, model.len() + 1).unwrap(), model);
         }
     }
 }
