@@ -515,6 +515,52 @@ fn chown_clears_set_id_bits_like_linux() {
     assert_eq!((s.uid(), s.gid()), (0, 1000));
 }
 
+/// Writes and truncates by a caller without `CAP_FSETID` (root with it dropped, through
+/// `setpriv`) clear set-ID bits exactly as on a native folder; with it they stay. The
+/// mount clears them itself (`FUSE_HANDLE_KILLPRIV_V2`), so this is ours to get right.
+#[test]
+fn writes_and_truncates_clear_set_id_bits_like_linux() {
+    let mut m = TestMount::start();
+    let native = tempfile::tempdir().unwrap();
+    let cases: [(u32, &str, bool); 7] = [
+        (0o6755, "printf x >> \"$1\"", false),
+        (0o6755, "truncate -s 2 \"$1\"", false),
+        (0o6755, ": > \"$1\"", false),
+        (0o2745, "printf x >> \"$1\"", false),
+        (0o4644, "printf x >> \"$1\"", false),
+        (0o6755, "printf x >> \"$1\"", true),
+        (0o6755, "truncate -s 2 \"$1\"", true),
+    ];
+    let outcome = |dir: &Path| -> Vec<(u32, Vec<u8>)> {
+        cases
+            .iter()
+            .enumerate()
+            .map(|(i, (mode, script, privileged))| {
+                let f = dir.join(format!("tool{i}"));
+                fs::write(&f, b"#!/bin/sh\n").unwrap();
+                fs::set_permissions(&f, fs::Permissions::from_mode(*mode)).unwrap();
+                let file = f.to_str().unwrap();
+                let sh = ["sh", "-c", script, "sh", file];
+                if *privileged {
+                    run(dir, "sh", &sh[1..]);
+                } else {
+                    run(dir, "setpriv", &[&["--bounding-set=-fsetid", "--inh-caps=-fsetid"][..], &sh].concat());
+                }
+                (fs::metadata(&f).unwrap().mode() & 0o7777, fs::read(&f).unwrap())
+            })
+            .collect()
+    };
+    let want = outcome(native.path());
+    let modes: Vec<u32> = want.iter().map(|(mode, _)| *mode).collect();
+    assert_eq!(modes, [0o755, 0o755, 0o755, 0o2745, 0o644, 0o6755, 0o6755], "this kernel's own rules changed");
+    assert_eq!(outcome(&m.local()), want);
+    m.sync();
+    m.remount();
+    let modes_after: Vec<u32> =
+        (0..cases.len()).map(|i| fs::metadata(m.local().join(format!("tool{i}"))).unwrap().mode() & 0o7777).collect();
+    assert_eq!(modes_after, modes, "after a remount");
+}
+
 #[test]
 fn mtime_set_on_an_open_written_file_survives_its_upload() {
     let m = TestMount::start();

@@ -48,6 +48,16 @@ pub struct SetAttr {
     pub size: Option<u64>,
     pub atime: Option<TimeSet>,
     pub mtime: Option<TimeSet>,
+    /// Clear a file's set-user-ID bit, and its set-group-ID bit if group-executable,
+    /// as a write, truncate or chown by someone else must (the kernel leaves that to
+    /// us so that it need not ask before every write).
+    pub kill_suidgid: bool,
+}
+
+/// `mode` without the bits a change by another must clear (see `SetAttr::kill_suidgid`).
+pub fn killed_suidgid(mode: u32) -> u32 {
+    let sgid = if mode & 0o010 != 0 { 0o2000 } else { 0 };
+    mode & !(0o4000 | sgid)
 }
 
 /// Who asks: new files belong to the caller.

@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use oxidrive_cache::{Entry, EntryKind, FileState, Store};
 use oxidrive_providers::{META_DIR, join};
 
-use crate::attr::{Attr, Caller, DirEntry, FileKind, SetAttr, StatFs};
+use crate::attr::{Attr, Caller, DirEntry, FileKind, SetAttr, StatFs, killed_suidgid};
 use crate::error::{Error, ErrorKind, Result};
 use crate::inode::{Inodes, Located, Place};
 use crate::layout::{MY_DRIVE_INO, RECENTS_INO, ROOT_INO, SHARED_INO, TRASH_INO, VIEWS};
@@ -376,7 +376,7 @@ impl Vfs {
         self.entry_attr(ino, &entry, loc.open.as_ref())
     }
 
-    pub async fn setattr(&self, ino: u64, set: SetAttr, fh: Option<u64>) -> Result<Attr> {
+    pub async fn setattr(&self, ino: u64, mut set: SetAttr, fh: Option<u64>) -> Result<Attr> {
         let loc = self.locate(ino)?;
         if loc.place == Place::Virtual {
             return Err(Error::new(ErrorKind::NotPermitted, "the top folders cannot be changed"));
@@ -385,6 +385,15 @@ impl Vfs {
             return Err(trash_read_only());
         }
         let store = self.store(&loc)?.clone();
+        if set.kill_suidgid && loc.kind == FileKind::File {
+            let mode = match set.mode {
+                Some(mode) => mode,
+                None => u32::from(self.getattr(ino).await?.perm),
+            };
+            if killed_suidgid(mode) != mode {
+                set.mode = Some(killed_suidgid(mode));
+            }
+        }
         if let Some(size) = set.size {
             if loc.kind != FileKind::File {
                 return Err(Error::new(
