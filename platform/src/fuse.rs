@@ -53,6 +53,16 @@ impl FuseAdapter {
             self.rt.spawn(fut);
         }
     }
+
+    /// `flush` or `fsync` of `fh`, then `done`. A commit waits for the disk, so it runs
+    /// and replies on a blocking thread; with nothing to commit it ends here at once.
+    fn run_commit(&self, fh: FileHandle, done: impl FnOnce(oxidrive_vfs::Result<()>) + Send + 'static) {
+        if !self.vfs.has_uncommitted(fh.0) {
+            return self.run(move |vfs| async move { done(vfs.flush(fh.0).await) });
+        }
+        let (vfs, rt) = (self.vfs.clone(), self.rt.clone());
+        self.rt.spawn_blocking(move || done(oxidrive_vfs::block_on_blocking_thread(&rt, vfs.flush(fh.0))));
+    }
 }
 
 fn file_attr(a: &Attr) -> FileAttr {
@@ -391,11 +401,9 @@ impl Filesystem for FuseAdapter {
     }
 
     fn flush(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
-        self.run(move |vfs| async move {
-            match vfs.flush(fh.0).await {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(reply_errno("flush", &e)),
-            }
+        self.run_commit(fh, move |r| match r {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(reply_errno("flush", &e)),
         });
     }
 
@@ -418,11 +426,9 @@ impl Filesystem for FuseAdapter {
     }
 
     fn fsync(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
-        self.run(move |vfs| async move {
-            match vfs.flush(fh.0).await {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(reply_errno("fsync", &e)),
-            }
+        self.run_commit(fh, move |r| match r {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(reply_errno("fsync", &e)),
         });
     }
 

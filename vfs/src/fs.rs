@@ -931,6 +931,11 @@ impl Vfs {
         Ok(data.len() as u32)
     }
 
+    /// Whether `flush` of `fh` has a commit to make (and so waits for the disk).
+    pub fn has_uncommitted(&self, fh: u64) -> bool {
+        self.handle(fh).is_ok_and(|(_, of, _)| of.pending().is_some())
+    }
+
     /// `close` and `fsync`: every byte written so far is committed to the journal (on
     /// local disk, uploaded later) when this returns.
     pub async fn flush(&self, fh: u64) -> Result<()> {
@@ -1304,9 +1309,32 @@ fn kind_of(kind: EntryKind) -> FileKind {
 
 /// Runs `f`, which waits for the disk (a commit's sync: seconds under heavy I/O), on a
 /// blocking thread: the calling one may be one of the few serving every request of the
-/// mount.
+/// mount. On a thread of `block_on_blocking_thread` it runs right there.
 async fn off_thread<T: Send + 'static>(
     f: impl FnOnce() -> oxidrive_cache::Result<T> + Send + 'static,
 ) -> oxidrive_cache::Result<T> {
+    if ON_BLOCKING_THREAD.get() {
+        return f();
+    }
     tokio::task::spawn_blocking(f).await.map_err(|e| oxidrive_cache::Error::io("commit", std::io::Error::other(e)))?
+}
+
+thread_local! {
+    /// Set while `block_on_blocking_thread` runs on this thread.
+    static ON_BLOCKING_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `fut` to its end on the calling thread, which must be free to wait for the disk
+/// (one of tokio's blocking threads): work `off_thread` would hand to another thread
+/// runs here, and whoever replies can do so from here too. A `close` that commits then
+/// costs one thread hand-off instead of three.
+pub fn block_on_blocking_thread<F: Future>(rt: &tokio::runtime::Handle, fut: F) -> F::Output {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            ON_BLOCKING_THREAD.set(self.0);
+        }
+    }
+    let _reset = Reset(ON_BLOCKING_THREAD.replace(true));
+    rt.block_on(fut)
 }

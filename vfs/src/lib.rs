@@ -17,7 +17,7 @@ mod trash_names;
 
 pub use attr::{Attr, Caller, DirEntry, FileKind, SetAttr, StatFs, TimeSet};
 pub use error::{Error, ErrorKind, Result};
-pub use fs::{KernelNotify, OpenMode, RenameMode, RootSpec, Vfs, ViewConfig};
+pub use fs::{KernelNotify, OpenMode, RenameMode, RootSpec, Vfs, ViewConfig, block_on_blocking_thread};
 pub use layout::ROOT_INO;
 pub use page_cache::KernelPages;
 pub use trash_control::TrashListing;
