@@ -237,6 +237,9 @@ impl Index {
     /// without it.
     pub fn open(path: &Path, key: Option<&[u8; 32]>) -> Result<Self> {
         let _opening = OPENING.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Err(code) = crate::index_cipher::register() {
+            tracing::warn!(code, "index pages stay with SQLCipher's OpenSSL cryptography (slower)");
+        }
         // Pages are authenticated with HMAC-SHA256, about three times faster here than
         // SQLCipher's default SHA512 (SHA extensions), and every page a commit writes
         // costs one. Indexes made before use SHA512, and are opened so.
@@ -1281,6 +1284,90 @@ mod tests {
         let kids = ix.children("r", "a").unwrap();
         assert_eq!(kids.len(), 1);
         assert_eq!(kids[0].0, "b");
+    }
+
+    /// An index written with SQLCipher's OpenSSL provider (before `index_cipher`) opens
+    /// and reads, and one written now opens again: the pages are the same format.
+    #[test]
+    fn an_index_written_by_the_openssl_provider_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.db");
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/index-openssl.db");
+        std::fs::copy(&fixture, &path).unwrap();
+        let key = [7u8; 32];
+        let check = |ix: &Index| {
+            for i in [0u32, 7, 150, 299] {
+                assert_eq!(ix.get("r", &format!("dir/file-{i:04}")).unwrap().unwrap().mode, Some(0o600 + (i % 64)));
+            }
+            assert_eq!(ix.xattr_get("r", "dir/file-0007", "user.note").unwrap(), Some(vec![0xAB; 5000]));
+        };
+        let ix = Index::open(&path, Some(&key)).unwrap();
+        let provider: String = ix.conn().query_row("PRAGMA cipher_provider", [], |r| r.get(0)).unwrap();
+        assert_eq!(provider, "oxidrive-ring");
+        check(&ix);
+        ix.update("r", "dir/new", |o| o.mode = Some(0o640)).unwrap();
+        drop(ix);
+        let ix = Index::open(&path, Some(&key)).unwrap();
+        check(&ix);
+        assert_eq!(ix.get("r", "dir/new").unwrap().unwrap().mode, Some(0o640));
+        drop(ix);
+        assert!(Index::open(&path, Some(&[8u8; 32])).is_err(), "a wrong key must not open it");
+        // Pages changed on disk fail their authentication instead of being read.
+        let mut raw = std::fs::read(&path).unwrap();
+        for page in raw.chunks_mut(4096).skip(1) {
+            page[100] ^= 1;
+        }
+        std::fs::write(&path, raw).unwrap();
+        let tampered = Index::open(&path, Some(&key));
+        assert!(tampered.is_err(), "tampered pages were read");
+    }
+
+    /// The other way round: an index written here opens with SQLCipher's own (OpenSSL)
+    /// cryptography, in a process of this test binary that never registers ours.
+    #[test]
+    fn an_index_written_here_opens_with_the_openssl_provider() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.db");
+        let ix = Index::open(&path, Some(&[7u8; 32])).unwrap();
+        ix.update("r", "dir/a", |o| o.mode = Some(0o604)).unwrap();
+        ix.xattr_set("r", "dir/a", "user.note", &[0xCD; 9000]).unwrap();
+        drop(ix);
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "index::tests::openssl_reader", "--ignored", "--nocapture"])
+            .env("OXIDRIVE_TEST_INDEX", &path)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Run by the test above, alone in its own process.
+    #[test]
+    #[ignore]
+    fn openssl_reader() {
+        let path = std::env::var_os("OXIDRIVE_TEST_INDEX")
+            .expect("run by an_index_written_here_opens_with_the_openssl_provider");
+        let conn = Connection::open(path).unwrap();
+        conn.execute_batch(&format!(
+            "PRAGMA key = \"x'{}'\"; PRAGMA cipher_hmac_algorithm = HMAC_SHA256;",
+            "07".repeat(32)
+        ))
+        .unwrap();
+        let provider: String = conn.query_row("PRAGMA cipher_provider", [], |r| r.get(0)).unwrap();
+        assert_eq!(provider, "openssl");
+        let mode: i64 =
+            conn.query_row("SELECT mode FROM attrs WHERE root = 'r' AND path = 'dir/a'", [], |r| r.get(0)).unwrap();
+        assert_eq!(mode, 0o604);
+        let value: Vec<u8> = conn
+            .query_row("SELECT value FROM xattrs WHERE root = 'r' AND path = 'dir/a' AND name = 'user.note'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(value, vec![0xCD; 9000]);
     }
 
     #[test]

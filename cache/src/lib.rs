@@ -9,6 +9,7 @@ mod copies;
 mod error;
 mod health;
 mod index;
+mod index_cipher;
 mod journaled_rename;
 mod local_copy;
 mod made_dirs;
