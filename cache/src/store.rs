@@ -188,7 +188,7 @@ impl Store {
 
     /// `Index::sync` on a blocking thread: the caller may be one of the few threads
     /// serving the mount's requests, and a sync can take seconds under heavy I/O.
-    pub(crate) async fn sync_index(&self) -> Result<()> {
+    pub async fn sync_index(&self) -> Result<()> {
         let index = self.index.clone();
         tokio::task::spawn_blocking(move || index.sync())
             .await

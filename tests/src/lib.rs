@@ -195,6 +195,11 @@ impl TestMount {
         }
     }
 
+    /// The running daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("mounted").id()
+    }
+
     /// `oxidrive sync --wait`: returns once every change made so far is on the
     /// providers (uploads are write-back: close and fsync only commit locally).
     pub fn sync(&self) {

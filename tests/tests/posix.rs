@@ -561,6 +561,53 @@ fn writes_and_truncates_clear_set_id_bits_like_linux() {
     assert_eq!(modes_after, modes, "after a remount");
 }
 
+/// Syncs of the index's write-ahead log by the daemon while `during` runs, traced
+/// with strace (attached before, detached after, so the log is complete).
+fn index_log_syncs(m: &TestMount, during: impl FnOnce()) -> usize {
+    use std::io::BufRead;
+    let log = m.dir.path().join("strace.log");
+    let mut strace = Command::new("strace")
+        .args(["-f", "-y", "-e", "trace=fsync,fdatasync", "-o"])
+        .arg(&log)
+        .args(["-p", &m.pid().to_string()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("strace (apt-get install strace)");
+    let mut attached = String::new();
+    std::io::BufReader::new(strace.stderr.take().unwrap()).read_line(&mut attached).unwrap();
+    assert!(attached.contains("attached"), "strace: {attached}");
+    during();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(strace.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    strace.wait().unwrap();
+    fs::read_to_string(&log).unwrap().lines().filter(|l| l.contains("-wal>")).count()
+}
+
+/// A removal is recorded unsynced (like a local file system's metadata); `fsync` of the
+/// folder makes it survive a power cut: it syncs the index's log (sqlite in DELETE
+/// journal mode relies on this for its journal's removal).
+#[test]
+fn fsync_of_a_folder_syncs_what_was_removed() {
+    let m = TestMount::start();
+    let dir = m.local().join("d");
+    fs::create_dir(&dir).unwrap();
+    fs::write(dir.join("a"), b"a").unwrap();
+    fs::write(dir.join("b"), b"b").unwrap();
+    m.sync();
+    let alone = index_log_syncs(&m, || {
+        fs::remove_file(dir.join("a")).unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+    });
+    assert_eq!(alone, 0, "a removal alone synced the index");
+    let with_fsync = index_log_syncs(&m, || {
+        fs::remove_file(dir.join("b")).unwrap();
+        File::open(&dir).unwrap().sync_all().unwrap();
+    });
+    assert!(with_fsync >= 1, "fsync of the folder did not sync the index");
+    // The top folders are the mount's own: nothing to sync, and no error.
+    File::open(m.mnt.join("My Drive")).unwrap().sync_all().unwrap();
+    assert_eq!(fs::read_dir(&dir).unwrap().count(), 0);
+}
+
 #[test]
 fn mtime_set_on_an_open_written_file_survives_its_upload() {
     let m = TestMount::start();

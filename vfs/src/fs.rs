@@ -569,6 +569,16 @@ impl Vfs {
     // ---- directories ------------------------------------------------------------
 
     /// Lists a directory once per open; readdir pages through this snapshot.
+    /// `fsyncdir`: what was created, removed or renamed through the mount so far
+    /// survives a power cut once this returns. (Removals and some renames are recorded
+    /// unsynced; commits and `mkdir` are synced already.) Outside a provider's folder
+    /// nothing is recorded.
+    pub async fn fsyncdir(&self, ino: u64) -> Result<()> {
+        let loc = self.locate(ino)?;
+        let Ok(store) = self.store(&loc) else { return Ok(()) };
+        store.sync_index().await.map_err(|e| Error::from_cache(e, "fsyncdir"))
+    }
+
     pub async fn opendir(&self, ino: u64) -> Result<u64> {
         let loc = self.locate(ino)?;
         if loc.kind != FileKind::Dir {
