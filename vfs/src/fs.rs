@@ -568,7 +568,6 @@ impl Vfs {
 
     // ---- directories ------------------------------------------------------------
 
-    /// Lists a directory once per open; readdir pages through this snapshot.
     /// `fsyncdir`: what was created, removed or renamed through the mount so far
     /// survives a power cut once this returns. (Removals and some renames are recorded
     /// unsynced; commits and `mkdir` are synced already.) Outside a provider's folder
@@ -579,6 +578,7 @@ impl Vfs {
         store.sync_index().await.map_err(|e| Error::from_cache(e, "fsyncdir"))
     }
 
+    /// Lists a directory once per open; readdir pages through this snapshot.
     pub async fn opendir(&self, ino: u64) -> Result<u64> {
         let loc = self.locate(ino)?;
         if loc.kind != FileKind::Dir {
