@@ -55,7 +55,7 @@ pub struct SetAttr {
 }
 
 /// `mode` without the bits a change by another must clear (see `SetAttr::kill_suidgid`).
-pub fn killed_suidgid(mode: u32) -> u32 {
+pub(crate) fn killed_suidgid(mode: u32) -> u32 {
     let sgid = if mode & 0o010 != 0 { 0o2000 } else { 0 };
     mode & !(0o4000 | sgid)
 }
