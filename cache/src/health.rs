@@ -72,6 +72,7 @@ impl Store {
                 p.retry_at = None;
             }
             self.uploads.wake.notify_one();
+            self.resume_trash();
         }
     }
 

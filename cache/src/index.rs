@@ -858,17 +858,7 @@ impl Index {
 
     /// Forgets what the provider showed at and below `path` (it is gone there).
     pub fn remote_forget_tree(&self, root: &str, path: &str) -> Result<()> {
-        let (lo, hi) = subtree_bounds(path);
-        let conn = self.conn();
-        for table in ["remote", "listed"] {
-            conn.execute(
-                &format!(
-                    "DELETE FROM {table} WHERE root = ?1 AND path >= ?2 AND path < ?4 AND (path = ?2 OR path > ?3)"
-                ),
-                params![root, path, lo, hi],
-            )?;
-        }
-        Ok(())
+        Ok(forget_tree_in(&self.conn(), root, path, &["remote", "listed"])?)
     }
 
     /// Whether `dir`'s listing is recorded (so a name missing from it is known absent).
@@ -1046,6 +1036,18 @@ fn delete_tree(tx: &rusqlite::Transaction<'_>, root: &str, path: &str) -> rusqli
     delete_tree_in(tx, root, path, &PATH_TABLES)
 }
 
+/// Deletes the rows of `tables` at and below `path`, a replaced tombstone's included.
+pub(crate) fn forget_tree_in(conn: &Connection, root: &str, path: &str, tables: &[&str]) -> rusqlite::Result<()> {
+    let (lo, hi) = subtree_bounds(path);
+    for table in tables {
+        conn.prepare_cached(&format!(
+            "DELETE FROM {table} WHERE root = ?1 AND path >= ?2 AND path < ?4 AND (path = ?2 OR path > ?3)"
+        ))?
+        .execute(params![root, path, lo, hi])?;
+    }
+    Ok(())
+}
+
 fn delete_tree_in(tx: &rusqlite::Transaction<'_>, root: &str, path: &str, tables: &[&str]) -> rusqlite::Result<()> {
     let (lo, hi) = subtree_bounds(path);
     for table in tables {
@@ -1058,16 +1060,17 @@ fn delete_tree_in(tx: &rusqlite::Transaction<'_>, root: &str, path: &str, tables
     Ok(())
 }
 
-/// The rows of a path whose tombstone is `replaced` that belong to the deleted object
-/// (its tombstone, and the mirror of it still on the provider), not to the new file:
-/// operations on the new file's records leave them. A condition to append for `table`,
+/// The rows of a path whose tombstone is `replaced` that belong to the deleted object,
+/// not to the new file or folder: its tombstone and those of what was deleted inside it
+/// (still on the provider, and moving to the Trash with it), and the mirror of it.
+/// Operations on the new one's records leave them. A condition to append for `table`,
 /// with `path` the placeholder of the path operated on.
 fn kept_for_replaced(table: &str, path: &str) -> String {
+    let replaced =
+        format!("EXISTS (SELECT 1 FROM tombstones k WHERE k.root = ?1 AND k.path = {path} AND k.replaced = 1)");
     match table {
-        "tombstones" | "remote" => format!(
-            " AND NOT (path = {path} AND EXISTS
-                (SELECT 1 FROM tombstones k WHERE k.root = ?1 AND k.path = {path} AND k.replaced = 1))"
-        ),
+        "tombstones" => format!(" AND NOT {replaced}"),
+        "remote" => format!(" AND NOT (path = {path} AND {replaced})"),
         _ => String::new(),
     }
 }

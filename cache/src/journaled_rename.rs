@@ -196,6 +196,6 @@ fn in_meta(path: &str) -> bool {
     path == META_DIR || is_below(path, META_DIR)
 }
 
-fn offline(msg: String) -> Error {
+pub(crate) fn offline(msg: String) -> Error {
     Error::Provider(oxidrive_providers::Error::new(oxidrive_providers::ErrorKind::Other, msg))
 }

@@ -18,6 +18,7 @@ use crate::copies::is_below;
 use crate::error::{Error, Result};
 use crate::index::{Overlay, RemoteEntry};
 use crate::store::{Entry, Store, merge, parent_of};
+use crate::trash::TRASH_RETRY;
 use crate::uploader::{PERMANENT_RETRY, backoff, is_temporary};
 
 #[derive(Debug, Default)]
@@ -101,6 +102,14 @@ impl MadeDirs {
         }
     }
 
+    /// The made folders at and below `path` are due now (what they waited for is done).
+    pub(crate) fn hurry_tree(&self, path: &str) {
+        let now = Instant::now();
+        for (_, due) in self.dirs().iter_mut().filter(|(p, _)| *p == path || is_below(p, path)) {
+            due.at = due.at.min(now);
+        }
+    }
+
     /// Made folders follow a rename of themselves or of a folder above them; one
     /// replaced at `to` is gone.
     pub(crate) fn rename(&self, from: &str, to: &str) {
@@ -123,6 +132,15 @@ impl MadeDirs {
 impl Store {
     /// Journals a new folder (see the module comment); its parent's mtime becomes now.
     pub async fn mkdir(&self, path: &str, mode: u32, uid: u32, gid: u32) -> Result<()> {
+        let made = self.journal_new_dir(path, mode, uid, gid).await;
+        if made.is_err() {
+            // Made way for a folder that did not come: one deleted there is hidden again.
+            self.mark_replaced(path, false)?;
+        }
+        made
+    }
+
+    async fn journal_new_dir(&self, path: &str, mode: u32, uid: u32, gid: u32) -> Result<()> {
         // A name the provider would refuse is refused now, not at upload.
         self.provider.check_name(path)?;
         let ov = Overlay {
@@ -150,6 +168,8 @@ impl Store {
         }
         self.index.remove_tree(&self.root, path)?;
         self.made.forget_tree(path);
+        // A folder deleted here before, still on the provider, is hidden again.
+        self.mark_replaced(path, false)?;
         self.recent_gen.fetch_add(1, Ordering::AcqRel);
         self.uploads.changed.notify_waiters();
         Ok(true)
@@ -213,6 +233,12 @@ impl Store {
                 self.made.postpone([dir], at);
                 continue;
             }
+            if self.trash.is_replaced(dir) {
+                // Made over a deleted folder while offline: that one goes to the Trash
+                // first (`settle_replaced` then makes this one due).
+                self.made.postpone([dir], Instant::now() + TRASH_RETRY);
+                continue;
+            }
             // Against a rename or delete of it (or above it) meanwhile.
             let _lock = self.locks.lock(&[(dir, false)]).await;
             let _creating = self.made.creating.lock().await;
@@ -242,6 +268,10 @@ impl Store {
     async fn create_made(&self, dir: &str) -> Result<()> {
         if !self.made.contains(dir) {
             return Ok(());
+        }
+        if self.trash.is_replaced(dir) {
+            let what = format!("{dir}: the folder deleted here waits to be moved to Trash; the new one waits for it");
+            return Err(ProviderError::new(ProviderErrorKind::Other, what).into());
         }
         // Another device may have made the same name meanwhile: then it is ours too
         // (creating over an encrypted folder would give it a new id).

@@ -600,7 +600,7 @@ impl Store {
     /// Renames a file or directory. `replaces` says whether something is at `to`.
     pub async fn rename(&self, from: &str, to: &str, kind: EntryKind, replaces: bool) -> Result<()> {
         let renamed = self.rename_now(from, to, kind, replaces).await;
-        if renamed.is_err() && !self.pending().contains_key(to) {
+        if renamed.is_err() && !self.pending().contains_key(to) && !self.made.contains(to) {
             // Made way for a name that did not come: a file deleted there is hidden again.
             self.mark_replaced(to, false)?;
         }
@@ -608,16 +608,33 @@ impl Store {
     }
 
     async fn rename_now(&self, from: &str, to: &str, kind: EntryKind, replaces: bool) -> Result<()> {
-        // Onto a new file over a deleted one: that one goes to the Trash first if it
-        // can (before the path locks, which its settling takes after the Trash's own).
-        if self.trash.is_replaced(to) && !self.offline_now() {
-            match Box::pin(self.settle_path(to, true)).await {
+        // Onto a new file over a deleted one, into a new folder over a deleted one, or
+        // of such a folder: the deleted one goes to the Trash first if it can (before
+        // the path locks, which its settling takes after the Trash's own).
+        let mut in_the_way = self.trash.replaced_at_or_above(to);
+        if kind == EntryKind::Dir {
+            in_the_way.extend(self.trash.replaced_at_or_above(from));
+        }
+        for path in in_the_way {
+            if self.offline_now() {
+                break;
+            }
+            match Box::pin(self.settle_path(&path, false)).await {
                 // It waits then; the name moves in the journal (or fails as offline).
                 Err(Error::Provider(e)) if e.is_unreachable() => self.unreachable(&e),
                 other => other?,
             }
         }
         let _lock = self.locks.lock(&[(from, true), (to, true)]).await;
+        if kind == EntryKind::Dir && self.trash.is_replaced(from) {
+            // What was deleted inside the old folder stays at its path on the provider.
+            tracing::error!(root = %self.root, from, to, "cannot rename a folder made over a deleted one while its provider is offline");
+            return Err(crate::journaled_rename::offline(format!(
+                "{from}: renaming a folder made where one was deleted needs provider {:?}, which is offline; \
+                 try again when it is back",
+                self.root
+            )));
+        }
         // Onto the old name of a file renamed away in the journal: replacing its object.
         let absorbed = if kind == EntryKind::Dir { None } else { self.trash.moved_tombstone(to).map(|t| t.version) };
         let replaces = replaces || absorbed.is_some();

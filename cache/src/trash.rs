@@ -32,7 +32,7 @@ pub const TRASH_DIR: &str = ".oxidrive/trash";
 /// delay (so a whole `rm -rf` groups), but never wait longer than this.
 const MAX_TRASH_DEFER: Duration = Duration::from_secs(120);
 /// After a failed move, wait this long before trying again (unless someone waits).
-const TRASH_RETRY: Duration = Duration::from_secs(30);
+pub(crate) const TRASH_RETRY: Duration = Duration::from_secs(30);
 const PURGE_EVERY: Duration = Duration::from_secs(3600);
 
 /// "Now", for deletion times and retention: injectable so a test can age the Trash.
@@ -130,6 +130,22 @@ impl TrashState {
         self.tombstones().get(path).is_some_and(|t| t.replaced)
     }
 
+    /// The paths at and above `path` (top first) where a new name stands over a deleted
+    /// one still on the provider.
+    pub(crate) fn replaced_at_or_above(&self, path: &str) -> Vec<String> {
+        let map = self.tombstones();
+        let mut found = Vec::new();
+        let mut p = path;
+        while !p.is_empty() && !map.is_empty() {
+            if map.get(p).is_some_and(|t| t.replaced) {
+                found.push(p.to_owned());
+            }
+            p = parent_of(p);
+        }
+        found.reverse();
+        found
+    }
+
     /// Whether `path` holds the contents of a file renamed in the journal whose old object is
     /// still on the provider.
     fn is_moved_here(&self, path: &str) -> bool {
@@ -224,20 +240,26 @@ impl Store {
         })
     }
 
-    /// Makes way for a new file at `path` where one was deleted: the deleted object goes
-    /// to the Trash first when the provider is reachable. When it is not, and the
-    /// deleted file had no pending change of its own, the tombstone becomes `replaced`
-    /// and the new file may be written at once; its upload waits for the old object
-    /// to reach the Trash (`settle_replaced`), so that version is never overwritten.
-    pub async fn settle_for_new_file(&self, path: &str) -> Result<()> {
+    /// Makes way for a new file (or, with `dir`, folder) at `path` where one of its kind
+    /// was deleted: the deleted one goes to the Trash first when the provider is
+    /// reachable. When it is not (and a deleted file had no pending change of its own),
+    /// the tombstone becomes `replaced` and the new one may be made at once; it reaches
+    /// the provider once the old object is in the Trash (`settle_replaced`), so that
+    /// version is never overwritten.
+    ///
+    /// Below a folder replaced so, nothing needs the provider: what was deleted there
+    /// moves to the Trash with that folder, whatever the kinds.
+    pub async fn settle_for_new(&self, path: &str, dir: bool) -> Result<()> {
+        let in_replaced = !self.trash.replaced_at_or_above(parent_of(path)).is_empty();
         let replaceable = || {
             let t = self.trash.tombstones().get(path).cloned();
-            t.is_some_and(|t| !t.is_dir && t.moved_to.is_none()) && !self.pending().contains_key(path)
+            t.is_some_and(|t| (in_replaced || t.is_dir == dir) && t.moved_to.is_none())
+                && !self.pending().contains_key(path)
         };
-        if self.offline_now() && replaceable() {
+        if (self.offline_now() || in_replaced) && replaceable() {
             return self.mark_replaced(path, true);
         }
-        match self.settle_path(path, true).await {
+        match self.settle_path(path, !dir).await {
             Err(Error::Provider(e)) if e.is_unreachable() && replaceable() => {
                 self.unreachable(&e);
                 self.mark_replaced(path, true)
@@ -247,12 +269,13 @@ impl Store {
     }
 
     /// Sets or clears `replaced` on the tombstone at `path`, if there is one to change.
-    /// (Not synced: the new file's commit, later in the same log, syncs it.)
+    /// (Not synced: the new file's commit, or the new folder's, later in the same log,
+    /// syncs it.)
     pub(crate) fn mark_replaced(&self, path: &str, replaced: bool) -> Result<()> {
         let changed = {
             let mut map = self.trash.tombstones();
             match map.get_mut(path) {
-                Some(t) if t.replaced != replaced && t.moved_to.is_none() && !t.is_dir => {
+                Some(t) if t.replaced != replaced && t.moved_to.is_none() => {
                     t.replaced = replaced;
                     Some(t.clone())
                 }
@@ -262,7 +285,8 @@ impl Store {
         if let Some(t) = changed {
             self.index.tombstone_add(&self.root, &t)?;
             if replaced {
-                tracing::info!(root = %self.root, path, "a new file replaces one deleted while the provider is offline; it is uploaded once the deleted one is in Trash");
+                let what = if t.is_dir { "folder" } else { "file" };
+                tracing::info!(root = %self.root, path, "a new {what} replaces one deleted while the provider is offline; it is uploaded once the deleted one is in Trash");
             }
         }
         Ok(())
@@ -391,28 +415,40 @@ impl Store {
         Ok(())
     }
 
-    /// `settle_one` for a tombstone a new file replaced: only the provider's object
-    /// moves (the path's local records and pending change are the new file's).
+    /// `settle_one` for a tombstone a new file or folder replaced: only the provider's
+    /// object moves (the path's local records and pending change are the new one's).
     async fn settle_replaced(&self, t: &Tombstone) -> Result<()> {
+        // Against the new folder's removal meanwhile, which would hide the old one again.
+        let _lock = if t.is_dir { Some(self.locks.lock(&[(t.path.as_str(), true)]).await) } else { None };
         let meta = self.provider.stat(&t.path).await?;
-        let theirs = meta.as_ref().filter(|m| t.version != Some((m.size, m.mtime)));
-        if meta.is_none() || theirs.is_some() {
-            if let Some(m) = theirs {
-                // Edited on another device after it was deleted here: the edit stays, and
-                // the new file's upload (of a new file) becomes a conflict copy.
+        let ours = match &meta {
+            Some(m) if t.is_dir => m.kind == ObjectKind::Dir,
+            Some(m) => t.version == Some((m.size, m.mtime)),
+            None => false,
+        };
+        if !ours {
+            if let Some(m) = meta {
+                // Changed on another device after it was deleted here: that stays, and
+                // the new file's upload becomes a conflict copy (a new folder's creation
+                // waits, saying why, if a file stands there).
                 tracing::info!(root = %self.root, path = %t.path, deleted_version = ?t.version, found = ?(m.size, m.mtime), "deleted here but changed on another device since; keeping that version");
             }
-            self.index.tombstones_remove_tree(&self.root, &t.path)?;
+            self.index.replaced_settled(&self.root, None, &t.path)?;
+        } else if t.is_dir && self.nothing_to_keep(t) {
+            self.delete_objects(&t.path).await?;
+            self.index.replaced_settled(&self.root, None, &t.path)?;
+            tracing::debug!(root = %self.root, path = %t.path, "removed a deleted folder holding only folders; the new one there can be created");
         } else {
             let data = self.make_item(t).await?;
-            self.provider.rename(&t.path, &data, ObjectKind::File).await?;
-            self.index.remote_put(&self.root, &t.path, None)?;
-            let item = TrashItem { id: t.id.clone(), orig: t.orig.clone(), deleted: t.deleted, is_dir: false };
-            self.index.trash_settled(&self.root, &item, &data)?;
-            tracing::debug!(root = %self.root, path = %t.orig, id = %t.id, "moved to Trash; the new file there can be uploaded");
+            let kind = if t.is_dir { ObjectKind::Dir } else { ObjectKind::File };
+            self.provider.rename(&t.path, &data, kind).await?;
+            let item = TrashItem { id: t.id.clone(), orig: t.orig.clone(), deleted: t.deleted, is_dir: t.is_dir };
+            self.index.replaced_settled(&self.root, Some(&item), &t.path)?;
+            tracing::debug!(root = %self.root, path = %t.orig, id = %t.id, "moved to Trash; the new one there can be uploaded");
         }
         self.drop_tombstones(&t.path);
-        self.forget_recent_stat(&t.path);
+        self.forget_recent_stats();
+        self.made.hurry_tree(&t.path);
         self.uploads.changed.notify_waiters();
         self.uploads.wake.notify_one();
         Ok(())
@@ -725,6 +761,13 @@ impl Store {
                 Err(e) => tracing::warn!(root = %self.root, error = %e, "could not purge expired Trash items"),
             }
         }
+    }
+
+    /// The provider answers again: deleted items move as soon as deletions pause, not
+    /// after the retry delay of a failure while it was away.
+    pub(crate) fn resume_trash(&self) {
+        *self.trash.retry_at.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        self.wake_trash();
     }
 
     pub(crate) fn wake_trash(&self) {

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use rusqlite::params;
 
 use crate::error::Result;
-use crate::index::{Index, from_ns, subtree_bounds, to_ns};
+use crate::index::{Index, forget_tree_in, from_ns, subtree_bounds, to_ns};
 
 /// A deleted name whose object still sits at `path` on the provider. Renames of a
 /// folder above it move `path`; `orig` stays where it was deleted from.
@@ -27,10 +27,12 @@ pub struct Tombstone {
     /// that file is uploaded.
     pub moved_to: Option<String>,
     /// Set when a new file took this path while the provider was out of reach (only a
-    /// deleted file with no pending change of its own qualifies): the tombstone then
-    /// stands for the provider's object alone. The path's local records, and what
-    /// the provider holds there in the mirror, are the new file's or that object's;
-    /// the new file is uploaded once the object is in the Trash.
+    /// deleted file with no pending change of its own qualifies), or a new folder took
+    /// the place of a deleted folder: the tombstone then stands for the provider's
+    /// object alone. The path's local records, and what the provider holds there in the
+    /// mirror, are the new one's or that object's (with the tombstones of what was
+    /// deleted inside a folder); the new one reaches the provider once the object is
+    /// in the Trash.
     pub replaced: bool,
 }
 
@@ -74,12 +76,7 @@ impl Index {
     /// Drops the tombstones at and below `path` (what one move to the trash settled,
     /// or what was deleted for good).
     pub fn tombstones_remove_tree(&self, root: &str, path: &str) -> Result<()> {
-        let (lo, hi) = subtree_bounds(path);
-        self.conn().execute(
-            "DELETE FROM tombstones WHERE root = ?1 AND path >= ?2 AND path < ?4 AND (path = ?2 OR path > ?3)",
-            params![root, path, lo, hi],
-        )?;
-        Ok(())
+        Ok(forget_tree_in(&self.conn(), root, path, &["tombstones"])?)
     }
 
     /// Records an item as moved into the trash area and drops the tombstones that
@@ -93,6 +90,20 @@ impl Index {
             params![root, item.id, moved_to, lo, hi],
         )?;
         insert_item(&tx, root, item)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Records a replaced tombstone's object as moved into the trash area (`item`; `None`
+    /// if it was gone), in one transaction: the tombstones at and below `path` go (they
+    /// moved with it), and so does the mirror of what the provider held there.
+    pub fn replaced_settled(&self, root: &str, item: Option<&TrashItem>, path: &str) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        forget_tree_in(&tx, root, path, &["tombstones", "remote", "listed"])?;
+        if let Some(item) = item {
+            insert_item(&tx, root, item)?;
+        }
         tx.commit()?;
         Ok(())
     }
@@ -219,6 +230,50 @@ mod tests {
         assert_eq!(paths(&index), [("d/new".to_owned(), true)]);
         assert_eq!(index.remote_get("r", "d/new").unwrap(), Some(remote));
         assert!(index.tombstones("r").unwrap()[0].version == Some((3, Some(at(4)))));
+    }
+
+    /// A folder made over a deleted one: its records come and go without touching the
+    /// tombstones of what was deleted inside the old one, until that moves to the Trash.
+    #[test]
+    fn a_replaced_folder_keeps_the_tombstones_inside_it() {
+        use crate::index::{Overlay, RemoteEntry};
+        let index = Index::in_memory().unwrap();
+        let dir = RemoteEntry { is_dir: true, size: 0, mtime: None };
+        let file = RemoteEntry { is_dir: false, size: 3, mtime: Some(at(4)) };
+        let tombstone = |path: &str, is_dir: bool, replaced: bool| Tombstone {
+            id: path.into(),
+            path: path.into(),
+            orig: path.into(),
+            deleted: at(5),
+            is_dir,
+            version: None,
+            moved_to: None,
+            replaced,
+        };
+        // As `rm -rf b; mkdir b b/sub` offline leaves them.
+        for (path, is_dir) in [("b", true), ("b/sub", true), ("b/sub/f", false)] {
+            index.tombstone_add("r", &tombstone(path, is_dir, is_dir)).unwrap();
+            index.remote_put("r", path, Some(if is_dir { dir } else { file })).unwrap();
+        }
+        let paths = |ix: &Index| ix.tombstones("r").unwrap().into_iter().map(|t| t.path).collect::<Vec<_>>();
+        let all = ["b", "b/sub", "b/sub/f"];
+        index.journal_mkdir("r", "b", &Overlay { mode: Some(0o700), ..Default::default() }).unwrap();
+        index.journal_mkdir("r", "b/sub", &Overlay { mode: Some(0o700), ..Default::default() }).unwrap();
+        assert_eq!(paths(&index), all, "made over it");
+        assert_eq!(index.remote_get("r", "b").unwrap(), Some(dir), "the deleted folder's mirror stays");
+        assert_eq!(index.remote_get("r", "b/sub/f").unwrap(), None, "what was in it is not the new one's");
+        index.rename_tree("r", "x", "b/sub/y").unwrap();
+        // `rm -rf b` again: the new b/sub goes, its deleted one is hidden again, then b.
+        index.remove_tree("r", "b/sub").unwrap();
+        index.tombstone_add("r", &tombstone("b/sub", true, false)).unwrap();
+        index.remove_tree("r", "b").unwrap();
+        assert_eq!(paths(&index), all, "the new one removed");
+        assert!(index.made_dirs("r").unwrap().is_empty());
+        let item = TrashItem { id: "b".into(), orig: "b".into(), deleted: at(5), is_dir: true };
+        index.replaced_settled("r", Some(&item), "b").unwrap();
+        assert!(paths(&index).is_empty());
+        assert_eq!(index.remote_get("r", "b").unwrap(), None);
+        assert_eq!(index.trash_items("r").unwrap(), vec![item]);
     }
 
     #[test]

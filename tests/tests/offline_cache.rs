@@ -568,6 +568,81 @@ fn a_file_deleted_offline_can_be_written_again_at_once() {
     assert_file(&dest.join("A.bin"), &a2, "provider copy of the new A");
 }
 
+/// `rm -rf build && mkdir build` offline over a folder uploaded before, twice: the new
+/// folder is usable at once and survives a remount; online again, the old folder reaches
+/// the Trash whole and the provider holds the new one. Renaming the new folder offline
+/// (its old one still at its place on the provider) fails with EIO and changes nothing.
+#[test]
+fn a_folder_deleted_offline_can_be_made_again_at_once() {
+    let cloud = Cloud::start();
+    let mut m = cloud.mount();
+    let dir = folder(&m);
+    let build = dir.join("build");
+    fs::create_dir_all(build.join("sub/empty")).unwrap();
+    let (old_a, old_b) = (pattern(40 * KIB, 1), pattern(3 * KIB, 2));
+    write_file(&m, &build.join("a.o"), &old_a);
+    write_file(&m, &build.join("sub/b.o"), &old_b);
+    m.sync();
+    assert_lists(&m, &dir, &["build"], "online");
+    sync_then_go_offline(&cloud, &m);
+
+    let sh = |script: &str, when: &str| {
+        let out = Command::new("sh").arg("-c").arg(script).current_dir(&dir).output().unwrap();
+        assert!(out.status.success(), "{when}: {script}: {}\n{}", String::from_utf8_lossy(&out.stderr), tail(&m));
+    };
+    let rebuild = |tag: u8, when: &str| {
+        sh("rm -rf build", when);
+        assert_lists(&m, &dir, &["probe.bin"], &format!("{when}, build removed"));
+        sh("mkdir -p build/sub build/gen", when);
+        let (a, c) = (pattern(41 * KIB, tag), pattern(2 * KIB, tag + 1));
+        write_file(&m, &build.join("a.o"), &a);
+        write_file(&m, &build.join("sub/c.o"), &c);
+        assert_lists(&m, &build, &["a.o", "gen", "sub"], when);
+        assert_lists(&m, &build.join("sub"), &["c.o"], when);
+        (a, c)
+    };
+    rebuild(10, "offline, first rebuild");
+    let err = fs::rename(&build, dir.join("build2")).expect_err("offline mv of the new build");
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "offline mv build build2: {err}\n{}", tail(&m));
+    assert_lists(&m, &dir, &["build", "probe.bin"], "offline, after the failed mv");
+    let (a, c) = rebuild(20, "offline, second rebuild");
+    // The Trash mover waits for deletions to pause for the write-back delay.
+    m.mount_args = ["--write-back", "8"].map(String::from).to_vec();
+    m.remount();
+    assert_lists(&m, &build, &["a.o", "gen", "sub"], "remounted offline");
+    assert_reads(&m, &build.join("a.o"), &a, Duration::from_secs(10), "remounted offline, the new a.o");
+    assert_reads(&m, &build.join("sub/c.o"), &c, Duration::from_secs(10), "remounted offline, the new c.o");
+
+    // Back online, by itself (no `sync`): a delete just before keeps the Trash mover
+    // waiting, while the new folders are due at once; they must still wait for the old
+    // one to be in the Trash, or the new files would land in it. (First the mount
+    // learns it is offline, so that no attempt from its start is still under way.)
+    wait_status(&m, Duration::from_secs(30), "the remounted store knows it is offline", |s| {
+        provider_line(s, NAME).starts_with(&format!("{NAME}: OFFLINE"))
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    fs::remove_file(dir.join("probe.bin")).unwrap_or_else(|e| panic!("offline rm probe.bin: {e}\n{}", tail(&m)));
+    cloud.proxy.set(Fault::Pass);
+    wait_status(&m, Duration::from_secs(120), "everything reaches the provider once it is back", |s| {
+        let l = provider_line(s, NAME);
+        l.starts_with(&format!("{NAME}: online")) && l.contains("all uploaded") && !l.contains("moving to Trash")
+    });
+    let trash = m.mnt.join("Trash");
+    assert_lists(&m, &trash, &["build", "probe.bin"], "Trash once the provider is back");
+    assert_lists(&m, &trash.join("build"), &["a.o", "sub"], "the old build in Trash");
+    assert_lists(&m, &trash.join("build/sub"), &["b.o", "empty"], "the old build/sub in Trash");
+    assert_reads(&m, &trash.join("build/a.o"), &old_a, Duration::from_secs(30), "the old a.o in Trash");
+    assert_reads(&m, &trash.join("build/sub/b.o"), &old_b, Duration::from_secs(30), "the old b.o in Trash");
+    assert_lists(&m, &build, &["a.o", "gen", "sub"], "online");
+    m.unmount();
+    let dest = decrypt(&m);
+    assert_eq!(names(&dest), ["build"], "what the provider holds outside its Trash");
+    assert_eq!(names(&dest.join("build")), ["a.o", "gen", "sub"], "the provider's new build");
+    assert_eq!(names(&dest.join("build/sub")), ["c.o"], "the provider's new build/sub");
+    assert_file(&dest.join("build/a.o"), &a, "provider copy of the new a.o");
+    assert_file(&dest.join("build/sub/c.o"), &c, "provider copy of the new c.o");
+}
+
 /// `tar -x` offline over a tree extracted online: tar unlinks each existing file and
 /// creates it again.
 #[test]

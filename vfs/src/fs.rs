@@ -641,7 +641,7 @@ impl Vfs {
         if self.stat_path(&store, &path).await?.is_some() {
             return Err(Error::new(ErrorKind::AlreadyExists, path));
         }
-        self.settle_deleted(&store, &path, false).await?;
+        self.settle_for_new(&store, &path, true).await?;
         // Also touches the parent's mtime.
         store
             .mkdir(&path, mode & 0o7777, caller.uid, caller.gid)
@@ -680,11 +680,11 @@ impl Vfs {
             .map_err(|e| Error::from_cache(e, format!("move the deleted {path} to Trash")))
     }
 
-    /// `settle_deleted` for a new file or symlink, which offline may take the place of a
-    /// deleted file at once (`Store::settle_for_new_file`).
-    async fn settle_for_new_file(&self, store: &Store, path: &str) -> Result<()> {
+    /// `settle_deleted` for a new file or symlink (or, with `dir`, folder), which offline
+    /// may take the place of a deleted one of its kind at once (`Store::settle_for_new`).
+    async fn settle_for_new(&self, store: &Store, path: &str, dir: bool) -> Result<()> {
         store
-            .settle_for_new_file(path)
+            .settle_for_new(path, dir)
             .await
             .map_err(|e| Error::from_cache(e, format!("move the deleted {path} to Trash")))
     }
@@ -777,7 +777,7 @@ impl Vfs {
             let fh = self.open(attr.ino, open).await?;
             return Ok((self.getattr(attr.ino).await?, fh));
         }
-        self.settle_for_new_file(&store, &path).await?;
+        self.settle_for_new(&store, &path, false).await?;
         // Also notes it as recent and touches the folder's mtime.
         store
             .create_file(&path, mode & 0o7777, caller.uid, caller.gid)
@@ -1092,7 +1092,7 @@ impl Vfs {
                 (false, false) => self.keep_open_copy(&store, newparent, newname, &to).await?,
             }
         } else if src.kind != EntryKind::Dir && restoring.is_none() {
-            self.settle_for_new_file(&store, &to).await?;
+            self.settle_for_new(&store, &to, false).await?;
         } else if !undelete {
             self.settle_deleted(&store, &to, src.kind != EntryKind::Dir).await?;
         }
@@ -1130,7 +1130,7 @@ impl Vfs {
         if self.stat_path(&store, &path).await?.is_some() {
             return Err(Error::new(ErrorKind::AlreadyExists, path));
         }
-        self.settle_for_new_file(&store, &path).await?;
+        self.settle_for_new(&store, &path, false).await?;
         let (s, p, t) = (store.clone(), path.clone(), target.to_owned());
         off_thread(move || s.symlink(&p, &t, caller.uid, caller.gid))
             .await
