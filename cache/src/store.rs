@@ -138,8 +138,9 @@ impl Store {
                 }
             }
         }
-        let trash = TrashState::load(&index, root)?;
-        let made = MadeDirs::load(index.made_dirs(root)?);
+        let made_dirs = index.made_dirs(root)?;
+        let trash = TrashState::load(&index, root, |p| pending.contains_key(p) || made_dirs.iter().any(|d| d == p))?;
+        let made = MadeDirs::load(made_dirs);
         Ok(Self {
             trash,
             made,

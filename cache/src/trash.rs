@@ -85,11 +85,19 @@ pub(crate) struct TrashState {
 }
 
 impl TrashState {
-    pub(crate) fn load(index: &Index, root: &str) -> Result<Self> {
+    /// The tombstones an earlier run left; `stands(path)` says whether something new
+    /// stands at `path` (a pending file or a made folder).
+    pub(crate) fn load(index: &Index, root: &str, stands: impl Fn(&str) -> bool) -> Result<Self> {
         let state = Self::default();
         {
             let mut map = state.tombstones();
-            for t in index.tombstones(root)? {
+            for mut t in index.tombstones(root)? {
+                if t.replaced && !stands(&t.path) {
+                    // A crash came between removing the new one and hiding this again.
+                    tracing::info!(root, path = %t.path, "nothing replaces a deleted item any more; it is hidden again");
+                    t.replaced = false;
+                    index.tombstone_add(root, &t)?;
+                }
                 if t.path.starts_with(&format!("{TRASH_DIR}/")) {
                     // Moved, then a crash before it was recorded: record it now.
                     let item =

@@ -405,3 +405,49 @@ fn git_at_work_leaves_only_real_deletes_in_trash() {
     assert_eq!(fs::read(m.mnt.join("Trash/notes.md")).unwrap(), b"notes 2\n");
     assert_eq!(git(&["fsck", "--no-progress"]), "");
 }
+
+/// A crash between removing a new file that stood over one deleted offline and hiding
+/// the deleted one again leaves a `replaced` tombstone with nothing in its place: the
+/// next start hides the deleted file again (else it would show until it reached Trash).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tombstone_replaced_by_nothing_hides_again_at_start() {
+    use oxidrive_cache::{Clock, Copies, Index, RemoteEntry, Store, StoreConfig, Tombstone};
+    use oxidrive_providers::{Backend, Provider, ProviderKind, ProviderSpec};
+    use std::sync::Arc;
+    use std::time::SystemTime;
+
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("store");
+    fs::create_dir_all(&folder).unwrap();
+    fs::write(folder.join("old"), b"deleted here").unwrap();
+    let index = Arc::new(Index::open(&dir.path().join("index.sqlite"), Some(&[5; 32])).unwrap());
+    let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    index.remote_put("T", "old", Some(RemoteEntry { is_dir: false, size: 12, mtime: Some(at) })).unwrap();
+    let tombstone = Tombstone {
+        id: "t1".into(),
+        path: "old".into(),
+        orig: "old".into(),
+        deleted: at,
+        is_dir: false,
+        version: Some((12, Some(at))),
+        moved_to: None,
+        replaced: true,
+    };
+    index.tombstone_add("T", &tombstone).unwrap();
+
+    let spec =
+        ProviderSpec { name: "T".into(), kind: ProviderKind::Local { path: folder }, shared: false, encrypt: false };
+    let provider = Provider::plain("T", Backend::from_spec(&spec).unwrap());
+    let copies = dir.path().join("copies");
+    fs::create_dir_all(&copies).unwrap();
+    let config = StoreConfig {
+        copies: Arc::new(Copies::new(&copies, [3; 32], 1 << 20, index.clone())),
+        write_back: Duration::from_secs(3600),
+        trash_retention: Duration::from_secs(86_400),
+        clock: Clock::system(),
+    };
+    let store = Store::new("T", provider, index.clone(), config).unwrap();
+    assert!(store.stat("old").await.unwrap().is_none(), "the deleted file shows again");
+    let left = index.tombstones("T").unwrap();
+    assert_eq!(left, [Tombstone { replaced: false, ..tombstone }], "the tombstone as recorded");
+}
