@@ -19,6 +19,9 @@
 #                before the mount starts. `ls -f` through the mount: cold is the first
 #                listing (page, dentry and inode caches dropped), warm the one right
 #                after. Direct: `s3_direct list` (one listing, paginated by the server).
+#   pin          `oxidrive pin` of a folder of 500 tiny objects created directly under
+#                plain/pins/ (downloads every file whole into the cache). Direct:
+#                `s3_direct read-each` (every object, 8 at a time, as pin has them).
 #
 # Seconds for each side and "speed", direct seconds / mount seconds: 1.00 is as fast
 # as OpenDAL directly, below 1 slower (the goal for the cold read is >= 0.80).
@@ -27,6 +30,9 @@
 # read rows mostly count GETs; the "one GET" row shows what a single request costs.
 # At the default 1024 MiB a run is therefore long (estimated from 256 MiB runs: about
 # 20 minutes, nearly all of it the reads through the mount).
+# S3_DELAY_MS=N puts bench/delay_proxy.py between both sides and moto_server: every
+# chunk waits N ms each way, a link with latency (moto_server on loopback answers in a
+# few ms, so without it the rows mostly measure moto_server itself).
 # BENCH_LOGS=DIR keeps the mount's and moto_server's logs (RUST_LOG applies to the mount).
 # moto_server comes from target/test-venv (the venv the tests use; created here with
 # `python3 -m venv` and `pip install 'moto[server]'` when missing). Run as root so the
@@ -34,6 +40,7 @@
 set -euo pipefail
 SIZE_MIB=${1:-1024}
 LIST_N=10000
+PIN_N=500
 BUCKET=bench
 . "$(dirname "$0")/lib.sh"
 [ -z "${BENCH_LOGS:-}" ] || BENCH_LOGS=$(realpath -m "$BENCH_LOGS")
@@ -68,6 +75,15 @@ for _ in $(seq 600); do
   sleep 0.1
 done
 curl -sf -o /dev/null -X PUT "$ENDPOINT/$BUCKET" || { echo "cannot create bucket $BUCKET at $ENDPOINT" >&2; exit 1; }
+LINK="loopback"
+if [ -n "${S3_DELAY_MS:-}" ]; then
+  PROXY_PORT=$("$VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  "$VENV/bin/python" "$PWD/bench/delay_proxy.py" "$PROXY_PORT" "$PORT" "$S3_DELAY_MS" </dev/null >"$WORK/proxy.log" 2>&1 &
+  bench_track_pid $!
+  ENDPOINT=http://127.0.0.1:$PROXY_PORT
+  for _ in $(seq 100); do curl -s -o /dev/null "$ENDPOINT/" && break; sleep 0.1; done
+  LINK="a link delaying every chunk ${S3_DELAY_MS} ms each way"
+fi
 
 direct() { "$DIRECT_BIN" "$ENDPOINT" "$BUCKET" "$@"; }
 # The value of NAME=... in s3_direct's one-line output $1.
@@ -75,6 +91,7 @@ field() { printf '%s\n' "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
 
 # The folder to list, before the mount has seen anything of it.
 direct fill plain/many $LIST_N >/dev/null
+direct fill plain/pins $PIN_N >/dev/null
 
 MNT=$WORK/mnt
 mkdir -p "$XDG_CONFIG_HOME/oxidrive" "$MNT"
@@ -154,8 +171,15 @@ n=$(list_dir "$PLAIN_ROOT/many")
 row "list $LIST_N entries, cold (ls -f)" "$m_list_cold" "$d_list"
 row "list $LIST_N entries, warm (ls -f)" "$m_list_warm" "$d_list"
 
+# Pinning a folder of $PIN_N tiny files (its first listing included).
+out=$(direct read-each plain/pins)
+[ "$(field "$out" objects)" = $PIN_N ] || { echo "direct read-each: $out" >&2; exit 1; }
+d_pin=$(field "$out" secs)
+m_pin=$(timeit "$BIN" pin "$PLAIN_ROOT/pins")
+row "pin $PIN_N tiny files" "$m_pin" "$d_pin"
+
 echo
-echo "oxidrive over S3 (moto_server on loopback) vs OpenDAL directly ($(nproc) cores, $(uname -r))"
+echo "oxidrive over S3 (moto_server on loopback, through $LINK) vs OpenDAL directly ($(nproc) cores, $(uname -r))"
 echo "seconds and MiB/s; speed = direct s / mount s (1.00 = as fast as OpenDAL directly; goal for cold read >= 0.80)"
 printf '%-34s %8s %8s %8s %8s %7s\n' "workload" "mount s" "MiB/s" "direct s" "MiB/s" "speed"
 printf '%s\n' "${ROWS[@]}"

@@ -36,6 +36,25 @@ pub fn is_mounted(path: &Path) -> Result<bool> {
     }))
 }
 
+/// The type of the file system `path` is on, as mountinfo says (`fuse.oxidrive` for
+/// ours): that of the deepest mount point above it, the last one mounted there.
+pub fn fs_type_of(path: &Path) -> Result<String> {
+    let canonical = path.canonicalize().with_context(|| format!("cannot find {}", path.display()))?;
+    let info = std::fs::read_to_string("/proc/self/mountinfo").context("cannot read /proc/self/mountinfo")?;
+    let mut best: Option<(usize, &str)> = None;
+    for line in info.lines() {
+        let Some((mount, fs)) = line.split_once(" - ") else { continue };
+        let (Some(point), Some(fs_type)) = (mount.split(' ').nth(4).map(unescape), fs.split(' ').next()) else {
+            continue;
+        };
+        if canonical.starts_with(&point) && best.is_none_or(|(len, _)| point.len() >= len) {
+            best = Some((point.len(), fs_type));
+        }
+    }
+    best.map(|(_, t)| t.to_owned())
+        .with_context(|| format!("no mount in /proc/self/mountinfo holds {}", path.display()))
+}
+
 /// mountinfo escapes space, tab, newline and backslash as octal.
 fn unescape(field: &str) -> String {
     field.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
@@ -58,5 +77,6 @@ mod tests {
     fn proc_is_a_mountpoint() {
         assert!(is_mounted(Path::new("/proc")).unwrap());
         assert_eq!(unescape("/a\\040b"), "/a b");
+        assert_eq!(fs_type_of(Path::new("/proc/self")).unwrap(), "proc");
     }
 }

@@ -4,11 +4,13 @@
 //! they need nothing but the mounted paths.
 
 use std::ffi::CString;
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context, Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cli::PinArgs;
 
@@ -34,10 +36,19 @@ pub fn free(args: PinArgs) -> Result<()> {
     run(&args.paths, Action::Free)
 }
 
+/// Files set at once: the mount answers a file's `pin` only once the whole file is
+/// here, so several in flight overlap their downloads' round trips.
+const IN_FLIGHT: usize = 8;
+
 fn run(paths: &[PathBuf], action: Action) -> Result<()> {
     let mut files = Vec::new();
     let mut dirs = Vec::new();
     for p in paths {
+        // Elsewhere the attributes would just be stored (most file systems take `user.`
+        // ones), and nothing pinned or freed.
+        if crate::mountpoint::fs_type_of(p)? != "fuse.oxidrive" {
+            bail!("{}: not inside an oxidrive mount", p.display());
+        }
         collect(p, &mut files, &mut dirs).with_context(|| format!("cannot walk {}", p.display()))?;
     }
     // Folders first: files created in a pinned folder meanwhile are pinned too.
@@ -49,31 +60,46 @@ fn run(paths: &[PathBuf], action: Action) -> Result<()> {
         }
     }
     let total: u64 = files.iter().map(|(_, len)| len).sum();
-    let progress = std::io::stderr().is_terminal();
-    let (mut done, mut failed) = (0u64, 0usize);
-    for (i, (f, len)) in files.iter().enumerate() {
-        if progress {
-            eprint!("\r{} {}/{} files, {} of {} MiB ", verb(action), i, files.len(), done >> 20, total >> 20);
-            let _ = std::io::stderr().flush();
+    let bar = progress_bar(total, format!("{} {} files", verb(action), files.len()));
+    let next = AtomicUsize::new(0);
+    let failed = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..IN_FLIGHT.min(files.len()) {
+            s.spawn(|| {
+                while let Some((f, len)) = files.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let result = match action {
+                        Action::Pin => set(f, PINNED, b"1"),
+                        Action::Unpin => set(f, PINNED, b"0"),
+                        Action::Free => set(f, FREE, b"1"),
+                    };
+                    if let Err(e) = result {
+                        bar.suspend(|| eprintln!("oxidrive: {}: {e:#}", f.display()));
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    bar.inc(*len);
+                }
+            });
         }
-        let result = match action {
-            Action::Pin => set(f, PINNED, b"1"),
-            Action::Unpin => set(f, PINNED, b"0"),
-            Action::Free => set(f, FREE, b"1"),
-        };
-        if let Err(e) = result {
-            eprintln!("{}oxidrive: {}: {e:#}", if progress { "\n" } else { "" }, f.display());
-            failed += 1;
-        }
-        done += len;
-    }
-    if progress {
-        eprintln!("\r{} {} files, {} MiB: done{}", verb(action), files.len(), total >> 20, " ".repeat(20));
-    }
+    });
+    bar.finish();
+    let failed = failed.into_inner();
     if failed > 0 {
         bail!("{failed} of {} files failed", files.len());
     }
     Ok(())
+}
+
+/// A bar of bytes done on a terminal's stderr; nothing elsewhere.
+fn progress_bar(total: u64, msg: String) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total);
+    if let Ok(style) = ProgressStyle::with_template("{msg} {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, {eta})") {
+        bar.set_style(style);
+    }
+    bar.set_message(msg);
+    bar
 }
 
 fn verb(action: Action) -> &'static str {

@@ -8,6 +8,8 @@
 //!   read KEY           read the object front to back in 8 MiB ranges (as downloads are)
 //!   read-all KEY       read the whole object with one request
 //!   fill PREFIX N      create N tiny objects PREFIX/f000000..., 32 requests at a time
+//!   read-each PREFIX   read every object in the folder PREFIX whole, 8 at a time (as
+//!                      `oxidrive pin` of a folder asks for its files)
 //!   list PREFIX        list the folder PREFIX once
 //! ```
 //!
@@ -29,11 +31,12 @@ use oxidrive_providers::{Backend, ProviderKind, ProviderSpec, Secret};
 const PART: u64 = 8 << 20;
 /// Requests in flight while filling a folder.
 const FILL_CONCURRENCY: usize = 32;
+/// Objects read at once by `read-each`: the files `oxidrive pin` has in flight.
+const PIN_CONCURRENCY: usize = 8;
 
 type AnyResult<T> = Result<T, Box<dyn std::error::Error>>;
 
-const USAGE: &str =
-    "usage: s3_direct ENDPOINT BUCKET (put-size KEY MIB | read KEY | read-all KEY | fill PREFIX N | list PREFIX)";
+const USAGE: &str = "usage: s3_direct ENDPOINT BUCKET (put-size KEY MIB | read KEY | read-all KEY | fill PREFIX N | read-each PREFIX | list PREFIX)";
 
 fn backend(endpoint: &str, bucket: &str, concurrency: Option<usize>) -> AnyResult<Backend> {
     let secret = |var: &str| Secret::Value(std::env::var(var).unwrap_or_else(|_| "oxidrive-bench".to_owned()));
@@ -106,6 +109,18 @@ async fn run(endpoint: &str, bucket: &str, cmd: &str, args: &[String]) -> AnyRes
                 })
                 .await?;
             Ok(format!("objects={n} secs={:.3}", started.elapsed().as_secs_f64()))
+        }
+        ("read-each", [prefix]) => {
+            let b = backend(endpoint, bucket, None)?;
+            let keys: Vec<String> =
+                b.list(prefix).await?.into_iter().map(|(name, _)| format!("{prefix}/{name}")).collect();
+            let started = Instant::now();
+            let bytes: u64 = futures::stream::iter(keys.iter().map(|key| b.read_all(key)))
+                .buffer_unordered(PIN_CONCURRENCY)
+                .map_ok(|data| data.len() as u64)
+                .try_fold(0, |sum, n| async move { Ok(sum + n) })
+                .await?;
+            Ok(format!("objects={} {}", keys.len(), report(bytes, started)))
         }
         ("list", [prefix]) => {
             let b = backend(endpoint, bucket, None)?;

@@ -248,3 +248,25 @@ fn help_and_version() {
     let help = String::from_utf8_lossy(&out.stdout);
     assert!(help.contains("mount") && help.contains("unmount"), "{help}");
 }
+
+/// `oxidrive pin` / `free` of files outside any oxidrive mount: a clear one-line error
+/// and nothing set (most file systems would simply store the control attributes).
+#[test]
+fn pin_outside_a_mount_is_refused() {
+    let m = TestMount::unstarted(None);
+    let dir = m.dir.path().join("elsewhere");
+    fs::create_dir(&dir).unwrap();
+    fs::write(dir.join("f"), b"x").unwrap();
+    for cmd in ["pin", "free"] {
+        let out = output_within(m.oxidrive().arg(cmd).arg(dir.join("f")).arg(&dir), Duration::from_secs(20));
+        assert!(!out.status.success(), "{cmd} outside a mount succeeded");
+        let err = one_line(&out);
+        assert!(err.contains(&format!("{}: not inside an oxidrive mount", dir.join("f").display())), "{cmd}: {err}");
+    }
+    let c_path = std::ffi::CString::new(dir.join("f").to_str().unwrap()).unwrap();
+    let c_name = std::ffi::CString::new("user.oxidrive.pinned").unwrap();
+    let mut buf = [0u8; 8];
+    // SAFETY: NUL-terminated strings and a buffer of the given length.
+    let n = unsafe { libc::lgetxattr(c_path.as_ptr(), c_name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    assert_eq!(n, -1, "pin left its attribute on a file outside the mount");
+}
