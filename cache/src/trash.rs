@@ -248,21 +248,20 @@ impl Store {
         })
     }
 
-    /// Makes way for a new file (or, with `dir`, folder) at `path` where one of its kind
-    /// was deleted: the deleted one goes to the Trash first when the provider is
+    /// Makes way for a new file (or, with `dir`, folder) at `path` where a file or
+    /// folder was deleted: the deleted one goes to the Trash first when the provider is
     /// reachable. When it is not (and a deleted file had no pending change of its own),
     /// the tombstone becomes `replaced` and the new one may be made at once; it reaches
     /// the provider once the old object is in the Trash (`settle_replaced`), so that
     /// version is never overwritten.
     ///
     /// Below a folder replaced so, nothing needs the provider: what was deleted there
-    /// moves to the Trash with that folder, whatever the kinds.
+    /// moves to the Trash with that folder.
     pub async fn settle_for_new(&self, path: &str, dir: bool) -> Result<()> {
         let in_replaced = !self.trash.replaced_at_or_above(parent_of(path)).is_empty();
         let replaceable = || {
             let t = self.trash.tombstones().get(path).cloned();
-            t.is_some_and(|t| (in_replaced || t.is_dir == dir) && t.moved_to.is_none())
-                && !self.pending().contains_key(path)
+            t.is_some_and(|t| t.moved_to.is_none()) && !self.pending().contains_key(path)
         };
         if (self.offline_now() || in_replaced) && replaceable() {
             return self.mark_replaced(path, true);
@@ -426,8 +425,8 @@ impl Store {
     /// `settle_one` for a tombstone a new file or folder replaced: only the provider's
     /// object moves (the path's local records and pending change are the new one's).
     async fn settle_replaced(&self, t: &Tombstone) -> Result<()> {
-        // Against the new folder's removal meanwhile, which would hide the old one again.
-        let _lock = if t.is_dir { Some(self.locks.lock(&[(t.path.as_str(), true)]).await) } else { None };
+        // Against the new one's removal meanwhile, which would hide the old one again.
+        let _lock = self.locks.lock(&[(t.path.as_str(), true)]).await;
         let meta = self.provider.stat(&t.path).await?;
         let ours = match &meta {
             Some(m) if t.is_dir => m.kind == ObjectKind::Dir,

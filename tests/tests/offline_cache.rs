@@ -568,10 +568,11 @@ fn a_file_deleted_offline_can_be_written_again_at_once() {
     assert_file(&dest.join("A.bin"), &a2, "provider copy of the new A");
 }
 
-/// `rm -rf build && mkdir build` offline over a folder uploaded before, twice: the new
-/// folder is usable at once and survives a remount; online again, the old folder reaches
-/// the Trash whole and the provider holds the new one. Renaming the new folder offline
-/// (its old one still at its place on the provider) fails with EIO and changes nothing.
+/// `rm -rf build && mkdir build` offline over a folder uploaded before, twice, and a
+/// file over a deleted folder and a folder over a deleted file: the new ones are usable
+/// at once and survive a remount; online again, the old ones reach the Trash whole and
+/// the provider holds the new ones. Renaming the new folder offline (its old one still at
+/// its place on the provider) fails with EIO and changes nothing.
 #[test]
 fn a_folder_deleted_offline_can_be_made_again_at_once() {
     let cloud = Cloud::start();
@@ -582,8 +583,11 @@ fn a_folder_deleted_offline_can_be_made_again_at_once() {
     let (old_a, old_b) = (pattern(40 * KIB, 1), pattern(3 * KIB, 2));
     write_file(&m, &build.join("a.o"), &old_a);
     write_file(&m, &build.join("sub/b.o"), &old_b);
+    fs::create_dir(dir.join("other")).unwrap();
+    write_file(&m, &dir.join("other/inner.txt"), b"inner");
+    write_file(&m, &dir.join("note"), b"old note");
     m.sync();
-    assert_lists(&m, &dir, &["build"], "online");
+    assert_lists(&m, &dir, &["build", "note", "other"], "online");
     sync_then_go_offline(&cloud, &m);
 
     let sh = |script: &str, when: &str| {
@@ -592,7 +596,7 @@ fn a_folder_deleted_offline_can_be_made_again_at_once() {
     };
     let rebuild = |tag: u8, when: &str| {
         sh("rm -rf build", when);
-        assert_lists(&m, &dir, &["probe.bin"], &format!("{when}, build removed"));
+        assert!(!try_names(&dir).unwrap().contains(&"build".to_owned()), "{when}: build still listed\n{}", tail(&m));
         sh("mkdir -p build/sub build/gen", when);
         let (a, c) = (pattern(41 * KIB, tag), pattern(2 * KIB, tag + 1));
         write_file(&m, &build.join("a.o"), &a);
@@ -604,14 +608,17 @@ fn a_folder_deleted_offline_can_be_made_again_at_once() {
     rebuild(10, "offline, first rebuild");
     let err = fs::rename(&build, dir.join("build2")).expect_err("offline mv of the new build");
     assert_eq!(err.raw_os_error(), Some(libc::EIO), "offline mv build build2: {err}\n{}", tail(&m));
-    assert_lists(&m, &dir, &["build", "probe.bin"], "offline, after the failed mv");
+    assert_lists(&m, &dir, &["build", "note", "other", "probe.bin"], "offline, after the failed mv");
     let (a, c) = rebuild(20, "offline, second rebuild");
+    sh("rm -rf other && printf 'now a file' > other && rm note && mkdir note && printf in > note/in.txt", "offline");
+    assert_lists(&m, &dir.join("note"), &["in.txt"], "offline, the folder over the deleted note");
     // The Trash mover waits for deletions to pause for the write-back delay.
     m.mount_args = ["--write-back", "8"].map(String::from).to_vec();
     m.remount();
     assert_lists(&m, &build, &["a.o", "gen", "sub"], "remounted offline");
     assert_reads(&m, &build.join("a.o"), &a, Duration::from_secs(10), "remounted offline, the new a.o");
     assert_reads(&m, &build.join("sub/c.o"), &c, Duration::from_secs(10), "remounted offline, the new c.o");
+    assert_reads(&m, &dir.join("other"), b"now a file", Duration::from_secs(10), "remounted offline, the file other");
 
     // Back online, by itself (no `sync`): a delete just before keeps the Trash mover
     // waiting, while the new folders are due at once; they must still wait for the old
@@ -628,7 +635,9 @@ fn a_folder_deleted_offline_can_be_made_again_at_once() {
         l.starts_with(&format!("{NAME}: online")) && l.contains("all uploaded") && !l.contains("moving to Trash")
     });
     let trash = m.mnt.join("Trash");
-    assert_lists(&m, &trash, &["build", "probe.bin"], "Trash once the provider is back");
+    assert_lists(&m, &trash, &["build", "note", "other", "probe.bin"], "Trash once the provider is back");
+    assert_lists(&m, &trash.join("other"), &["inner.txt"], "the old folder other in Trash");
+    assert_reads(&m, &trash.join("note"), b"old note", Duration::from_secs(30), "the old note in Trash");
     assert_lists(&m, &trash.join("build"), &["a.o", "sub"], "the old build in Trash");
     assert_lists(&m, &trash.join("build/sub"), &["b.o", "empty"], "the old build/sub in Trash");
     assert_reads(&m, &trash.join("build/a.o"), &old_a, Duration::from_secs(30), "the old a.o in Trash");
@@ -636,7 +645,9 @@ fn a_folder_deleted_offline_can_be_made_again_at_once() {
     assert_lists(&m, &build, &["a.o", "gen", "sub"], "online");
     m.unmount();
     let dest = decrypt(&m);
-    assert_eq!(names(&dest), ["build"], "what the provider holds outside its Trash");
+    assert_eq!(names(&dest), ["build", "note", "other"], "what the provider holds outside its Trash");
+    assert_file(&dest.join("other"), b"now a file", "provider copy of the file other");
+    assert_file(&dest.join("note/in.txt"), b"in", "provider copy of note/in.txt");
     assert_eq!(names(&dest.join("build")), ["a.o", "gen", "sub"], "the provider's new build");
     assert_eq!(names(&dest.join("build/sub")), ["c.o"], "the provider's new build/sub");
     assert_file(&dest.join("build/a.o"), &a, "provider copy of the new a.o");
