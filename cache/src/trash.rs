@@ -624,6 +624,7 @@ impl Store {
             let dest = to.unwrap_or(&t.path).to_owned();
             if dest != t.path {
                 let kind = if t.is_dir { EntryKind::Dir } else { EntryKind::File };
+                self.settle_replaced_above(&dest).await?;
                 self.rename(&t.path, &dest, kind, replaces).await?;
             }
             self.uploads.changed.notify_waiters();
@@ -647,6 +648,7 @@ impl Store {
         }
         let item_dir = join(TRASH_DIR, id);
         let kind = if item.is_dir { EntryKind::Dir } else { EntryKind::File };
+        self.settle_replaced_above(&dest).await?;
         self.rename(&join(&item_dir, "data"), &dest, kind, replaces).await?;
         self.delete_for_good(&item_dir).await?;
         self.index.trash_remove(&self.root, id)?;
@@ -675,6 +677,22 @@ impl Store {
                 if let Some(hook) = self.change_hook.get() {
                     hook(&at);
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves what new names at and above `path` replaced into the trash area first,
+    /// under the Trash's lock (which `rename`, settling them itself, would wait for).
+    /// Offline they wait, as in `rename`.
+    async fn settle_replaced_above(&self, path: &str) -> Result<()> {
+        for at in self.trash.replaced_at_or_above(path) {
+            if self.offline_now() {
+                break;
+            }
+            match self.settle_path_locked(&at).await {
+                Err(Error::Provider(e)) if e.is_unreachable() => self.unreachable(&e),
+                other => other?,
             }
         }
         Ok(())

@@ -586,8 +586,13 @@ fn a_folder_deleted_offline_can_be_made_again_at_once() {
     fs::create_dir(dir.join("other")).unwrap();
     write_file(&m, &dir.join("other/inner.txt"), b"inner");
     write_file(&m, &dir.join("note"), b"old note");
+    write_file(&m, &dir.join("gone.txt"), b"restore me");
+    m.sync();
+    fs::remove_file(dir.join("gone.txt")).unwrap();
     m.sync();
     assert_lists(&m, &dir, &["build", "note", "other"], "online");
+    let trash = m.mnt.join("Trash");
+    assert_lists(&m, &trash, &["gone.txt"], "online, after rm gone.txt");
     sync_then_go_offline(&cloud, &m);
 
     let sh = |script: &str, when: &str| {
@@ -630,11 +635,20 @@ fn a_folder_deleted_offline_can_be_made_again_at_once() {
     std::thread::sleep(Duration::from_secs(3));
     fs::remove_file(dir.join("probe.bin")).unwrap_or_else(|e| panic!("offline rm probe.bin: {e}\n{}", tail(&m)));
     cloud.proxy.set(Fault::Pass);
+    // Restored into the new build while the old one most likely still waits for the
+    // Trash mover: the restore moves it first (it once waited for itself there).
+    wait_status(&m, Duration::from_secs(30), "online again", |s| {
+        provider_line(s, NAME).starts_with(&format!("{NAME}: online"))
+    });
+    let out = output_within(
+        Command::new("mv").arg(trash.join("gone.txt")).arg(build.join("restored")),
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "mv out of Trash into build: {}\n{}", String::from_utf8_lossy(&out.stderr), tail(&m));
     wait_status(&m, Duration::from_secs(120), "everything reaches the provider once it is back", |s| {
         let l = provider_line(s, NAME);
         l.starts_with(&format!("{NAME}: online")) && l.contains("all uploaded") && !l.contains("moving to Trash")
     });
-    let trash = m.mnt.join("Trash");
     assert_lists(&m, &trash, &["build", "note", "other", "probe.bin"], "Trash once the provider is back");
     assert_lists(&m, &trash.join("other"), &["inner.txt"], "the old folder other in Trash");
     assert_reads(&m, &trash.join("note"), b"old note", Duration::from_secs(30), "the old note in Trash");
@@ -642,13 +656,14 @@ fn a_folder_deleted_offline_can_be_made_again_at_once() {
     assert_lists(&m, &trash.join("build/sub"), &["b.o", "empty"], "the old build/sub in Trash");
     assert_reads(&m, &trash.join("build/a.o"), &old_a, Duration::from_secs(30), "the old a.o in Trash");
     assert_reads(&m, &trash.join("build/sub/b.o"), &old_b, Duration::from_secs(30), "the old b.o in Trash");
-    assert_lists(&m, &build, &["a.o", "gen", "sub"], "online");
+    assert_lists(&m, &build, &["a.o", "gen", "restored", "sub"], "online");
+    assert_reads(&m, &build.join("restored"), b"restore me", Duration::from_secs(30), "the restored file");
     m.unmount();
     let dest = decrypt(&m);
     assert_eq!(names(&dest), ["build", "note", "other"], "what the provider holds outside its Trash");
     assert_file(&dest.join("other"), b"now a file", "provider copy of the file other");
     assert_file(&dest.join("note/in.txt"), b"in", "provider copy of note/in.txt");
-    assert_eq!(names(&dest.join("build")), ["a.o", "gen", "sub"], "the provider's new build");
+    assert_eq!(names(&dest.join("build")), ["a.o", "gen", "restored", "sub"], "the provider's new build");
     assert_eq!(names(&dest.join("build/sub")), ["c.o"], "the provider's new build/sub");
     assert_file(&dest.join("build/a.o"), &a, "provider copy of the new a.o");
     assert_file(&dest.join("build/sub/c.o"), &c, "provider copy of the new c.o");
