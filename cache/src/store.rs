@@ -612,19 +612,9 @@ impl Store {
         // Onto a new file over a deleted one, into a new folder over a deleted one, or
         // of such a folder: the deleted one goes to the Trash first if it can (before
         // the path locks, which its settling takes after the Trash's own).
-        let mut in_the_way = self.trash.replaced_at_or_above(to);
+        Box::pin(self.settle_replaced_above(to, false)).await?;
         if kind == EntryKind::Dir {
-            in_the_way.extend(self.trash.replaced_at_or_above(from));
-        }
-        for path in in_the_way {
-            if self.offline_now() {
-                break;
-            }
-            match Box::pin(self.settle_path(&path, false)).await {
-                // It waits then; the name moves in the journal (or fails as offline).
-                Err(Error::Provider(e)) if e.is_unreachable() => self.unreachable(&e),
-                other => other?,
-            }
+            Box::pin(self.settle_replaced_above(from, false)).await?;
         }
         let _lock = self.locks.lock(&[(from, true), (to, true)]).await;
         if kind == EntryKind::Dir && self.trash.is_replaced(from) {

@@ -624,7 +624,7 @@ impl Store {
             let dest = to.unwrap_or(&t.path).to_owned();
             if dest != t.path {
                 let kind = if t.is_dir { EntryKind::Dir } else { EntryKind::File };
-                self.settle_replaced_above(&dest).await?;
+                self.settle_replaced_above(&dest, true).await?;
                 self.rename(&t.path, &dest, kind, replaces).await?;
             }
             self.uploads.changed.notify_waiters();
@@ -648,7 +648,7 @@ impl Store {
         }
         let item_dir = join(TRASH_DIR, id);
         let kind = if item.is_dir { EntryKind::Dir } else { EntryKind::File };
-        self.settle_replaced_above(&dest).await?;
+        self.settle_replaced_above(&dest, true).await?;
         self.rename(&join(&item_dir, "data"), &dest, kind, replaces).await?;
         self.delete_for_good(&item_dir).await?;
         self.index.trash_remove(&self.root, id)?;
@@ -682,15 +682,17 @@ impl Store {
         Ok(())
     }
 
-    /// Moves what new names at and above `path` replaced into the trash area first,
-    /// under the Trash's lock (which `rename`, settling them itself, would wait for).
-    /// Offline they wait, as in `rename`.
-    async fn settle_replaced_above(&self, path: &str) -> Result<()> {
+    /// Moves what new names at and above `path` replaced into the trash area, before
+    /// something lands there on the provider. `held`: the caller holds the Trash's lock.
+    /// Offline (or found unreachable) they wait: the change stays in the journal, or
+    /// fails as offline.
+    pub(crate) async fn settle_replaced_above(&self, path: &str, held: bool) -> Result<()> {
         for at in self.trash.replaced_at_or_above(path) {
             if self.offline_now() {
                 break;
             }
-            match self.settle_path_locked(&at).await {
+            let settled = if held { self.settle_path_locked(&at).await } else { self.settle_path(&at, false).await };
+            match settled {
                 Err(Error::Provider(e)) if e.is_unreachable() => self.unreachable(&e),
                 other => other?,
             }
