@@ -26,10 +26,10 @@ pub struct Tombstone {
     /// at this path, so the object is removed for good (not kept in the Trash) once
     /// that file is uploaded.
     pub moved_to: Option<String>,
-    /// Set when a new file took this path while the provider was out of reach (only a
-    /// deleted file with no pending change of its own qualifies), or a new folder took
-    /// the place of a deleted folder: the tombstone then stands for the provider's
-    /// object alone. The path's local records, and what the provider holds there in the
+    /// Set when a new file or folder took this path while the provider was out of reach
+    /// (a deleted file qualifies only with no pending change of its own), or anywhere
+    /// below a folder replaced so: the tombstone then stands for the provider's object
+    /// alone. The path's local records, and what the provider holds there in the
     /// mirror, are the new one's or that object's (with the tombstones of what was
     /// deleted inside a folder); the new one reaches the provider once the object is
     /// in the Trash.

@@ -681,7 +681,7 @@ impl Vfs {
     }
 
     /// `settle_deleted` for a new file or symlink (or, with `dir`, folder), which offline
-    /// may take the place of a deleted one of its kind at once (`Store::settle_for_new`).
+    /// may take the place of a deleted file or folder at once (`Store::settle_for_new`).
     async fn settle_for_new(&self, store: &Store, path: &str, dir: bool) -> Result<()> {
         store
             .settle_for_new(path, dir)
