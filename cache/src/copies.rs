@@ -14,7 +14,7 @@ use std::time::SystemTime;
 
 use crate::error::{Error, Result};
 use crate::index::{CachedEntry, Index};
-use crate::local_copy::{CopyId, LocalCopy, MemoryBudget};
+use crate::local_copy::{BLOCK, CopyId, LocalCopy, MemoryBudget};
 
 /// Open cached copies kept at hand (each holds a file descriptor).
 const OPEN_HANDLES: u64 = 256;
@@ -23,6 +23,9 @@ const OPEN_HANDLES: u64 = 256;
 const MEMORY_BUDGET: u64 = 64 << 20;
 /// Eviction frees down to this share of the limit, so it does not run on every fill.
 const EVICT_TO: f64 = 0.9;
+/// Holes of an uploaded working copy up to this size are stored as zeros when it
+/// becomes the cached copy (see `adopt`).
+const ZERO_FILL_MAX: u64 = 8 << 20;
 
 type Key = (String, String);
 
@@ -133,6 +136,17 @@ impl Copies {
     /// Makes a copy holding all of `version` the cached copy of `path` (a file just
     /// uploaded from it).
     pub fn adopt(&self, root: &str, path: &str, copy: Arc<LocalCopy>, version: Version) -> Result<()> {
+        // Blocks a working copy never had are holes (a write past the end): zeros. In
+        // the cache a missing block is one not fetched yet, which a read offline could
+        // not fetch: small holes are stored as the zeros they are (large ones are left
+        // to fetch, zeros from the provider).
+        let holes = copy.missing_blocks(0, version.0);
+        if !holes.is_empty() && holes.len() as u64 * BLOCK <= ZERO_FILL_MAX {
+            let zeros = vec![0u8; BLOCK as usize];
+            for i in holes {
+                copy.fill(i * BLOCK, &zeros[..(version.0 - i * BLOCK).min(BLOCK) as usize])?;
+            }
+        }
         let pinned = self.index.under_pin(root, path)?;
         let entry = CachedEntry {
             copy: copy.id().hex(),
@@ -148,6 +162,11 @@ impl Copies {
         self.index.cached_put(root, path, &entry)?;
         self.handles.insert(key(root, path), copy);
         self.evict_if_needed()
+    }
+
+    /// Whether the cached copy of `path` holds all of `version`.
+    pub fn has_complete(&self, root: &str, path: &str, version: Version) -> Result<bool> {
+        Ok(self.cached(root, path, version)?.is_some_and(|(copy, entry)| copy.missing_blocks(0, entry.size).is_empty()))
     }
 
     /// Takes the cached copy of `path` out of the cache if it holds all of `version`,

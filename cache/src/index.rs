@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::{Error, Result};
-use crate::trash_index::{Tombstone, tombstone_add_in};
+use crate::trash_index::{Tombstone, TrashItem, insert_item, tombstone_add_in};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS attrs(
@@ -457,7 +457,8 @@ impl Index {
     /// records of `from` (attributes, extended attributes, Recents, pin, pending change)
     /// moves to `to`, whose pending change becomes one of `to` (`is_new`, from `base`);
     /// the mirror of what the provider holds at both names stays as it is; `from` gets
-    /// `tombstone`.
+    /// `tombstone`. `item`: `to` is the data of this new trash item, recorded too.
+    #[allow(clippy::too_many_arguments)]
     pub fn journal_rename(
         &self,
         root: &str,
@@ -466,6 +467,7 @@ impl Index {
         is_new: bool,
         base: Option<(u64, Option<SystemTime>)>,
         tombstone: &Tombstone,
+        item: Option<&TrashItem>,
     ) -> Result<()> {
         self.in_tx(|tx| {
             move_tree_in(tx, root, from, to, &LOCAL_TABLES)?;
@@ -474,7 +476,50 @@ impl Index {
                 "UPDATE journal SET is_new = ?3, base_size = ?4, base_mtime_ns = ?5 WHERE root = ?1 AND path = ?2",
                 params![root, to, is_new, bs, bm],
             )?;
+            if let Some(item) = item {
+                insert_item(tx, root, item)?;
+            }
             tombstone_add_in(tx, root, tombstone)
+        })
+    }
+
+    /// A folder the provider holds, renamed in the journal (see `folder_rename.rs`), in
+    /// one transaction (the caller syncs it): what this device records at and below
+    /// `from`, its made folders included, moves to `to`; every pending change there
+    /// becomes a new file (the provider has nothing at `to`); `made` become folders to
+    /// create; files renamed in the journal into the old folder follow to the new one;
+    /// `tombstones` hide the old names. The mirror of the old folder stays as it is.
+    pub fn journal_rename_dir(
+        &self,
+        root: &str,
+        from: &str,
+        to: &str,
+        made: &[String],
+        tombstones: &[Tombstone],
+    ) -> Result<()> {
+        self.in_tx(|tx| {
+            move_tree_in(tx, root, from, to, &LOCAL_TABLES)?;
+            move_tree_in(tx, root, from, to, &["made_dirs"])?;
+            let (lo, hi) = subtree_bounds(to);
+            tx.execute(
+                "UPDATE journal SET is_new = 1, base_size = NULL, base_mtime_ns = NULL
+                 WHERE root = ?1 AND path >= ?2 AND path < ?4 AND (path = ?2 OR path > ?3)",
+                params![root, to, lo, hi],
+            )?;
+            for dir in made {
+                tx.prepare_cached("INSERT OR REPLACE INTO made_dirs (root, path, parent) VALUES (?1, ?2, ?3)")?
+                    .execute(params![root, dir, parent_of(dir)])?;
+            }
+            let (lo, hi) = subtree_bounds(from);
+            tx.execute(
+                "UPDATE tombstones SET moved_to = ?2 || substr(moved_to, length(?3) + 1)
+                 WHERE root = ?1 AND moved_to >= ?3 AND moved_to < ?5 AND (moved_to = ?3 OR moved_to > ?4)",
+                params![root, to, from, lo, hi],
+            )?;
+            for t in tombstones {
+                tombstone_add_in(tx, root, t)?;
+            }
+            Ok(())
         })
     }
 
@@ -1406,6 +1451,61 @@ mod tests {
         ix.remove_tree("r", "e").unwrap();
         assert!(ix.get("r", "e/x").unwrap().is_none());
         assert!(ix.xattr_get("r", "e/x/y", "user.k").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_folder_renamed_in_the_journal_moves_local_records_and_keeps_the_mirror() {
+        let ix = Index::in_memory().unwrap();
+        let at = |secs| UNIX_EPOCH + Duration::from_secs(secs);
+        let tomb = |path: &str, moved_to: Option<&str>, is_dir| Tombstone {
+            id: format!("id-{path}"),
+            path: path.to_owned(),
+            orig: path.to_owned(),
+            deleted: at(5),
+            is_dir,
+            version: None,
+            moved_to: moved_to.map(str::to_owned),
+            replaced: false,
+        };
+        ix.remote_put("r", "d", Some(RemoteEntry { is_dir: true, size: 0, mtime: Some(at(1)) })).unwrap();
+        ix.remote_put("r", "d/f", Some(RemoteEntry { is_dir: false, size: 3, mtime: Some(at(2)) })).unwrap();
+        ix.update("r", "d/f", |o| o.mode = Some(0o640)).unwrap();
+        let commit = Commit {
+            copy: "c1",
+            size: 3,
+            is_new: false,
+            mtime: None,
+            base: Some((3, Some(at(2)))),
+            mode: None,
+            uid: None,
+            gid: None,
+            recent: None,
+            inline: Some(b"abc"),
+            created: None,
+        };
+        ix.journal_commit("r", "d/f", &commit).unwrap();
+        ix.journal_mkdir("r", "d/m", &Overlay::default()).unwrap();
+        ix.tombstone_add("r", &tomb("x", Some("d/g"), false)).unwrap();
+        ix.tombstone_add("r", &tomb("d/del", None, false)).unwrap();
+
+        let moved = [tomb("d", Some("e"), true), tomb("d/f", Some("e/f"), false)];
+        ix.journal_rename_dir("r", "d", "e", &["e".to_owned()], &moved).unwrap();
+
+        assert_eq!(ix.get("r", "e/f").unwrap().unwrap().mode, Some(0o640));
+        assert!(ix.get("r", "d/f").unwrap().is_none());
+        assert_eq!(ix.remote_get("r", "d/f").unwrap().map(|r| r.size), Some(3), "the mirror of the old folder stays");
+        assert!(ix.remote_get("r", "e/f").unwrap().is_none());
+        let journal = ix.journal("r").unwrap();
+        assert_eq!(journal.len(), 1);
+        assert_eq!(journal[0].0, "e/f");
+        assert!(journal[0].1.is_new, "nothing is at the new name on the provider");
+        assert_eq!(journal[0].1.base, None);
+        assert_eq!(ix.made_dirs("r").unwrap(), ["e", "e/m"]);
+        let tombstones: Vec<(String, Option<String>)> =
+            ix.tombstones("r").unwrap().into_iter().map(|t| (t.path, t.moved_to)).collect();
+        let want = [("d", Some("e")), ("d/del", None), ("d/f", Some("e/f")), ("x", Some("e/g"))]
+            .map(|(p, m)| (p.to_owned(), m.map(str::to_owned)));
+        assert_eq!(tombstones, want);
     }
 
     #[test]

@@ -7,17 +7,18 @@
 //! The file's whole contents must be here (a pending change, a complete cached copy,
 //! or a symlink's target); they become a pending file at the new name. The old name
 //! gets a tombstone marked `moved_to`: hidden at once, its object is removed for good
-//! (not kept in the Trash) once the new name is uploaded. Folders, and oxidrive's own
-//! folder (the Trash area), still need the provider.
+//! (not kept in the Trash) once the new name is uploaded. Folders are renamed in the
+//! journal only offline (`folder_rename.rs`); oxidrive's own folder (the Trash area)
+//! always needs the provider.
 
-use oxidrive_providers::META_DIR;
+use oxidrive_providers::{META_DIR, join};
 
 use crate::copies::{Version, is_below};
 use crate::error::{Error, Result};
 use crate::index::Overlay;
 use crate::store::{EntryKind, Store};
-use crate::trash::new_id;
-use crate::trash_index::Tombstone;
+use crate::trash::{TRASH_DIR, new_id};
+use crate::trash_index::{Tombstone, TrashItem};
 
 /// What a journaled rename leaves to do once the pending files moved to the new name.
 pub(crate) struct JournaledMove {
@@ -121,7 +122,7 @@ impl Store {
             moved_to: Some(to.to_owned()),
             replaced: false,
         };
-        self.index.journal_rename(&self.root, from, to, !over_remote, base, &tombstone)?;
+        self.index.journal_rename(&self.root, from, to, !over_remote, base, &tombstone, None)?;
         self.sync_index().await?;
         if self.offline_now() {
             tracing::info!(root = %self.root, from, to, "renamed while the provider is offline; the provider follows when it is back");
@@ -134,7 +135,7 @@ impl Store {
     /// Makes sure the whole contents of `path` are here as a committed pending change
     /// (which survives a crash): an unchanged cached copy, or a symlink's target, is
     /// committed as it is. `false`: they are not all here.
-    async fn hold_locally(&self, path: &str, kind: EntryKind) -> Result<bool> {
+    pub(crate) async fn hold_locally(&self, path: &str, kind: EntryKind) -> Result<bool> {
         if self.pending().contains_key(path) {
             return Ok(true);
         }
@@ -160,13 +161,44 @@ impl Store {
         Ok(true)
     }
 
-    fn not_here(&self, path: &str) -> Error {
+    pub(crate) fn not_here(&self, path: &str) -> Error {
         tracing::error!(root = %self.root, path, "cannot rename while the provider is offline: not cached");
         offline(format!(
             "{path}: provider {:?} is offline and this is not cached, so it cannot be renamed now (pin what you \
              want to rename offline)",
             self.root
         ))
+    }
+
+    /// A file takes the place of deleted `path` whose last changes were never uploaded,
+    /// while the provider cannot move them into the Trash: they move into a new trash
+    /// item in the journal instead (one synced transaction; the item's folder and
+    /// `info` are made before its data is uploaded, `ensure_trash_item`). The
+    /// provider's older version at `path` is left to the new file, whose upload
+    /// replaces it (as after a file renamed away in the journal).
+    pub(crate) async fn trash_in_journal(&self, path: &str) -> Result<()> {
+        let _lock = self.locks.lock(&[(path, false)]).await;
+        self.trash_in_journal_locked(path).await
+    }
+
+    /// `trash_in_journal`, for a caller holding a lock on `path` (or a tree lock above).
+    pub(crate) async fn trash_in_journal_locked(&self, path: &str) -> Result<()> {
+        let Some(t) = self.trash.tombstones().get(path).cloned() else { return Ok(()) };
+        let item = TrashItem { id: new_id()?, is_dir: false, ..t.item() };
+        let data = join(&join(TRASH_DIR, &item.id), "data");
+        let moved = Tombstone { moved_to: Some(data.clone()), ..t };
+        self.index.journal_rename(&self.root, path, &data, true, None, &moved, Some(&item))?;
+        self.sync_index().await?;
+        self.move_pending(path, &data, false);
+        if let Some(p) = self.pending().get_mut(&data) {
+            p.entry.is_new = true;
+            p.entry.base = None;
+            p.copy.set_base(None);
+        }
+        self.trash.insert(moved);
+        self.uploads.wake.notify_one();
+        tracing::info!(root = %self.root, path, id = %item.id, "deleted changes that were never uploaded go to Trash when the provider is back");
+        Ok(())
     }
 
     /// After the pending files moved: the one at `to` is a change of `to` now, and the
@@ -192,7 +224,7 @@ impl Store {
 }
 
 /// Whether `path` is in oxidrive's own folder on the provider (the Trash area).
-fn in_meta(path: &str) -> bool {
+pub(crate) fn in_meta(path: &str) -> bool {
     path == META_DIR || is_below(path, META_DIR)
 }
 

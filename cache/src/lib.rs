@@ -7,6 +7,7 @@
 mod conflicts;
 mod copies;
 mod error;
+mod folder_rename;
 mod health;
 mod index;
 mod index_cipher;

@@ -94,6 +94,11 @@ impl MadeDirs {
         self.dirs().keys().filter(|p| parent_of(p) == dir).cloned().collect()
     }
 
+    /// The made folders below `dir`.
+    pub(crate) fn below(&self, dir: &str) -> Vec<String> {
+        self.dirs().keys().filter(|p| is_below(p, dir)).cloned().collect()
+    }
+
     /// `sync --wait`: everything is due now.
     pub(crate) fn hurry(&self) {
         let now = Instant::now();
@@ -120,6 +125,14 @@ impl MadeDirs {
             if let Some(due) = dirs.remove(&old) {
                 dirs.insert(format!("{to}{}", &old[from.len()..]), due);
             }
+        }
+    }
+
+    /// Adds made folders, due at `at`.
+    pub(crate) fn add(&self, paths: &[String], at: Instant) {
+        let mut dirs = self.dirs();
+        for path in paths {
+            dirs.insert(path.clone(), Due { at, attempts: 0 });
         }
     }
 
@@ -160,10 +173,12 @@ impl Store {
     }
 
     /// Deletes an (empty) made folder, which only the journal knows; false if it was
-    /// created on the provider meanwhile (then it goes the usual way).
+    /// created on the provider meanwhile, or if it holds deleted files that the
+    /// provider holds elsewhere (renamed into it in the journal, so bound for the
+    /// Trash): then it goes the usual way.
     pub(crate) async fn remove_made_dir(&self, path: &str) -> Result<bool> {
         let _lock = self.locks.lock(&[(path, true)]).await;
-        if !self.made.contains(path) {
+        if !self.made.contains(path) || self.trash.any_below(path) {
             return Ok(false);
         }
         self.index.remove_tree(&self.root, path)?;

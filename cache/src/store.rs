@@ -325,6 +325,14 @@ impl Store {
         self.index.remote_children(&self.root, dir)?.ok_or_else(|| self.offline_error(dir))
     }
 
+    /// Records the provider's listing of the top folder in the mirror (for working
+    /// offline), without making it count as a recent listing.
+    pub(crate) async fn record_top_listing(&self) -> Result<()> {
+        let objects = self.provider.list("").await?;
+        let entries: Vec<(String, RemoteEntry)> = objects.into_iter().map(|(n, m)| (n, remote_entry(&m))).collect();
+        self.index.remote_set_children(&self.root, "", &entries)
+    }
+
     /// The names in `dir`, deleted ones (and oxidrive's own folder) left out.
     pub async fn list(&self, dir: &str) -> Result<Vec<(String, Entry)>> {
         let mut entries = self.list_any(dir).await?;
@@ -366,13 +374,34 @@ impl Store {
                 None => entries.push((name, entry)),
             }
         }
+        // A made folder also stands over a deleted file the provider still shows.
         for path in made {
             let name = name_of(&path).to_owned();
-            if !entries.iter().any(|(n, _)| *n == name) {
-                entries.push((name, self.made_entry(&path)?));
+            let entry = self.made_entry(&path)?;
+            match entries.iter_mut().find(|(n, _)| *n == name) {
+                Some(slot) => slot.1 = entry,
+                None => entries.push((name, entry)),
             }
         }
         Ok(entries)
+    }
+
+    /// A working copy closed without changes (opened for writing, nothing written): it
+    /// still holds the version it started from, so it goes back to the cache instead
+    /// of being dropped (offline, nothing could fetch it again). The caller's file was
+    /// its last user.
+    pub fn keep_clean_copy(&self, path: &str, copy: Arc<LocalCopy>) -> Result<()> {
+        if self.pending().contains_key(path) {
+            return Ok(());
+        }
+        let Some(version) = self.current_version(path)? else { return Ok(()) };
+        if copy.base() != Some(version) || copy.len()? != version.0 {
+            return Ok(());
+        }
+        if self.config.copies.cached(&self.root, path, version)?.is_some() {
+            return Ok(());
+        }
+        self.config.copies.adopt(&self.root, path, copy, version)
     }
 
     /// A new empty local copy (for contents that are about to be replaced whole).
@@ -629,10 +658,16 @@ impl Store {
         // Onto the old name of a file renamed away in the journal: replacing its object.
         let absorbed = if kind == EntryKind::Dir { None } else { self.trash.moved_tombstone(to).map(|t| t.version) };
         let replaces = replaces || absorbed.is_some();
+        // A folder replaced the provider never had (a made one) or no longer has (moved
+        // to the Trash just before) leaves the place free there.
+        let to_free = !replaces
+            || (kind == EntryKind::Dir
+                && self.index.remote_get(&self.root, to)?.is_none()
+                && !self.trash.tombstones().contains_key(to));
         // Nothing of a new file or of a made folder is on the provider: renaming them
         // is the journal's alone (a made folder over an old one waits for its creation).
         let pending_new = match kind {
-            EntryKind::Dir => !replaces && self.made.contains(from),
+            EntryKind::Dir => to_free && self.made.contains(from),
             _ => self.pending().get(from).is_some_and(|p| p.entry.is_new),
         };
         // Renamed over something the provider may hold: no longer "nothing there".
@@ -640,11 +675,18 @@ impl Store {
         if replaces && kind != EntryKind::Dir {
             self.config.copies.forget(&self.root, to)?;
         }
+        if kind == EntryKind::Dir {
+            self.check_names_below(from, to)?;
+        }
         let journaled = if pending_new {
             // Nothing of it is on the provider yet: the rename is the journal's alone.
             self.provider.check_name(to)?;
             self.index.rename_tree_with(&self.root, from, to, over_remote, None)?;
             None
+        } else if kind == EntryKind::Dir && to_free && self.offline_now() {
+            // (Not as a fallback when the provider fails during its own rename: that
+            // may have moved part of the folder already.)
+            return self.rename_dir_in_journal(from, to).await;
         } else {
             self.rename_held(from, to, kind, over_remote, absorbed).await?
         };
@@ -675,8 +717,20 @@ impl Store {
         Ok(())
     }
 
+    /// Refuses a folder's rename that would give what waits below it here (pending
+    /// files, made folders) a name the provider refuses (a path too long): their
+    /// uploads would fail for good.
+    fn check_names_below(&self, from: &str, to: &str) -> Result<()> {
+        let mut below: Vec<String> = self.pending().keys().filter(|p| is_below(p, from)).cloned().collect();
+        below.extend(self.made.below(from));
+        for path in below {
+            self.provider.check_name(&format!("{to}{}", &path[from.len()..]))?;
+        }
+        Ok(())
+    }
+
     /// Moves the pending files at and below `from` to `to`, dropping those at `to`.
-    fn move_pending(&self, from: &str, to: &str, over_remote: bool) {
+    pub(crate) fn move_pending(&self, from: &str, to: &str, over_remote: bool) {
         let mut pending = self.pending();
         let replaced: Vec<String> = pending.keys().filter(|p| *p == to || is_below(p, to)).cloned().collect();
         for path in replaced {

@@ -100,9 +100,7 @@ impl TrashState {
                 }
                 if t.path.starts_with(&format!("{TRASH_DIR}/")) {
                     // Moved, then a crash before it was recorded: record it now.
-                    let item =
-                        TrashItem { id: t.id.clone(), orig: t.orig.clone(), deleted: t.deleted, is_dir: t.is_dir };
-                    index.trash_settled(root, &item, &t.path)?;
+                    index.trash_settled(root, &t.item(), &t.path)?;
                     continue;
                 }
                 map.insert(t.path.clone(), t);
@@ -111,12 +109,19 @@ impl TrashState {
         Ok(state)
     }
 
-    fn tombstones(&self) -> MutexGuard<'_, BTreeMap<String, Tombstone>> {
+    pub(crate) fn tombstones(&self) -> MutexGuard<'_, BTreeMap<String, Tombstone>> {
         self.tombstones.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub(crate) fn count(&self) -> usize {
         self.tombstones().len()
+    }
+
+    /// How many tombstones are deletions, and how many old names of renames.
+    pub(crate) fn counts(&self) -> (usize, usize) {
+        let map = self.tombstones();
+        let moved = map.values().filter(|t| t.moved_to.is_some()).count();
+        (map.len() - moved, moved)
     }
 
     pub(crate) fn insert(&self, t: Tombstone) {
@@ -127,9 +132,15 @@ impl TrashState {
         self.tombstones().remove(path);
     }
 
-    /// The tombstone at `path` if a rename (not a delete) left it.
+    /// The tombstone at `path` if a file's rename (not a delete) left it.
     pub(crate) fn moved_tombstone(&self, path: &str) -> Option<Tombstone> {
-        self.tombstones().get(path).filter(|t| t.moved_to.is_some()).cloned()
+        self.tombstones().get(path).filter(|t| t.moved_to.is_some() && !t.is_dir).cloned()
+    }
+
+    /// Whether a tombstone lies strictly below `path`.
+    pub(crate) fn any_below(&self, path: &str) -> bool {
+        let (lo, hi) = crate::index::subtree_bounds(path);
+        self.tombstones().range(lo..hi).next().is_some()
     }
 
     /// Whether a new file stands at `path` over a deleted one still on the provider
@@ -259,20 +270,39 @@ impl Store {
     /// moves to the Trash with that folder.
     pub async fn settle_for_new(&self, path: &str, dir: bool) -> Result<()> {
         let in_replaced = !self.trash.replaced_at_or_above(parent_of(path)).is_empty();
-        let replaceable = || {
-            let t = self.trash.tombstones().get(path).cloned();
-            t.is_some_and(|t| t.moved_to.is_none()) && !self.pending().contains_key(path)
-        };
+        let deleted = || self.trash.tombstones().get(path).is_some_and(|t| t.moved_to.is_none());
+        let replaceable = || deleted() && !self.pending().contains_key(path);
+        // A deleted file whose last changes were never uploaded, made way for by a file.
+        let trashable = || !dir && !in_replaced && deleted() && self.pending().contains_key(path);
         if (self.offline_now() || in_replaced) && replaceable() {
             return self.mark_replaced(path, true);
+        }
+        if self.offline_now() && trashable() {
+            return self.trash_in_journal(path).await;
         }
         match self.settle_path(path, !dir).await {
             Err(Error::Provider(e)) if e.is_unreachable() && replaceable() => {
                 self.unreachable(&e);
                 self.mark_replaced(path, true)
             }
+            Err(Error::Provider(e)) if e.is_unreachable() && trashable() => {
+                self.unreachable(&e);
+                self.trash_in_journal(path).await
+            }
             other => other,
         }
+    }
+
+    /// Takes back the deletion of `path` just made (its own tombstone; what was deleted
+    /// inside it stays deleted): a rename over an empty folder that cannot go on.
+    pub fn undelete(&self, path: &str) -> Result<()> {
+        let plain = self.trash.tombstones().get(path).is_some_and(|t| t.moved_to.is_none() && !t.replaced);
+        if plain {
+            self.index.tombstone_remove(&self.root, path)?;
+            self.trash.remove(path);
+            self.forget_recent_stat(path);
+        }
+        Ok(())
     }
 
     /// Sets or clears `replaced` on the tombstone at `path`, if there is one to change.
@@ -317,14 +347,16 @@ impl Store {
         }
     }
 
-    /// Tombstones with no deleted folder above them: each becomes one trash item.
-    fn top_tombstones(&self) -> Vec<Tombstone> {
+    /// Tombstones with no deleted folder above them: each becomes one trash item. A
+    /// folder renamed in the journal does not count: what was deleted in it, and the
+    /// old names of its files, settle on their own before it does.
+    pub(crate) fn top_tombstones(&self) -> Vec<Tombstone> {
         let map = self.trash.tombstones();
         map.values()
             .filter(|t| {
                 let mut p = parent_of(&t.path);
                 while !p.is_empty() {
-                    if map.contains_key(p) {
+                    if map.get(p).is_some_and(|a| !(a.is_dir && a.moved_to.is_some())) {
                         return false;
                     }
                     p = parent_of(p);
@@ -352,9 +384,12 @@ impl Store {
 
     /// Moves one deleted item into the trash area; `forced` when a new name waits for
     /// its place.
-    async fn settle_one(&self, t: &Tombstone, forced: bool) -> Result<()> {
+    pub(crate) async fn settle_one(&self, t: &Tombstone, forced: bool) -> Result<()> {
         if t.replaced {
             return self.settle_replaced(t).await;
+        }
+        if t.is_dir && t.moved_to.is_some() {
+            return self.settle_moved_dir(t, forced).await;
         }
         if !forced && t.moved_to.as_ref().is_some_and(|to| self.pending().contains_key(to)) {
             // Renamed in the journal: the old name goes once the new one is uploaded, so
@@ -368,7 +403,9 @@ impl Store {
             self.uploads.changed.notify_waiters();
             return Ok(());
         }
-        let pending_here = self.pending().contains_key(&t.path);
+        // A deleted folder made here holds files renamed into it in the journal (else
+        // it would have been dropped as empty): they go to the Trash with it.
+        let pending_here = self.pending().contains_key(&t.path) || self.made.contains(&t.path);
         let meta = self.provider.stat(&t.path).await?;
         if let Some(m) = &meta
             && !t.is_dir
@@ -402,8 +439,15 @@ impl Store {
             self.uploads.changed.notify_waiters();
             return Ok(());
         }
-        let data = self.make_item(t).await?;
-        if pending_here || meta.is_some() {
+        self.move_into_trash(t, pending_here || meta.is_some()).await
+    }
+
+    /// Moves the deleted item of `t` into the trash area; `here` says whether anything
+    /// of it is left to move (on the provider, or pending here).
+    pub(crate) async fn move_into_trash(&self, t: &Tombstone, here: bool) -> Result<()> {
+        let item = t.item();
+        let data = self.make_item(&item).await?;
+        if here {
             let kind = if t.is_dir { EntryKind::Dir } else { EntryKind::File };
             self.rename(&t.path, &data, kind, false).await?;
         } else if self.provider.stat(&data).await?.is_none() {
@@ -413,7 +457,6 @@ impl Store {
             self.drop_tombstones(&t.path);
             return Ok(());
         }
-        let item = TrashItem { id: t.id.clone(), orig: t.orig.clone(), deleted: t.deleted, is_dir: t.is_dir };
         self.index.trash_settled(&self.root, &item, &data)?;
         self.drop_tombstones(&t.path);
         self.drop_tombstones(&data);
@@ -446,10 +489,10 @@ impl Store {
             self.index.replaced_settled(&self.root, None, &t.path)?;
             tracing::debug!(root = %self.root, path = %t.path, "removed a deleted folder holding only folders; the new one there can be created");
         } else {
-            let data = self.make_item(t).await?;
+            let item = t.item();
+            let data = self.make_item(&item).await?;
             let kind = if t.is_dir { ObjectKind::Dir } else { ObjectKind::File };
             self.provider.rename(&t.path, &data, kind).await?;
-            let item = TrashItem { id: t.id.clone(), orig: t.orig.clone(), deleted: t.deleted, is_dir: t.is_dir };
             self.index.replaced_settled(&self.root, Some(&item), &t.path)?;
             tracing::debug!(root = %self.root, path = %t.orig, id = %t.id, "moved to Trash; the new one there can be uploaded");
         }
@@ -461,47 +504,75 @@ impl Store {
         Ok(())
     }
 
-    /// Makes the trash item of `t` with its `info` (written first: an item that has data
+    /// Before an upload into the trash area: makes the item it belongs to unless it is
+    /// on the provider already (one made in the journal, `trash_in_journal`).
+    pub(crate) async fn ensure_trash_item(&self, path: &str) -> Result<()> {
+        let Some(id) = path.strip_prefix(&format!("{TRASH_DIR}/")).and_then(|rest| rest.split('/').next()) else {
+            return Ok(());
+        };
+        if self.provider.stat(&join(&join(TRASH_DIR, id), "info")).await?.is_some() {
+            return Ok(());
+        }
+        let Some(item) = self.index.trash_items(&self.root)?.into_iter().find(|i| i.id == id) else {
+            return Ok(());
+        };
+        self.make_item(&item).await?;
+        Ok(())
+    }
+
+    /// Makes trash item `item` with its `info` (written first: an item that has data
     /// always says where it came from). Returns where its data goes.
-    async fn make_item(&self, t: &Tombstone) -> Result<String> {
-        let item_dir = join(TRASH_DIR, &t.id);
+    async fn make_item(&self, item: &TrashItem) -> Result<String> {
+        let item_dir = join(TRASH_DIR, &item.id);
         for dir in [META_DIR, TRASH_DIR, item_dir.as_str()] {
             self.ensure_dir(dir).await?;
         }
         let info = Info {
-            path: t.orig.clone(),
-            deleted_ns: crate::index::to_ns(t.deleted),
-            kind: if t.is_dir { "dir" } else { "file" }.to_owned(),
+            path: item.orig.clone(),
+            deleted_ns: crate::index::to_ns(item.deleted),
+            kind: if item.is_dir { "dir" } else { "file" }.to_owned(),
         };
         let json = serde_json::to_vec(&info).map_err(|e| Error::io("trash info", e.into()))?;
         self.provider.write_all(&join(&item_dir, "info"), json).await?;
         Ok(join(&item_dir, "data"))
     }
 
-    fn drop_tombstones(&self, path: &str) {
+    pub(crate) fn drop_tombstones(&self, path: &str) {
         self.trash.tombstones().retain(|k, _| k != path && !is_below(k, path));
     }
 
     /// Tombstones follow a rename of a folder above them, and those of files renamed
     /// in the journal follow their contents to the new name.
     pub(crate) fn move_tombstones(&self, from: &str, to: &str) -> Result<()> {
-        let mut map = self.trash.tombstones();
-        let moved: Vec<String> = map.keys().filter(|k| is_below(k, from)).cloned().collect();
-        for old in moved {
-            if let Some(mut t) = map.remove(&old) {
-                t.path = format!("{to}{}", &old[from.len()..]);
-                map.insert(t.path.clone(), t);
+        {
+            let mut map = self.trash.tombstones();
+            let moved: Vec<String> = map.keys().filter(|k| is_below(k, from)).cloned().collect();
+            for old in moved {
+                if let Some(mut t) = map.remove(&old) {
+                    t.path = format!("{to}{}", &old[from.len()..]);
+                    map.insert(t.path.clone(), t);
+                }
             }
         }
-        for t in map.values_mut() {
+        for t in self.retarget_moved(from, to) {
+            self.index.tombstone_add(&self.root, &t)?;
+        }
+        Ok(())
+    }
+
+    /// Files renamed in the journal to `from` or below it now live at `to`: their
+    /// tombstones follow (in memory; returns the changed ones, for the index).
+    pub(crate) fn retarget_moved(&self, from: &str, to: &str) -> Vec<Tombstone> {
+        let mut changed = Vec::new();
+        for t in self.trash.tombstones().values_mut() {
             if let Some(dest) = t.moved_to.as_mut()
                 && (dest == from || is_below(dest, from))
             {
                 *dest = format!("{to}{}", &dest[from.len()..]);
-                self.index.tombstone_add(&self.root, t)?;
+                changed.push(t.clone());
             }
         }
-        Ok(())
+        changed
     }
 
     async fn ensure_dir(&self, path: &str) -> Result<()> {
@@ -559,7 +630,9 @@ impl Store {
             self.index.trash_items(&self.root)?.into_iter().map(|i| (i.id.clone(), i)).collect();
         let on_provider: HashSet<&str> =
             listed.iter().filter(|(_, m)| m.kind == ObjectKind::Dir).map(|(n, _)| n.as_str()).collect();
-        for id in known.keys().filter(|id| !on_provider.contains(id.as_str())) {
+        // An item whose data waits here for its upload (`trash_in_journal`) stays.
+        let waiting = |id: &str| self.pending().keys().any(|p| is_below(p, &join(TRASH_DIR, id)));
+        for id in known.keys().filter(|id| !on_provider.contains(id.as_str()) && !waiting(id)) {
             self.index.trash_remove(&self.root, id)?;
         }
         for id in on_provider.iter().filter(|id| !known.contains_key(**id)) {
@@ -636,6 +709,13 @@ impl Store {
             .into_iter()
             .find(|i| i.id == id)
             .ok_or_else(|| not_found(format!("no item {id} in Trash")))?;
+        if self.offline_now() {
+            // (Even an item still in the journal: its folder must go from the provider.)
+            return Err(crate::journaled_rename::offline(format!(
+                "{}: restoring from Trash needs provider {:?}, which is offline; try again when it is back",
+                item.orig, self.root
+            )));
+        }
         let dest = to.unwrap_or(&item.orig).to_owned();
         if to.is_none() {
             if self.stat(&dest).await?.is_some() {

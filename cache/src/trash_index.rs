@@ -37,6 +37,13 @@ pub struct Tombstone {
 }
 
 /// An item in the provider's trash area (`.oxidrive/trash/<id>`).
+impl Tombstone {
+    /// The trash item this deletion becomes.
+    pub(crate) fn item(&self) -> TrashItem {
+        TrashItem { id: self.id.clone(), orig: self.orig.clone(), deleted: self.deleted, is_dir: self.is_dir }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrashItem {
     pub id: String,
@@ -109,7 +116,7 @@ impl Index {
     }
 
     pub fn trash_put(&self, root: &str, item: &TrashItem) -> Result<()> {
-        insert_item(&self.conn(), root, item)
+        Ok(insert_item(&self.conn(), root, item)?)
     }
 
     pub fn trash_items(&self, root: &str) -> Result<Vec<TrashItem>> {
@@ -123,6 +130,12 @@ impl Index {
 
     pub fn trash_remove(&self, root: &str, id: &str) -> Result<()> {
         self.conn().execute("DELETE FROM trash WHERE root = ?1 AND id = ?2", params![root, id])?;
+        Ok(())
+    }
+
+    /// Drops the tombstone at `path` only (not those below it).
+    pub fn tombstone_remove(&self, root: &str, path: &str) -> Result<()> {
+        self.conn().execute("DELETE FROM tombstones WHERE root = ?1 AND path = ?2", params![root, path])?;
         Ok(())
     }
 }
@@ -149,11 +162,9 @@ pub(crate) fn tombstone_add_in(conn: &rusqlite::Connection, root: &str, t: &Tomb
     Ok(())
 }
 
-fn insert_item(conn: &rusqlite::Connection, root: &str, item: &TrashItem) -> Result<()> {
-    conn.execute(
-        "INSERT OR REPLACE INTO trash (root, id, orig, at_ns, is_dir) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![root, item.id, item.orig, to_ns(item.deleted), item.is_dir],
-    )?;
+pub(crate) fn insert_item(conn: &rusqlite::Connection, root: &str, item: &TrashItem) -> rusqlite::Result<()> {
+    conn.prepare_cached("INSERT OR REPLACE INTO trash (root, id, orig, at_ns, is_dir) VALUES (?1, ?2, ?3, ?4, ?5)")?
+        .execute(params![root, item.id, item.orig, to_ns(item.deleted), item.is_dir])?;
     Ok(())
 }
 

@@ -67,6 +67,9 @@ pub struct StoreStatus {
     pub oldest_pending: Option<SystemTime>,
     /// Deleted items not yet moved into the provider's Trash.
     pub deleting: usize,
+    /// Items renamed in the journal whose old names are still on the provider (they
+    /// go once the new names are uploaded).
+    pub renaming: usize,
 }
 
 /// The state of one file, as `user.oxidrive.state` shows it.
@@ -122,6 +125,15 @@ impl Store {
                 Ok(n) => tracing::info!(root = %store.root, removed = n, "removed interrupted uploads"),
                 Err(e) => tracing::debug!(root = %store.root, error = %e, "could not sweep interrupted uploads"),
             }
+            // The top folder lists offline only if its listing was recorded once: a
+            // user who went straight into a subfolder never listed it. Recorded for
+            // offline use only: lookups keep asking the provider as before.
+            if !store.offline_now()
+                && matches!(store.index.remote_listed(&store.root, ""), Ok(false))
+                && let Err(e) = store.record_top_listing().await
+            {
+                tracing::debug!(root = %store.root, error = %e, "could not list the top folder");
+            }
         });
     }
 
@@ -161,6 +173,7 @@ impl Store {
         let health = self.health();
         let all = self.pending();
         let pending: Vec<&Pending> = all.values().filter(|p| p.created.is_none()).collect();
+        let (deleting, renaming) = self.trash.counts();
         StoreStatus {
             name: self.root.clone(),
             online: health.online,
@@ -170,7 +183,8 @@ impl Store {
             pending_bytes: pending.iter().map(|p| p.copy.len().unwrap_or(p.entry.size)).sum(),
             uploading: pending.iter().filter(|p| p.uploading).count(),
             oldest_pending: pending.iter().map(|p| p.entry.since).min(),
-            deleting: self.trash.count(),
+            deleting,
+            renaming,
         }
     }
 
@@ -247,6 +261,7 @@ impl Store {
         let started = Instant::now();
         let result = async {
             let mut attempt = 1;
+            self.ensure_trash_item(&path).await?;
             loop {
                 let remote = self.provider.stat(&path).await?;
                 if Self::is_conflict(remote.as_ref(), is_new, base) {
@@ -304,11 +319,14 @@ impl Store {
                             p.copy.keep(false);
                             // Now a clean copy of the provider's version: the read cache
                             // keeps it, unless a writer still has it open.
+                            let holders = Arc::strong_count(&p.copy);
                             if let Some(m) = &meta
-                                && Arc::strong_count(&p.copy) <= 2
+                                && holders <= 2
                                 && let Err(e) = self.config.copies.adopt(&self.root, &path, p.copy, (m.size, m.mtime))
                             {
                                 tracing::warn!(root = %self.root, path, error = %e, "could not keep the uploaded copy as cache");
+                            } else if holders > 2 {
+                                tracing::debug!(root = %self.root, path, holders, "uploaded copy still open; not kept as cache");
                             }
                         }
                         tracing::debug!(root = %self.root, path, ms = started.elapsed().as_millis() as u64, "uploaded");

@@ -122,6 +122,9 @@ fn status_line(st: &StoreStatus, held: usize, conflicts: usize) -> String {
     if st.deleting > 0 {
         line.push_str(&format!("; {} deleted items moving to Trash", st.deleting));
     }
+    if st.renaming > 0 {
+        line.push_str(&format!("; {} renamed items whose old names wait to go", st.renaming));
+    }
     if st.pending_files == 0 {
         line.push_str("; all uploaded");
     } else {

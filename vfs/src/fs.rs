@@ -985,7 +985,23 @@ impl Vfs {
         let Some(h) = self.handles().remove(&fh) else { return Ok(()) };
         let last = self.inodes().get(h.ino).map(|n| n.handles <= 1).unwrap_or(true);
         let result = if last && h.file.is_dirty() { self.commit(h.ino, &h.file).await } else { Ok(()) };
+        let loc = self.locate(h.ino);
         self.release_open_file(h.ino);
+        // Opened for writing and closed unchanged: its copy (taken out of the cache, or
+        // downloaded) still holds the version shown, so the cache keeps it.
+        if last
+            && result.is_ok()
+            && !h.file.is_dirty()
+            && let Some(staging) = h.file.staging()
+            && let Ok(loc) = loc
+            && !loc.unlinked
+            && loc.place != Place::Virtual
+            && !loc.in_trash()
+            && let Ok(store) = self.store(&loc)
+            && let Err(e) = store.keep_clean_copy(&loc.path, staging)
+        {
+            tracing::debug!(path = %loc.path, error = %e, "could not keep an unchanged copy as cache");
+        }
         result
     }
 
@@ -1082,10 +1098,15 @@ impl Vfs {
                     if !list.is_empty() {
                         return Err(Error::new(ErrorKind::DirectoryNotEmpty, to));
                     }
-                    // Whatever was deleted inside it goes to Trash; the folder itself is replaced.
+                    // Whatever was deleted inside it goes to Trash; the folder itself is
+                    // replaced. If it cannot go now (offline), it stays: nothing changes.
                     let replaced = async {
                         store.delete(&to, EntryKind::Dir).await?;
-                        store.settle_path(&to, false).await
+                        let settled = store.settle_path(&to, false).await;
+                        if settled.is_err() {
+                            store.undelete(&to)?;
+                        }
+                        settled
                     };
                     replaced.await.map_err(|e| Error::from_cache(e, format!("rmdir {to}")))?;
                 }
