@@ -1100,7 +1100,10 @@ impl Vfs {
                     }
                     // Whatever was deleted inside it goes to Trash; the folder itself is
                     // replaced. If it cannot go now (offline), it stays: nothing changes.
+                    // A folder made over a deleted one first sends that one to the Trash,
+                    // while the made folder still stands to take the deletion back to.
                     let replaced = async {
+                        store.settle_path(&to, false).await?;
                         store.delete(&to, EntryKind::Dir).await?;
                         let settled = store.settle_path(&to, false).await;
                         if settled.is_err() {
