@@ -985,15 +985,14 @@ impl Vfs {
         let Some(h) = self.handles().remove(&fh) else { return Ok(()) };
         let last = self.inodes().get(h.ino).map(|n| n.handles <= 1).unwrap_or(true);
         let result = if last && h.file.is_dirty() { self.commit(h.ino, &h.file).await } else { Ok(()) };
-        let loc = self.locate(h.ino);
-        self.release_open_file(h.ino);
         // Opened for writing and closed unchanged: its copy (taken out of the cache, or
-        // downloaded) still holds the version shown, so the cache keeps it.
-        if last
-            && result.is_ok()
-            && !h.file.is_dirty()
-            && let Some(staging) = h.file.staging()
-            && let Ok(loc) = loc
+        // downloaded) still holds the version shown, so the cache keeps it. (A written
+        // file's copy is its pending change already.)
+        let unchanged = last && result.is_ok() && !h.file.ever_changed();
+        let loc = unchanged.then(|| self.locate(h.ino));
+        self.release_open_file(h.ino);
+        if let Some(staging) = h.file.staging()
+            && let Some(Ok(loc)) = loc
             && !loc.unlinked
             && loc.place != Place::Virtual
             && !loc.in_trash()

@@ -96,4 +96,9 @@ impl OpenFile {
     pub fn is_dirty(&self) -> bool {
         self.pending().is_some()
     }
+
+    /// Whether anything changed it since it was opened (committed or not).
+    pub fn ever_changed(&self) -> bool {
+        self.changed.load(Ordering::Acquire) != 0
+    }
 }
