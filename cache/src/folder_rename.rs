@@ -49,13 +49,15 @@ impl Store {
         }
         // Deleted files below with changes never uploaded: those changes stay deleted,
         // so they must not move with the folder. A deleted file's go to the Trash in the
-        // journal; anything else (inside a deleted folder) waits for the provider.
+        // journal; anything else (inside a deleted folder) waits for the provider, and so
+        // does a deleted made folder (kept until what was deleted in it reaches the Trash).
         let deleted: Vec<String> =
             self.pending().keys().filter(|p| is_below(p, from) && self.is_trashed(p)).cloned().collect();
-        for path in &deleted {
-            let plain = self.trash.tombstones().get(path).is_some_and(|t| t.moved_to.is_none() && !t.is_dir);
+        let deleted_made = self.made.below(from).into_iter().filter(|d| self.is_trashed(d));
+        for path in deleted.iter().cloned().chain(deleted_made) {
+            let plain = self.trash.tombstones().get(&path).is_some_and(|t| t.moved_to.is_none() && !t.is_dir);
             if !plain {
-                tracing::error!(root = %self.root, from, path, "cannot rename a folder holding changes deleted inside a deleted folder while its provider is offline");
+                tracing::error!(root = %self.root, from, path, "cannot rename a folder holding deleted changes or a deleted made folder while its provider is offline");
                 return Err(offline(format!(
                     "{from}: renaming this folder needs provider {:?}, which is offline (something deleted in it \
                      waits to reach the Trash); try again when it is back",

@@ -688,8 +688,15 @@ fn symlinks_as_files(snap: &std::collections::BTreeMap<PathBuf, Node>) -> std::c
 /// grew too long for S3; their uploads then failed for good.
 /// 7349775917734781442 (300 steps): a folder renamed over a folder made where one was
 /// deleted, refused offline, brought the deleted one back, unlisted (EIO).
-const OFFLINE_SEEDS: [(u64, usize); 4] =
-    [(15469272657832429347, 300), (10879173096186390723, 600), (1428717364193948290, 700), (7349775917734781442, 300)];
+/// 12816014839252939198 (500 steps): a folder renamed offline took along a made
+/// folder deleted inside it (kept for what was deleted in it), which showed again.
+const OFFLINE_SEEDS: [(u64, usize); 5] = [
+    (15469272657832429347, 300),
+    (10879173096186390723, 600),
+    (1428717364193948290, 700),
+    (7349775917734781442, 300),
+    (12816014839252939198, 500),
+];
 
 /// Half the steps online, half offline (see the module comment), on an encrypted S3
 /// store; then a remount offline, the provider back, and a fresh mount of it.
