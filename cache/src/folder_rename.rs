@@ -104,10 +104,7 @@ impl Store {
             if !self.hold_locally(path, *kind).await? {
                 return Err(self.not_here(path)); // evicted meanwhile
             }
-            let version = match self.pending().get(path).and_then(|p| p.entry.base) {
-                Some(base) => Some(base),
-                None => self.current_version(path)?,
-            };
+            let version = self.held_version(path)?;
             tombstones.push(Tombstone {
                 id: new_id()?,
                 path: path.clone(),

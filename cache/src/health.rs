@@ -109,4 +109,14 @@ impl Store {
     pub(crate) fn current_version(&self, path: &str) -> Result<Option<Version>> {
         Ok(self.index.remote_get(&self.root, path)?.filter(|r| !r.is_dir).map(|r| (r.size, r.mtime)))
     }
+
+    /// What the provider holds at `path` as far as we know: the version a pending
+    /// change started from, else the last one seen. (A pending file that replaces an
+    /// object left by a file renamed away in the journal may have no mirror record.)
+    pub(crate) fn held_version(&self, path: &str) -> Result<Option<Version>> {
+        match self.pending().get(path).and_then(|p| p.entry.base) {
+            Some(base) => Ok(Some(base)),
+            None => self.current_version(path),
+        }
+    }
 }

@@ -101,14 +101,7 @@ impl Store {
                 None => self.current_version(to)?,
             },
         };
-        // What the provider holds at `from` as far as we know: the version a pending
-        // change started from, else the last one seen. Unknown (`None`) when a change
-        // meant to overwrite it unchecked (its upload was under way at a crash).
-        let from_base = self.pending().get(from).and_then(|p| p.entry.base);
-        let version = match from_base {
-            Some(base) => Some(base),
-            None => self.current_version(from)?,
-        };
+        let version = self.held_version(from)?;
         if !self.hold_locally(from, kind).await? {
             return Ok(None);
         }

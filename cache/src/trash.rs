@@ -225,7 +225,7 @@ impl Store {
         let _lock = self.locks.lock(&[(parent_of(path), false)]).await;
         let version = match kind {
             EntryKind::Dir => None,
-            _ => self.index.remote_get(&self.root, path)?.map(|r| (r.size, r.mtime)),
+            _ => self.held_version(path)?,
         };
         let t = Tombstone {
             id: new_id()?,
@@ -470,6 +470,7 @@ impl Store {
     async fn settle_replaced(&self, t: &Tombstone) -> Result<()> {
         // Against the new one's removal meanwhile, which would hide the old one again.
         let _lock = self.locks.lock(&[(t.path.as_str(), true)]).await;
+        let moved = self.old_tree(t);
         let meta = self.provider.stat(&t.path).await?;
         let ours = match &meta {
             Some(m) if t.is_dir => m.kind == ObjectKind::Dir,
@@ -483,25 +484,39 @@ impl Store {
                 // waits, saying why, if a file stands there).
                 tracing::info!(root = %self.root, path = %t.path, deleted_version = ?t.version, found = ?(m.size, m.mtime), "deleted here but changed on another device since; keeping that version");
             }
-            self.index.replaced_settled(&self.root, None, &t.path)?;
+            self.index.replaced_settled(&self.root, None, &t.path, &moved)?;
         } else if t.is_dir && self.nothing_to_keep(t) {
             self.delete_objects(&t.path).await?;
-            self.index.replaced_settled(&self.root, None, &t.path)?;
+            self.index.replaced_settled(&self.root, None, &t.path, &moved)?;
             tracing::debug!(root = %self.root, path = %t.path, "removed a deleted folder holding only folders; the new one there can be created");
         } else {
             let item = t.item();
             let data = self.make_item(&item).await?;
             let kind = if t.is_dir { ObjectKind::Dir } else { ObjectKind::File };
             self.provider.rename(&t.path, &data, kind).await?;
-            self.index.replaced_settled(&self.root, Some(&item), &t.path)?;
+            self.index.replaced_settled(&self.root, Some(&item), &t.path, &moved)?;
             tracing::debug!(root = %self.root, path = %t.orig, id = %t.id, "moved to Trash; the new one there can be uploaded");
         }
-        self.drop_tombstones(&t.path);
+        self.trash.tombstones().retain(|k, _| !moved.contains(k));
         self.forget_recent_stats();
         self.made.hurry_tree(&t.path);
         self.uploads.changed.notify_waiters();
         self.uploads.wake.notify_one();
         Ok(())
+    }
+
+    /// The tombstones that go with replaced `t`'s object: its own and, for a folder,
+    /// those of what was deleted in it before it was. Those deleted later, or moved in
+    /// from elsewhere, belong to the new one at its place and stay.
+    fn old_tree(&self, t: &Tombstone) -> Vec<String> {
+        let (lo, hi) = crate::index::subtree_bounds(&t.path);
+        let mut old = vec![t.path.clone()];
+        if t.is_dir {
+            let below = self.trash.tombstones();
+            let inside = |b: &Tombstone| is_below(&b.orig, &t.orig) && b.deleted <= t.deleted;
+            old.extend(below.range(lo..hi).filter(|(_, b)| inside(b)).map(|(k, _)| k.clone()));
+        }
+        old
     }
 
     /// Before an upload into the trash area: makes the item it belongs to unless it is

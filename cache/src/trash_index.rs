@@ -102,12 +102,15 @@ impl Index {
     }
 
     /// Records a replaced tombstone's object as moved into the trash area (`item`; `None`
-    /// if it was gone), in one transaction: the tombstones at and below `path` go (they
-    /// moved with it), and so does the mirror of what the provider held there.
-    pub fn replaced_settled(&self, root: &str, item: Option<&TrashItem>, path: &str) -> Result<()> {
+    /// if it was gone), in one transaction: the tombstones `moved` go (they moved with
+    /// it), and so does the mirror of what the provider held at and below `path`.
+    pub fn replaced_settled(&self, root: &str, item: Option<&TrashItem>, path: &str, moved: &[String]) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        forget_tree_in(&tx, root, path, &["tombstones", "remote", "listed"])?;
+        forget_tree_in(&tx, root, path, &["remote", "listed"])?;
+        for p in moved {
+            tx.prepare_cached("DELETE FROM tombstones WHERE root = ?1 AND path = ?2")?.execute(params![root, p])?;
+        }
         if let Some(item) = item {
             insert_item(&tx, root, item)?;
         }
@@ -281,7 +284,7 @@ mod tests {
         assert_eq!(paths(&index), all, "the new one removed");
         assert!(index.made_dirs("r").unwrap().is_empty());
         let item = TrashItem { id: "b".into(), orig: "b".into(), deleted: at(5), is_dir: true };
-        index.replaced_settled("r", Some(&item), "b").unwrap();
+        index.replaced_settled("r", Some(&item), "b", &all.map(String::from)).unwrap();
         assert!(paths(&index).is_empty());
         assert_eq!(index.remote_get("r", "b").unwrap(), None);
         assert_eq!(index.trash_items("r").unwrap(), vec![item]);

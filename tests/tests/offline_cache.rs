@@ -521,6 +521,50 @@ fn a_file_renamed_offline_then_deleted_goes_to_trash() {
     assert_file(&dest.join("B.bin"), &b, "provider copy of B");
 }
 
+/// Offline, a folder is made where a folder (`old`) and a file (`g`) were deleted, a
+/// file is renamed into each, then deleted there. Back online the old ones go to the
+/// Trash; what was deleted inside the new folders must stay deleted (it went along with
+/// the old ones' deletions once, and its upload then showed it again).
+#[test]
+fn deletions_inside_a_folder_made_over_a_deleted_one_stay_deleted() {
+    let cloud = Cloud::start();
+    let mut m = cloud.mount();
+    let dir = folder(&m);
+    fs::create_dir(dir.join("old")).unwrap();
+    write_file(&m, &dir.join("old/inner.txt"), b"old inner");
+    for (name, data) in [("f.txt", &b"held f"[..]), ("h.txt", b"held h"), ("g", b"the file g"), ("keep.txt", b"kept")] {
+        write_file(&m, &dir.join(name), data);
+    }
+    sync_then_go_offline(&cloud, &m);
+    let sh = |script: &str| {
+        let out = Command::new("sh").arg("-c").arg(script).current_dir(&dir).output().unwrap();
+        assert!(out.status.success(), "offline: {script}: {}\n{}", String::from_utf8_lossy(&out.stderr), tail(&m));
+    };
+    sh("rm -r old && mkdir old && mv f.txt old/f.txt && rm old/f.txt");
+    sh("rm g && mkdir g && mv h.txt g/h.txt && rm g/h.txt && echo new > g/new.txt");
+    assert_lists(&m, &dir.join("old"), &[], "offline, the new old");
+    assert_lists(&m, &dir.join("g"), &["new.txt"], "offline, the new g");
+
+    cloud.proxy.set(Fault::Pass);
+    m.sync();
+    assert_lists(&m, &dir, &["g", "keep.txt", "old", "probe.bin"], "online again");
+    assert_lists(&m, &dir.join("old"), &[], "online again, the new old");
+    assert_lists(&m, &dir.join("g"), &["new.txt"], "online again, the new g");
+    let trash = m.mnt.join("Trash");
+    let mut in_trash = try_names(&trash).unwrap();
+    in_trash.sort();
+    assert_eq!(in_trash, ["f.txt", "g", "h.txt", "old"], "Trash\n{}", tail(&m));
+    assert_reads(&m, &trash.join("f.txt"), b"held f", Duration::from_secs(30), "f.txt in Trash");
+    assert_reads(&m, &trash.join("h.txt"), b"held h", Duration::from_secs(30), "h.txt in Trash");
+    assert_reads(&m, &trash.join("g"), b"the file g", Duration::from_secs(30), "g in Trash");
+    m.unmount();
+    let dest = decrypt(&m);
+    assert_eq!(names(&dest), ["g", "keep.txt", "old", "probe.bin"], "what the provider holds outside its Trash");
+    assert_eq!(names(&dest.join("old")), Vec::<String>::new(), "the provider's new old");
+    assert_eq!(names(&dest.join("g")), ["new.txt"], "the provider's new g");
+    assert_file(&dest.join("g/new.txt"), b"new\n", "provider copy of g/new.txt");
+}
+
 /// `rm f; echo new > f` offline (what `tar -x` over a tree and `git checkout` do), and
 /// `rm f; mv f.new f`: the new file is there at once; the deleted one reaches the Trash
 /// when the provider is back, and only then is the new one uploaded, so the old version
