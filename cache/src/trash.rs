@@ -217,6 +217,12 @@ impl Store {
         {
             return self.remove_file(path).await;
         }
+        // Renamed in the journal onto a name deleted before, whose object still waits
+        // for the Trash: one tombstone cannot stand for both, so that one goes first
+        // (offline this deletion waits for the provider).
+        if kind != EntryKind::Dir && self.trash.is_replaced(path) {
+            self.settle_path(path, false).await?;
+        }
         if kind == EntryKind::Dir && self.made.contains(path) && self.remove_made_dir(path).await? {
             return Ok(());
         }

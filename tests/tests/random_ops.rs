@@ -693,13 +693,17 @@ fn symlinks_as_files(snap: &std::collections::BTreeMap<PathBuf, Node>) -> std::c
 /// 14532374495091252538 (700 steps): a deleted file's tombstone missed the version its
 /// pending change started from (sync never finished), and a file deleted inside a
 /// folder made over a deleted file came back once that file reached the Trash.
-const OFFLINE_SEEDS: [(u64, usize); 6] = [
+/// 11300748527454092258 (700 steps): a file renamed offline onto a deleted name, then
+/// deleted: its tombstone took the deleted one's place, and its upload became a
+/// conflict copy beside that one.
+const OFFLINE_SEEDS: [(u64, usize); 7] = [
     (15469272657832429347, 300),
     (10879173096186390723, 600),
     (1428717364193948290, 700),
     (7349775917734781442, 300),
     (12816014839252939198, 500),
     (14532374495091252538, 700),
+    (11300748527454092258, 700),
 ];
 
 /// Half the steps online, half offline (see the module comment), on an encrypted S3
