@@ -111,8 +111,10 @@ impl Store {
     }
 
     /// What the provider holds at `path` as far as we know: the version a pending
-    /// change started from, else the last one seen. (A pending file that replaces an
-    /// object left by a file renamed away in the journal may have no mirror record.)
+    /// change started from, else the last one seen (a pending file that replaces the
+    /// object a file renamed away in the journal left may have no mirror record).
+    /// Unknown (`None`) when a change meant to overwrite it unchecked (its upload was
+    /// under way at a crash).
     pub(crate) fn held_version(&self, path: &str) -> Result<Option<Version>> {
         match self.pending().get(path).and_then(|p| p.entry.base) {
             Some(base) => Ok(Some(base)),
