@@ -4,7 +4,7 @@
 //! symlinks; renames of what the provider holds reach it at once, deletes go through
 //! the Trash (`trash`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
@@ -367,6 +367,7 @@ impl Store {
             })
             .collect();
         // Files waiting for upload show with their local contents, new ones included.
+        let pending_names: HashSet<String> = pending.iter().map(|(name, ..)| name.clone()).collect();
         for (name, copy, created) in pending {
             let entry = pending_entry(&copy, created.as_ref().or(overlays.get(&name)))?;
             match entries.iter_mut().find(|(n, _)| *n == name) {
@@ -374,9 +375,13 @@ impl Store {
                 None => entries.push((name, entry)),
             }
         }
-        // A made folder also stands over a deleted file the provider still shows.
+        // A made folder also stands over a deleted file the provider still shows; a
+        // new file over a deleted made folder stands over it (as `stat_any` says).
         for path in made {
             let name = name_of(&path).to_owned();
+            if pending_names.contains(&name) {
+                continue;
+            }
             let entry = self.made_entry(&path)?;
             match entries.iter_mut().find(|(n, _)| *n == name) {
                 Some(slot) => slot.1 = entry,

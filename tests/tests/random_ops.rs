@@ -696,7 +696,9 @@ fn symlinks_as_files(snap: &std::collections::BTreeMap<PathBuf, Node>) -> std::c
 /// 11300748527454092258 (700 steps): a file renamed offline onto a deleted name, then
 /// deleted: its tombstone took the deleted one's place, and its upload became a
 /// conflict copy beside that one.
-const OFFLINE_SEEDS: [(u64, usize); 7] = [
+/// 356921765496619473 (700 steps): a symlink made over a deleted made folder (kept
+/// for what was deleted in it) was listed as that folder; the kernel then gave EIO.
+const OFFLINE_SEEDS: [(u64, usize); 8] = [
     (15469272657832429347, 300),
     (10879173096186390723, 600),
     (1428717364193948290, 700),
@@ -704,6 +706,7 @@ const OFFLINE_SEEDS: [(u64, usize); 7] = [
     (12816014839252939198, 500),
     (14532374495091252538, 700),
     (11300748527454092258, 700),
+    (356921765496619473, 700),
 ];
 
 /// Half the steps online, half offline (see the module comment), on an encrypted S3
