@@ -722,6 +722,17 @@ impl Store {
         Ok(())
     }
 
+    /// Refuses, before anything changes, a rename to a name the provider refuses (for a
+    /// folder, also one that would give what waits below it such a name). The caller
+    /// may replace what is at `to` first, which a refusal afterwards could not undo.
+    pub fn check_rename(&self, from: &str, to: &str, kind: EntryKind) -> Result<()> {
+        self.provider.check_name(to)?;
+        if kind == EntryKind::Dir {
+            self.check_names_below(from, to)?;
+        }
+        Ok(())
+    }
+
     /// Refuses a folder's rename that would give what waits below it here (pending
     /// files, made folders) a name the provider refuses (a path too long): their
     /// uploads would fail for good.

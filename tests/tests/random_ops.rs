@@ -698,7 +698,9 @@ fn symlinks_as_files(snap: &std::collections::BTreeMap<PathBuf, Node>) -> std::c
 /// conflict copy beside that one.
 /// 356921765496619473 (700 steps): a symlink made over a deleted made folder (kept
 /// for what was deleted in it) was listed as that folder; the kernel then gave EIO.
-const OFFLINE_SEEDS: [(u64, usize); 8] = [
+/// 14461925598309238489 (1000 steps): a folder renamed over an empty folder to a path
+/// too long for S3: the target was deleted, then the rename refused (ENAMETOOLONG).
+const OFFLINE_SEEDS: [(u64, usize); 9] = [
     (15469272657832429347, 300),
     (10879173096186390723, 600),
     (1428717364193948290, 700),
@@ -707,6 +709,7 @@ const OFFLINE_SEEDS: [(u64, usize); 8] = [
     (14532374495091252538, 700),
     (11300748527454092258, 700),
     (356921765496619473, 700),
+    (14461925598309238489, 1000),
 ];
 
 /// Half the steps online, half offline (see the module comment), on an encrypted S3

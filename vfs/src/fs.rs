@@ -1084,6 +1084,8 @@ impl Vfs {
         if src.kind == EntryKind::Dir && to.starts_with(&format!("{from}/")) {
             return Err(Error::new(ErrorKind::InvalidInput, "cannot move a directory into itself"));
         }
+        // Before anything at `to` is replaced: a name refused afterwards changes nothing.
+        store.check_rename(&from, &to, src.kind).map_err(|e| Error::from_cache(e, format!("rename {from} -> {to}")))?;
         let dst = self.stat_path(&store, &to).await?;
         if let Some(dst) = &dst {
             if mode == RenameMode::NoReplace {
