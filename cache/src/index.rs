@@ -23,6 +23,8 @@ CREATE TABLE IF NOT EXISTS attrs(
     symlink TEXT,
     remote_mtime_ns INTEGER,
     remote_size INTEGER,
+    atime_ns INTEGER,
+    ctime_ns INTEGER,
     PRIMARY KEY(root, path)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS attrs_parent ON attrs(root, parent);
@@ -121,6 +123,17 @@ CREATE TABLE IF NOT EXISTS xattrs(
 ) WITHOUT ROWID;
 ";
 
+/// The `attrs` columns `row_to_overlay` reads (then `path`), for the rows matching `$filter`.
+macro_rules! select_overlay {
+    ($filter:literal) => {
+        concat!(
+            "SELECT mode, uid, gid, mtime_ns, symlink, remote_mtime_ns, remote_size, atime_ns, ctime_ns, path
+             FROM attrs WHERE root = ?1 AND ",
+            $filter
+        )
+    };
+}
+
 /// What the index adds on top of a provider object.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Overlay {
@@ -128,6 +141,11 @@ pub struct Overlay {
     pub uid: Option<u32>,
     pub gid: Option<u32>,
     pub mtime: Option<SystemTime>,
+    /// Set by `utimens`; never by reads (like a `noatime` mount).
+    pub atime: Option<SystemTime>,
+    /// The last change of attributes or contents recorded here; what is shown is the
+    /// later of this and the mtime (a change by another device moves only that).
+    pub ctime: Option<SystemTime>,
     pub symlink: Option<String>,
     /// The provider's (mtime, size) right after our last upload: if the object no
     /// longer matches, another device changed it and our `mtime` no longer applies.
@@ -182,13 +200,11 @@ pub struct Commit<'a> {
     pub copy: &'a str,
     pub size: u64,
     pub is_new: bool,
-    pub mtime: Option<SystemTime>,
     /// Kept from the first commit not yet uploaded.
     pub base: Option<(u64, Option<SystemTime>)>,
-    /// Attributes changed since the last commit (`None` fields stay as recorded).
-    pub mode: Option<u32>,
-    pub uid: Option<u32>,
-    pub gid: Option<u32>,
+    /// Times, mode and owner changed since the last commit (`None` fields stay as
+    /// recorded; the ctime is the commit's own).
+    pub attrs: &'a Overlay,
     /// Notes the file in the recents table, at this time.
     pub recent: Option<SystemTime>,
     /// The contents themselves, sealed (`LocalCopy::inline_image`), for a small file
@@ -296,8 +312,11 @@ impl Index {
         conn.execute_batch(SCHEMA)?;
         // Journals made before conflict detection lack the base columns; before inline
         // commits, the contents column; tombstones before renames in the journal, `moved_to`,
-        // and before new files over offline deletes, `replaced`.
+        // before new files over offline deletes, `replaced`; attributes before atime and
+        // ctime were kept, those.
         for (table, column, kind) in [
+            ("attrs", "atime_ns", "INTEGER"),
+            ("attrs", "ctime_ns", "INTEGER"),
             ("journal", "base_size", "INTEGER"),
             ("journal", "base_mtime_ns", "INTEGER"),
             ("journal", "inline_data", "BLOB"),
@@ -331,22 +350,16 @@ impl Index {
 
     pub fn get(&self, root: &str, path: &str) -> Result<Option<Overlay>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT mode, uid, gid, mtime_ns, symlink, remote_mtime_ns, remote_size
-             FROM attrs WHERE root = ?1 AND path = ?2",
-        )?;
+        let mut stmt = conn.prepare_cached(select_overlay!("path = ?2"))?;
         Ok(stmt.query_row(params![root, path], row_to_overlay).optional()?)
     }
 
     /// Overlays of the direct children of `dir`, by name.
     pub fn children(&self, root: &str, dir: &str) -> Result<Vec<(String, Overlay)>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT mode, uid, gid, mtime_ns, symlink, remote_mtime_ns, remote_size, path
-             FROM attrs WHERE root = ?1 AND parent = ?2",
-        )?;
+        let mut stmt = conn.prepare_cached(select_overlay!("parent = ?2"))?;
         let rows = stmt.query_map(params![root, dir], |row| {
-            let path: String = row.get(7)?;
+            let path: String = row.get(9)?;
             Ok((name_of(&path).to_owned(), row_to_overlay(row)?))
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -384,7 +397,7 @@ impl Index {
                 path,
                 parent_of(path)
             ])?;
-            set_attrs_in(tx, root, parent_of(path), ov.mtime, None, None, None)
+            set_mtime_in(tx, root, parent_of(path), ov.mtime)
         })
     }
 
@@ -528,19 +541,24 @@ impl Index {
     /// power cut once the caller has synced (`sync`). Returns the new sequence number.
     pub fn journal_commit(&self, root: &str, path: &str, c: &Commit<'_>) -> Result<JournalEntry> {
         let body = |tx: &rusqlite::Transaction<'_>| {
+            let a = c.attrs;
+            let ctime = Some(SystemTime::now());
             if let Some(created) = c.created {
                 // The commit's attributes folded in: one write of the new row.
                 let ov = Overlay {
-                    mtime: c.mtime.or(created.mtime),
-                    mode: c.mode.or(created.mode),
-                    uid: c.uid.or(created.uid),
-                    gid: c.gid.or(created.gid),
+                    mtime: a.mtime.or(created.mtime),
+                    atime: a.atime.or(created.atime),
+                    ctime,
+                    mode: a.mode.or(created.mode),
+                    uid: a.uid.or(created.uid),
+                    gid: a.gid.or(created.gid),
                     ..created.clone()
                 };
                 insert(tx, root, path, &ov)?;
-                set_attrs_in(tx, root, parent_of(path), created.mtime, None, None, None)?;
-            } else if c.mtime.is_some() || c.mode.is_some() || c.uid.is_some() || c.gid.is_some() {
-                set_attrs_in(tx, root, path, c.mtime, c.mode, c.uid, c.gid)?;
+                set_mtime_in(tx, root, parent_of(path), created.mtime)?;
+            } else {
+                let Overlay { mtime, atime, mode, uid, gid, .. } = *a;
+                set_attrs_in(tx, root, path, &Overlay { mtime, atime, ctime, mode, uid, gid, ..Overlay::default() })?;
             }
             let entry = self.journal_put(tx, root, path, c)?;
             if let Some(at) = c.recent {
@@ -605,11 +623,8 @@ impl Index {
             copy,
             size: 0,
             is_new: true,
-            mtime: None,
             base: None,
-            mode: None,
-            uid: None,
-            gid: None,
+            attrs: &Overlay::default(),
             recent: None,
             // Empty, so a restart finds it even if its copy never reached a file.
             inline: Some(&[]),
@@ -617,7 +632,7 @@ impl Index {
         };
         let entry = self.journal_put(&tx, root, path, &new)?;
         recent_touch_in(&tx, root, path, now, self.trim_recents())?;
-        set_attrs_in(&tx, root, parent_of(path), Some(now), None, None, None)?;
+        set_mtime_in(&tx, root, parent_of(path), Some(now))?;
         tx.commit()?;
         Ok(entry)
     }
@@ -1178,28 +1193,41 @@ fn recent_touch_in(
     Ok(())
 }
 
-/// Sets the given attributes of one path inside `tx` (`None` keeps what is recorded),
-/// as `update_in` would, but in place: an `INSERT OR REPLACE` also rewrites the row's
-/// `attrs_parent` entry, one more encrypted page in every commit's WAL.
-fn set_attrs_in(
-    tx: &rusqlite::Transaction<'_>,
-    root: &str,
-    path: &str,
-    mtime: Option<SystemTime>,
-    mode: Option<u32>,
-    uid: Option<u32>,
-    gid: Option<u32>,
-) -> rusqlite::Result<()> {
+/// Sets the times, mode and owner `set` has of one path inside `tx` (`None` keeps what
+/// is recorded), as `update_in` would, but in place: an `INSERT OR REPLACE` also
+/// rewrites the row's `attrs_parent` entry, one more encrypted page in every commit's WAL.
+fn set_attrs_in(tx: &rusqlite::Transaction<'_>, root: &str, path: &str, set: &Overlay) -> rusqlite::Result<()> {
     let changed = tx
         .prepare_cached(
             "UPDATE attrs SET mtime_ns = COALESCE(?3, mtime_ns), mode = COALESCE(?4, mode),
-             uid = COALESCE(?5, uid), gid = COALESCE(?6, gid) WHERE root = ?1 AND path = ?2",
+             uid = COALESCE(?5, uid), gid = COALESCE(?6, gid), atime_ns = COALESCE(?7, atime_ns),
+             ctime_ns = COALESCE(?8, ctime_ns) WHERE root = ?1 AND path = ?2",
         )?
-        .execute(params![root, path, mtime.map(to_ns), mode, uid, gid])?;
+        .execute(params![
+            root,
+            path,
+            set.mtime.map(to_ns),
+            set.mode,
+            set.uid,
+            set.gid,
+            set.atime.map(to_ns),
+            set.ctime.map(to_ns)
+        ])?;
     if changed == 0 {
-        insert(tx, root, path, &Overlay { mtime, mode, uid, gid, ..Overlay::default() })?;
+        let Overlay { mtime, atime, ctime, mode, uid, gid, .. } = *set;
+        insert(tx, root, path, &Overlay { mtime, atime, ctime, mode, uid, gid, ..Overlay::default() })?;
     }
     Ok(())
+}
+
+/// A folder's new mtime (something was added to it), in `tx`.
+fn set_mtime_in(
+    tx: &rusqlite::Transaction<'_>,
+    root: &str,
+    dir: &str,
+    mtime: Option<SystemTime>,
+) -> rusqlite::Result<()> {
+    set_attrs_in(tx, root, dir, &Overlay { mtime, ..Overlay::default() })
 }
 
 /// Reads, changes and writes back one overlay inside `tx`.
@@ -1210,10 +1238,7 @@ fn update_in(
     change: impl FnOnce(&mut Overlay),
 ) -> rusqlite::Result<()> {
     let mut ov = tx
-        .prepare_cached(
-            "SELECT mode, uid, gid, mtime_ns, symlink, remote_mtime_ns, remote_size
-             FROM attrs WHERE root = ?1 AND path = ?2",
-        )?
+        .prepare_cached(select_overlay!("path = ?2"))?
         .query_row(params![root, path], row_to_overlay)
         .optional()?
         .unwrap_or_default();
@@ -1228,8 +1253,8 @@ fn insert(tx: &rusqlite::Transaction<'_>, root: &str, path: &str, ov: &Overlay) 
     };
     tx.prepare_cached(
         "INSERT OR REPLACE INTO attrs
-         (root, path, parent, mode, uid, gid, mtime_ns, symlink, remote_mtime_ns, remote_size)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+         (root, path, parent, mode, uid, gid, mtime_ns, symlink, remote_mtime_ns, remote_size, atime_ns, ctime_ns)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     )?
     .execute(params![
         root,
@@ -1241,7 +1266,9 @@ fn insert(tx: &rusqlite::Transaction<'_>, root: &str, path: &str, ov: &Overlay) 
         ov.mtime.map(to_ns),
         ov.symlink,
         rm,
-        rs
+        rs,
+        ov.atime.map(to_ns),
+        ov.ctime.map(to_ns)
     ])?;
     Ok(())
 }
@@ -1283,6 +1310,8 @@ fn row_to_overlay(row: &rusqlite::Row<'_>) -> rusqlite::Result<Overlay> {
         uid: row.get(1)?,
         gid: row.get(2)?,
         mtime: row.get::<_, Option<i64>>(3)?.map(from_ns),
+        atime: row.get::<_, Option<i64>>(7)?.map(from_ns),
+        ctime: row.get::<_, Option<i64>>(8)?.map(from_ns),
         symlink: row.get(4)?,
         remote: remote_size.map(|s| (remote_mtime.map(from_ns), s as u64)),
     })
@@ -1474,11 +1503,8 @@ mod tests {
             copy: "c1",
             size: 3,
             is_new: false,
-            mtime: None,
             base: Some((3, Some(at(2)))),
-            mode: None,
-            uid: None,
-            gid: None,
+            attrs: &Overlay::default(),
             recent: None,
             inline: Some(b"abc"),
             created: None,
@@ -1590,6 +1616,29 @@ mod tests {
         ix.remove_tree("r", "e").unwrap();
         assert_eq!(names(&ix), ["b"]);
         assert_eq!(ix.recent_list("other", 10).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn an_index_made_before_atime_and_ctime_keeps_its_attributes_and_gains_them() {
+        let at = |secs| UNIX_EPOCH + Duration::from_secs(secs);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.sqlite");
+        {
+            let old = Connection::open(&path).unwrap();
+            old.execute_batch(
+                "CREATE TABLE attrs(root TEXT NOT NULL, path TEXT NOT NULL, parent TEXT NOT NULL,
+                 mode INTEGER, uid INTEGER, gid INTEGER, mtime_ns INTEGER, symlink TEXT,
+                 remote_mtime_ns INTEGER, remote_size INTEGER, PRIMARY KEY(root, path)) WITHOUT ROWID;
+                 INSERT INTO attrs (root, path, parent, mode, mtime_ns) VALUES ('r', 'd/f', 'd', 416, 5000000000);",
+            )
+            .unwrap();
+        }
+        let ix = Index::open(&path, None).unwrap();
+        let ov = ix.get("r", "d/f").unwrap().unwrap();
+        assert_eq!((ov.mode, ov.mtime, ov.atime, ov.ctime), (Some(0o640), Some(at(5)), None, None));
+        ix.update("r", "d/f", |o| (o.atime, o.ctime) = (Some(at(7)), Some(at(9)))).unwrap();
+        let (name, ov) = ix.children("r", "d").unwrap().remove(0);
+        assert_eq!((name.as_str(), ov.mode, ov.atime, ov.ctime), ("f", Some(0o640), Some(at(7)), Some(at(9))));
     }
 
     #[test]

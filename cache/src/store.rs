@@ -35,6 +35,10 @@ pub struct Entry {
     pub kind: EntryKind,
     pub size: u64,
     pub mtime: Option<SystemTime>,
+    /// `None`: the mtime is shown.
+    pub atime: Option<SystemTime>,
+    /// `None` or earlier than the mtime: the mtime is shown.
+    pub ctime: Option<SystemTime>,
     pub mode: Option<u32>,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
@@ -490,11 +494,8 @@ impl Store {
             copy: &id,
             size,
             is_new,
-            mtime: attrs.mtime,
             base: copy.base(),
-            mode: attrs.mode,
-            uid: attrs.uid,
-            gid: attrs.gid,
+            attrs,
             recent: Some(SystemTime::now()),
             inline: inline.as_ref().map(|(_, image)| image.as_slice()),
             created: created.as_ref(),
@@ -533,8 +534,7 @@ impl Store {
             uid: Some(uid),
             gid: Some(gid),
             mtime: Some(SystemTime::now()),
-            symlink: None,
-            remote: None,
+            ..Overlay::default()
         };
         self.create_with(path, ov)
     }
@@ -593,7 +593,7 @@ impl Store {
             gid: Some(gid),
             mtime: Some(SystemTime::now()),
             symlink: Some(target.to_owned()),
-            remote: None,
+            ..Overlay::default()
         };
         let copy = self.create_with(path, ov)?;
         copy.write_at(0, target.as_bytes())?;
@@ -883,9 +883,25 @@ impl Store {
         self.index.get(&self.root, path)
     }
 
-    /// Changes attributes kept in the index (mode, owner, mtime).
-    pub fn set_attrs(&self, path: &str, change: impl FnOnce(&mut Overlay)) -> Result<()> {
-        self.index.update(&self.root, path, change)
+    /// Changes the mode, owner and times kept in the index (`None` fields stay as
+    /// recorded); the ctime becomes now. Times set on a file apply to the provider's
+    /// object as it is now, until someone else changes it (`merge`).
+    pub fn set_attrs(&self, path: &str, set: &Overlay) -> Result<()> {
+        let object = match set.mtime.or(set.atime) {
+            Some(_) => self.index.remote_get(&self.root, path)?.filter(|r| !r.is_dir),
+            None => None,
+        };
+        self.index.update(&self.root, path, |ov| {
+            ov.mode = set.mode.or(ov.mode);
+            ov.uid = set.uid.or(ov.uid);
+            ov.gid = set.gid.or(ov.gid);
+            ov.mtime = set.mtime.or(ov.mtime);
+            ov.atime = set.atime.or(ov.atime);
+            ov.ctime = Some(SystemTime::now());
+            if let Some(r) = object {
+                ov.remote = Some((r.mtime, r.size));
+            }
+        })
     }
 
     /// Notes that a file was just created or written (the Recents view).
@@ -955,6 +971,8 @@ fn pending_entry(copy: &LocalCopy, ov: Option<&Overlay>) -> Result<Entry> {
         kind: if ov.is_some_and(|o| o.symlink.is_some()) { EntryKind::Symlink } else { EntryKind::File },
         size: copy.len()?,
         mtime: ov.and_then(|o| o.mtime),
+        atime: ov.and_then(|o| o.atime),
+        ctime: ov.and_then(|o| o.ctime),
         mode: ov.and_then(|o| o.mode),
         uid: ov.and_then(|o| o.uid),
         gid: ov.and_then(|o| o.gid),
@@ -999,6 +1017,8 @@ pub(crate) fn merge(meta: &RemoteEntry, ov: Option<&Overlay>) -> Entry {
         kind,
         size,
         mtime: if ours { ov.and_then(|o| o.mtime).or(meta.mtime) } else { meta.mtime },
+        atime: if ours { ov.and_then(|o| o.atime) } else { None },
+        ctime: ov.and_then(|o| o.ctime),
         mode: ov.and_then(|o| o.mode),
         uid: ov.and_then(|o| o.uid),
         gid: ov.and_then(|o| o.gid),
@@ -1015,17 +1035,22 @@ mod tests {
     }
 
     #[test]
-    fn overlay_mtime_applies_only_while_the_object_is_ours() {
+    fn overlay_times_apply_only_while_the_object_is_ours() {
         let mine = SystemTime::UNIX_EPOCH + Duration::from_secs(5);
+        let (read, changed_at) = (SystemTime::UNIX_EPOCH + Duration::from_secs(6), Some(meta(0, 150).mtime.unwrap()));
         let ov = Overlay {
             mtime: Some(mine),
+            atime: Some(read),
+            ctime: changed_at,
             remote: Some((meta(3, 100).mtime, 3)),
             mode: Some(0o600),
             ..Default::default()
         };
-        assert_eq!(merge(&meta(3, 100), Some(&ov)).mtime, Some(mine));
+        let same = merge(&meta(3, 100), Some(&ov));
+        assert_eq!((same.mtime, same.atime, same.ctime), (Some(mine), Some(read), changed_at));
         let changed = merge(&meta(4, 200), Some(&ov));
-        assert_eq!(changed.mtime, meta(4, 200).mtime);
+        assert_eq!((changed.mtime, changed.atime), (meta(4, 200).mtime, None));
+        assert_eq!(changed.ctime, changed_at, "shown as the later of it and the mtime");
         assert_eq!(changed.mode, Some(0o600));
     }
 

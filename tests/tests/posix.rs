@@ -627,6 +627,97 @@ fn mtime_set_on_an_open_written_file_survives_its_upload() {
 }
 
 #[test]
+fn times_set_by_utimens_hold_on_every_file_and_across_remounts() {
+    let mut m = TestMount::plain();
+    let l = m.local();
+    let b = m.plain_backing().unwrap();
+    // A file another device put there (never uploaded from here), and one written here.
+    fs::write(b.join("theirs"), b"from elsewhere").unwrap();
+    fs::write(l.join("ours"), b"written here").unwrap();
+    m.sync();
+    assert_eq!(names(&l), ["ours", "theirs"]);
+    let atime = filetime::FileTime::from_unix_time(1_100_000_000, 123_456_789);
+    let mtime = filetime::FileTime::from_unix_time(1_000_000_000, 987_654_321);
+    for n in ["theirs", "ours"] {
+        filetime::set_file_times(l.join(n), atime, mtime).unwrap();
+    }
+    let times = |n: &str| {
+        let s = fs::metadata(l.join(n)).unwrap();
+        (s.atime(), s.atime_nsec(), s.mtime(), s.mtime_nsec())
+    };
+    let want = (1_100_000_000, 123_456_789, 1_000_000_000, 987_654_321);
+    std::thread::sleep(Duration::from_millis(1100)); // past the kernel's attribute cache
+    for n in ["theirs", "ours"] {
+        assert_eq!(times(n), want, "{n} after utimens");
+    }
+    m.remount();
+    for n in ["theirs", "ours"] {
+        assert_eq!(times(n), want, "{n} after a remount");
+    }
+    assert_eq!(fs::read(l.join("theirs")).unwrap(), b"from elsewhere");
+    // Another device's change of the file is newer than our times: its own show.
+    fs::write(b.join("theirs"), b"changed elsewhere").unwrap();
+    let at = fs::metadata(b.join("theirs")).unwrap().mtime();
+    let fresh = wait_until(Duration::from_secs(10), || fs::metadata(l.join("theirs")).unwrap().mtime() == at);
+    assert!(fresh, "the other device's mtime is shown");
+    assert_eq!(fs::read(l.join("theirs")).unwrap(), b"changed elsewhere");
+}
+
+#[test]
+fn ctime_follows_changes_of_contents_attributes_and_names() {
+    let mut m = TestMount::start();
+    let l = m.local();
+    fs::write(l.join("f"), b"one").unwrap();
+    let ctime = |n: &str| {
+        let s = fs::metadata(l.join(n)).unwrap();
+        (s.ctime(), s.ctime_nsec())
+    };
+    let mtime = |n: &str| fs::metadata(l.join(n)).unwrap().modified().unwrap();
+    let written = mtime("f");
+    let mut last = ctime("f");
+    assert!(last >= (written.duration_since(UNIX_EPOCH).unwrap().as_secs() as i64, 0));
+    let steps: [(&str, &dyn Fn() -> &'static str); 5] = [
+        ("chmod", &|| {
+            fs::set_permissions(l.join("f"), fs::Permissions::from_mode(0o600)).unwrap();
+            "f"
+        }),
+        ("utimens", &|| {
+            filetime::set_file_mtime(l.join("f"), filetime::FileTime::from_unix_time(1_000_000_000, 0)).unwrap();
+            "f"
+        }),
+        ("rename", &|| {
+            fs::rename(l.join("f"), l.join("g")).unwrap();
+            "g"
+        }),
+        ("atime only", &|| {
+            filetime::set_file_atime(l.join("g"), filetime::FileTime::from_unix_time(1_200_000_000, 0)).unwrap();
+            "g"
+        }),
+        ("write", &|| {
+            fs::write(l.join("g"), b"two").unwrap();
+            "g"
+        }),
+    ];
+    for (what, step) in steps {
+        std::thread::sleep(Duration::from_millis(20));
+        let name = step();
+        // The kernel may keep the old attributes for up to 1 s (after a rename).
+        let changed = wait_until(Duration::from_secs(3), || ctime(name) > last);
+        assert!(changed, "{what} changes the ctime (still {last:?})");
+        last = ctime(name);
+        if what == "chmod" {
+            assert_eq!(mtime("f"), written, "chmod leaves the mtime");
+        }
+        if what == "rename" {
+            assert_eq!(fs::metadata(l.join("g")).unwrap().mtime(), 1_000_000_000, "rename leaves the mtime");
+        }
+    }
+    m.remount();
+    assert_eq!(ctime("g"), last, "the ctime after a remount");
+    assert_eq!(fs::read(l.join("g")).unwrap(), b"two");
+}
+
+#[test]
 fn directory_mtime_changes_with_its_entries() {
     let m = TestMount::start();
     let l = m.local();

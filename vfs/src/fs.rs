@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
-use oxidrive_cache::{Entry, EntryKind, FileState, Store};
+use oxidrive_cache::{Entry, EntryKind, FileState, Overlay, Store};
 use oxidrive_providers::{META_DIR, join};
 
 use crate::attr::{Attr, Caller, DirEntry, FileKind, SetAttr, StatFs, killed_suidgid};
@@ -14,7 +14,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::inode::{Inodes, Located, Place};
 use crate::layout::{MY_DRIVE_INO, RECENTS_INO, ROOT_INO, SHARED_INO, TRASH_INO, VIEWS};
 use crate::name;
-use crate::open_file::OpenFile;
+use crate::open_file::{DeferredAttrs, OpenFile};
 use crate::recents::{Recent, display_names};
 use crate::trash_names::{self, Trashed};
 
@@ -259,21 +259,26 @@ impl Vfs {
     fn entry_attr(&self, ino: u64, entry: &Entry, open: Option<&Arc<OpenFile>>) -> Result<Attr> {
         let mut attr =
             self.make_attr(ino, kind_of(entry.kind), entry.size, entry.mtime, entry.mode, entry.uid, entry.gid);
+        attr.atime = entry.atime.unwrap_or(attr.mtime);
         if let Some(of) = open {
             if let Some(staging) = of.staging() {
                 attr.size = staging.len().map_err(|e| Error::from_cache(e, "size of open file"))?;
                 attr.blocks = attr.size.div_ceil(512);
             }
             if let Some(m) = of.mtime() {
-                (attr.mtime, attr.ctime, attr.atime) = (m, m, m);
+                attr.mtime = m;
             }
             let deferred = of.deferred_attrs();
+            attr.atime = deferred.atime.or(entry.atime).unwrap_or(attr.mtime);
             if let Some(mode) = deferred.mode {
                 attr.perm = (mode & 0o7777) as u16;
             }
             attr.uid = deferred.uid.unwrap_or(attr.uid);
             attr.gid = deferred.gid.unwrap_or(attr.gid);
         }
+        // Changing contents changes both times; a later mtime (a write not committed
+        // yet, or a change by another device) is the later change.
+        attr.ctime = entry.ctime.map_or(attr.mtime, |c| c.max(attr.mtime));
         Ok(attr)
     }
 
@@ -364,7 +369,16 @@ impl Vfs {
         if loc.unlinked {
             // Only an open file survives unlinking; its staging copy has the truth.
             let of = loc.open.as_ref().ok_or_else(|| Error::new(ErrorKind::NotFound, "file was removed"))?;
-            let fake = Entry { kind: EntryKind::File, size: 0, mtime: None, mode: None, uid: None, gid: None };
+            let fake = Entry {
+                kind: EntryKind::File,
+                size: 0,
+                mtime: None,
+                atime: None,
+                ctime: None,
+                mode: None,
+                uid: None,
+                gid: None,
+            };
             let mut attr = self.entry_attr(ino, &fake, Some(of))?;
             attr.nlink = 0;
             return Ok(attr);
@@ -413,8 +427,15 @@ impl Vfs {
             self.release_open_file(ino);
             result?;
         }
-        if !loc.unlinked && (set.mode.is_some() || set.uid.is_some() || set.gid.is_some() || set.mtime.is_some()) {
+        if !loc.unlinked
+            && (set.mode.is_some()
+                || set.uid.is_some()
+                || set.gid.is_some()
+                || set.mtime.is_some()
+                || set.atime.is_some())
+        {
             let mtime = set.mtime.map(|t| t.resolve());
+            let atime = set.atime.map(|t| t.resolve());
             // On a file with uncommitted writes (tar: write, futimens, fchown, fchmod,
             // close) the change goes into the commit that is sure to come, like the
             // writes: one journal transaction per file instead of one per call.
@@ -426,36 +447,32 @@ impl Vfs {
                     }
                     let dirty = of.is_dirty();
                     if dirty {
-                        of.defer_attrs(set.mode.map(|m| m & 0o7777), set.uid, set.gid);
+                        of.defer_attrs(DeferredAttrs {
+                            mode: set.mode.map(|m| m & 0o7777),
+                            uid: set.uid,
+                            gid: set.gid,
+                            atime,
+                        });
                     }
                     dirty
                 }
                 None => false,
             };
             if !deferred {
-                self.record_attrs(&store, &loc.path, set, mtime)?;
+                let attrs = Overlay {
+                    mode: set.mode.map(|m| m & 0o7777),
+                    uid: set.uid,
+                    gid: set.gid,
+                    mtime,
+                    atime,
+                    ..Overlay::default()
+                };
+                store
+                    .set_attrs(&loc.path, &attrs)
+                    .map_err(|e| Error::from_cache(e, format!("setattr {}", loc.path)))?;
             }
         }
         self.getattr(ino).await
-    }
-
-    fn record_attrs(&self, store: &Store, path: &str, set: SetAttr, mtime: Option<SystemTime>) -> Result<()> {
-        store
-            .set_attrs(path, |ov| {
-                if let Some(mode) = set.mode {
-                    ov.mode = Some(mode & 0o7777);
-                }
-                if set.uid.is_some() {
-                    ov.uid = set.uid;
-                }
-                if set.gid.is_some() {
-                    ov.gid = set.gid;
-                }
-                if mtime.is_some() {
-                    ov.mtime = mtime;
-                }
-            })
-            .map_err(|e| Error::from_cache(e, format!("setattr {path}")))
     }
 
     // ---- views --------------------------------------------------------------------
@@ -748,7 +765,7 @@ impl Vfs {
         if loc.place == Place::Virtual {
             return;
         }
-        if let Err(e) = store.set_attrs(&loc.path, |ov| ov.mtime = Some(SystemTime::now())) {
+        if let Err(e) = store.set_attrs(&loc.path, &Overlay { mtime: Some(SystemTime::now()), ..Overlay::default() }) {
             tracing::warn!(path = %loc.path, error = %e, "could not update directory mtime");
         }
     }
@@ -964,8 +981,9 @@ impl Vfs {
         let store = self.store(&loc)?.clone();
         let staging = of.staging().ok_or_else(|| Error::new(ErrorKind::Io, "changed file has no staging copy"))?;
         let deferred = of.deferred_attrs();
-        let attrs = oxidrive_cache::Overlay {
+        let attrs = Overlay {
             mtime: of.mtime(),
+            atime: deferred.atime,
             mode: deferred.mode,
             uid: deferred.uid,
             gid: deferred.gid,
@@ -1143,6 +1161,10 @@ impl Vfs {
         self.touch_dir(&store, parent);
         if newparent != parent {
             self.touch_dir(&store, newparent);
+        }
+        // A rename changes what moved's ctime, as on local filesystems.
+        if let Err(e) = store.set_attrs(&to, &Overlay::default()) {
+            tracing::warn!(path = %to, error = %e, "could not record the ctime of a rename");
         }
         Ok(())
     }

@@ -23,7 +23,7 @@ pub(crate) struct OpenFile {
     mtime: Mutex<Option<SystemTime>>,
     /// Size when opened without a local copy, to clamp reads from the provider.
     pub size_at_open: AtomicU64,
-    /// chmod / chown made while the file had uncommitted changes: recorded with them
+    /// chmod / chown / atime set while the file had uncommitted changes: recorded with them
     /// by the next commit (one journal transaction, not one per call), shown meanwhile.
     attrs: Mutex<DeferredAttrs>,
 }
@@ -34,6 +34,7 @@ pub(crate) struct DeferredAttrs {
     pub mode: Option<u32>,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
+    pub atime: Option<SystemTime>,
 }
 
 impl OpenFile {
@@ -77,11 +78,12 @@ impl OpenFile {
 
     /// Only with the `commit` lock held and the file dirty, so a commit is sure to
     /// come and cannot be half-way.
-    pub fn defer_attrs(&self, mode: Option<u32>, uid: Option<u32>, gid: Option<u32>) {
+    pub fn defer_attrs(&self, set: DeferredAttrs) {
         let mut a = self.attrs.lock().unwrap_or_else(|p| p.into_inner());
-        a.mode = mode.or(a.mode);
-        a.uid = uid.or(a.uid);
-        a.gid = gid.or(a.gid);
+        a.mode = set.mode.or(a.mode);
+        a.uid = set.uid.or(a.uid);
+        a.gid = set.gid.or(a.gid);
+        a.atime = set.atime.or(a.atime);
     }
 
     pub fn deferred_attrs(&self) -> DeferredAttrs {
