@@ -42,6 +42,22 @@ impl Store {
         !self.uploads.health.lock().unwrap_or_else(PoisonError::into_inner).online
     }
 
+    /// `offline_now`, or else whether a request about `path` finds the provider gone
+    /// (marking it offline): for a change that must not start on the provider only to
+    /// fail half-way, such as a folder's rename, right after the network dropped.
+    pub(crate) async fn found_offline(&self, path: &str) -> bool {
+        if self.offline_now() {
+            return true;
+        }
+        match self.provider.stat(path).await {
+            Err(e) if e.is_unreachable() => {
+                self.unreachable(&e);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Asks the provider whether it answers again (a real request: a listing of the
     /// top folder), while offline.
     pub(crate) async fn probe(&self) {

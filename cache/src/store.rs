@@ -688,9 +688,9 @@ impl Store {
             self.provider.check_name(to)?;
             self.index.rename_tree_with(&self.root, from, to, over_remote, None)?;
             None
-        } else if kind == EntryKind::Dir && to_free && self.offline_now() {
-            // (Not as a fallback when the provider fails during its own rename: that
-            // may have moved part of the folder already.)
+        } else if kind == EntryKind::Dir && to_free && self.found_offline(from).await {
+            // Asked first, not as a fallback when the provider fails during its own
+            // rename: that may have moved part of the folder already.
             return self.rename_dir_in_journal(from, to).await;
         } else {
             self.rename_held(from, to, kind, over_remote, absorbed).await?

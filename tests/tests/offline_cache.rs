@@ -902,6 +902,41 @@ fn a_folder_renamed_offline_is_copied_in_the_journal() {
     assert_file(&dest.join("cold/c.bin"), &b, "provider copy of cold/c.bin, not moved");
 }
 
+/// The first request after the network drops finds out; when that request is a
+/// folder's rename, it is journaled like any offline one instead of failing.
+#[test]
+fn a_folder_renamed_right_after_the_network_drops_is_journaled() {
+    let cloud = Cloud::start();
+    let mut m = cloud.mount();
+    let dir = folder(&m);
+    fs::create_dir_all(dir.join("proj/sub")).unwrap();
+    write_file(&m, &dir.join("proj/a.txt"), b"alpha");
+    write_file(&m, &dir.join("proj/sub/b.txt"), b"beta");
+    m.sync();
+    assert_lists(&m, &dir.join("proj"), &["a.txt", "sub"], "online");
+    assert_lists(&m, &dir.join("proj/sub"), &["b.txt"], "online");
+    assert!(provider_line(&status(&m), NAME).contains("online"), "online before the drop");
+
+    // Listed just before: the new name's absence is known without asking the provider.
+    assert_lists(&m, &dir, &["proj"], "online");
+    cloud.proxy.set(Fault::Refuse);
+    fs::rename(dir.join("proj"), dir.join("work"))
+        .unwrap_or_else(|e| panic!("mv proj work right after the drop: {e}\n{}", tail(&m)));
+    assert!(provider_line(&status(&m), NAME).contains("OFFLINE"), "the rename found the provider gone");
+    assert_lists(&m, &dir, &["work"], "offline, after the rename");
+    assert_reads(&m, &dir.join("work/a.txt"), b"alpha", Duration::from_secs(10), "offline");
+    assert_reads(&m, &dir.join("work/sub/b.txt"), b"beta", Duration::from_secs(10), "offline");
+
+    cloud.proxy.set(Fault::Pass);
+    m.sync();
+    assert_lists(&m, &dir, &["work"], "back online");
+    m.unmount();
+    let dest = decrypt(&m);
+    assert_eq!(names(&dest), ["work"], "what the provider holds outside its Trash");
+    assert_file(&dest.join("work/a.txt"), b"alpha", "provider copy of work/a.txt");
+    assert_file(&dest.join("work/sub/b.txt"), b"beta", "provider copy of work/sub/b.txt");
+}
+
 /// `tar -x` offline over a tree extracted online: tar unlinks each existing file and
 /// creates it again.
 #[test]
