@@ -35,48 +35,8 @@ impl Store {
     /// The caller holds tree locks on both, and has refused a folder made over a
     /// deleted one.
     pub(crate) async fn rename_dir_in_journal(&self, from: &str, to: &str) -> Result<()> {
-        // A new name over a deleted one inside: that one must reach the Trash from here.
-        let replaced_inside = {
-            let (lo, hi) = crate::index::subtree_bounds(from);
-            self.trash.tombstones().range(lo..hi).any(|(_, t)| t.replaced)
-        };
-        if in_meta(from) || in_meta(to) || replaced_inside {
-            tracing::error!(root = %self.root, from, to, "cannot rename this folder while its provider is offline");
-            return Err(offline(format!(
-                "{from}: renaming this folder needs provider {:?}, which is offline; try again when it is back",
-                self.root
-            )));
-        }
-        // Deleted files below with changes never uploaded: those changes stay deleted,
-        // so they must not move with the folder. A deleted file's go to the Trash in the
-        // journal; anything else (inside a deleted folder) waits for the provider, and so
-        // does a deleted made folder (kept until what was deleted in it reaches the Trash).
-        let deleted: Vec<String> =
-            self.pending().keys().filter(|p| is_below(p, from) && self.is_trashed(p)).cloned().collect();
-        let deleted_made = self.made.below(from).into_iter().filter(|d| self.is_trashed(d));
-        for path in deleted.iter().cloned().chain(deleted_made) {
-            let plain = self.trash.tombstones().get(&path).is_some_and(|t| t.moved_to.is_none() && !t.is_dir);
-            if !plain {
-                tracing::error!(root = %self.root, from, path, "cannot rename a folder holding deleted changes or a deleted made folder while its provider is offline");
-                return Err(offline(format!(
-                    "{from}: renaming this folder needs provider {:?}, which is offline (something deleted in it \
-                     waits to reach the Trash); try again when it is back",
-                    self.root
-                )));
-            }
-        }
-        let HeldTree { dirs, files } = self.held_tree(from)?;
+        let (deleted, HeldTree { dirs, files }) = self.plan_dir_rename(from, to)?;
         let moved = |path: &str| format!("{to}{}", &path[from.len()..]);
-        // Checked before anything changes: a refused rename leaves no trace.
-        for dir in &dirs {
-            self.provider.check_name(&moved(dir))?;
-        }
-        for (path, kind) in &files {
-            self.provider.check_name(&moved(path))?;
-            if !self.has_locally(path, *kind)? {
-                return Err(self.not_here(path));
-            }
-        }
         for path in &deleted {
             self.trash_in_journal_locked(path).await?;
         }
@@ -139,6 +99,69 @@ impl Store {
         self.uploads.wake.notify_one();
         tracing::info!(root = %self.root, from, to, files = files.len(), "renamed a folder while the provider is offline; the provider follows when it is back");
         Ok(())
+    }
+
+    /// Whether provider-held folder `from` can be renamed to `to` offline, checked
+    /// before anything at `to` is replaced, so that a refused rename changes nothing:
+    /// `found_offline`, then the checks of `rename_dir_in_journal`. Asks the provider
+    /// (a folder made here needs nothing of it).
+    pub async fn check_dir_rename_offline(&self, from: &str, to: &str) -> Result<()> {
+        if self.made.contains(from) || !self.found_offline(from).await {
+            return Ok(());
+        }
+        if self.trash.is_replaced(from) {
+            return Err(self.replaced_dir_offline(from));
+        }
+        self.plan_dir_rename(from, to).map(|_| ())
+    }
+
+    /// The checks of `rename_dir_in_journal`, changing nothing: the deleted files with
+    /// changes below `from` (to go to the Trash in the journal first) and what the
+    /// provider holds there.
+    fn plan_dir_rename(&self, from: &str, to: &str) -> Result<(Vec<String>, HeldTree)> {
+        // A new name over a deleted one inside: that one must reach the Trash from here.
+        let replaced_inside = {
+            let (lo, hi) = crate::index::subtree_bounds(from);
+            self.trash.tombstones().range(lo..hi).any(|(_, t)| t.replaced)
+        };
+        if in_meta(from) || in_meta(to) || replaced_inside {
+            tracing::error!(root = %self.root, from, to, "cannot rename this folder while its provider is offline");
+            return Err(offline(format!(
+                "{from}: renaming this folder needs provider {:?}, which is offline; try again when it is back",
+                self.root
+            )));
+        }
+        // Deleted files below with changes never uploaded: those changes stay deleted,
+        // so they must not move with the folder. A deleted file's go to the Trash in the
+        // journal; anything else (inside a deleted folder) waits for the provider, and so
+        // does a deleted made folder (kept until what was deleted in it reaches the Trash).
+        let deleted: Vec<String> =
+            self.pending().keys().filter(|p| is_below(p, from) && self.is_trashed(p)).cloned().collect();
+        let deleted_made = self.made.below(from).into_iter().filter(|d| self.is_trashed(d));
+        for path in deleted.iter().cloned().chain(deleted_made) {
+            let plain = self.trash.tombstones().get(&path).is_some_and(|t| t.moved_to.is_none() && !t.is_dir);
+            if !plain {
+                tracing::error!(root = %self.root, from, path, "cannot rename a folder holding deleted changes or a deleted made folder while its provider is offline");
+                return Err(offline(format!(
+                    "{from}: renaming this folder needs provider {:?}, which is offline (something deleted in it \
+                     waits to reach the Trash); try again when it is back",
+                    self.root
+                )));
+            }
+        }
+        let tree = self.held_tree(from)?;
+        let moved = |path: &str| format!("{to}{}", &path[from.len()..]);
+        // Checked before anything changes: a refused rename leaves no trace.
+        for dir in &tree.dirs {
+            self.provider.check_name(&moved(dir))?;
+        }
+        for (path, kind) in &tree.files {
+            self.provider.check_name(&moved(path))?;
+            if !self.has_locally(path, *kind)? {
+                return Err(self.not_here(path));
+            }
+        }
+        Ok((deleted, tree))
     }
 
     /// The provider-held folders and files at and below `dir`, from the mirror; deleted

@@ -652,13 +652,7 @@ impl Store {
         }
         let _lock = self.locks.lock(&[(from, true), (to, true)]).await;
         if kind == EntryKind::Dir && self.trash.is_replaced(from) {
-            // What was deleted inside the old folder stays at its path on the provider.
-            tracing::error!(root = %self.root, from, to, "cannot rename a folder made over a deleted one while its provider is offline");
-            return Err(crate::journaled_rename::offline(format!(
-                "{from}: renaming a folder made where one was deleted needs provider {:?}, which is offline; \
-                 try again when it is back",
-                self.root
-            )));
+            return Err(self.replaced_dir_offline(from));
         }
         // Onto the old name of a file renamed away in the journal: replacing its object.
         let absorbed = if kind == EntryKind::Dir { None } else { self.trash.moved_tombstone(to).map(|t| t.version) };
@@ -725,6 +719,17 @@ impl Store {
     /// Refuses, before anything changes, a rename to a name the provider refuses (for a
     /// folder, also one that would give what waits below it such a name). The caller
     /// may replace what is at `to` first, which a refusal afterwards could not undo.
+    /// A folder made over a deleted one cannot be renamed offline: what was deleted
+    /// inside the old folder stays at its path on the provider.
+    pub(crate) fn replaced_dir_offline(&self, from: &str) -> Error {
+        tracing::error!(root = %self.root, from, "cannot rename a folder made over a deleted one while its provider is offline");
+        crate::journaled_rename::offline(format!(
+            "{from}: renaming a folder made where one was deleted needs provider {:?}, which is offline; \
+             try again when it is back",
+            self.root
+        ))
+    }
+
     pub fn check_rename(&self, from: &str, to: &str, kind: EntryKind) -> Result<()> {
         self.provider.check_name(to)?;
         if kind == EntryKind::Dir {

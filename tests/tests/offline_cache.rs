@@ -835,6 +835,13 @@ fn a_folder_renamed_offline_is_copied_in_the_journal() {
     assert_eq!(err.raw_os_error(), Some(libc::EIO), "offline mv cold cold2: {err}\n{}", tail(&m));
     assert!(m.log().contains("cannot be renamed now"), "no clear log line for the refused rename\n{}", tail(&m));
     assert_lists(&m, &dir.join("cold"), &["c.bin"], "offline, after the refused mv");
+    // Refused over an empty folder too, which stays.
+    fs::create_dir(dir.join("landing")).unwrap();
+    let err = fs::rename(dir.join("cold"), dir.join("landing")).expect_err("offline mv of cold over an empty folder");
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "offline mv cold landing: {err}\n{}", tail(&m));
+    assert_lists(&m, &dir.join("landing"), &[], "offline, after the refused mv over it");
+    assert_lists(&m, &dir.join("cold"), &["c.bin"], "offline, after the refused mv over landing");
+    fs::remove_dir(dir.join("landing")).unwrap();
     for (from, to) in [("proj", "work"), ("work/sub", "work/sub2"), ("docs", "docs2")] {
         fs::rename(dir.join(from), dir.join(to))
             .unwrap_or_else(|e| panic!("offline mv {from} {to}: {e}\n{}", tail(&m)));

@@ -700,7 +700,10 @@ fn symlinks_as_files(snap: &std::collections::BTreeMap<PathBuf, Node>) -> std::c
 /// for what was deleted in it) was listed as that folder; the kernel then gave EIO.
 /// 14461925598309238489 (1000 steps): a folder renamed over an empty folder to a path
 /// too long for S3: the target was deleted, then the rename refused (ENAMETOOLONG).
-const OFFLINE_SEEDS: [(u64, usize); 9] = [
+/// 4041520516562294832 (800 steps): offline, a folder the journal cannot rename (it
+/// holds a new name over a deleted one) renamed over an empty made folder: the target
+/// was dropped, then the rename refused (EIO).
+const OFFLINE_SEEDS: [(u64, usize); 10] = [
     (15469272657832429347, 300),
     (10879173096186390723, 600),
     (1428717364193948290, 700),
@@ -710,6 +713,7 @@ const OFFLINE_SEEDS: [(u64, usize); 9] = [
     (11300748527454092258, 700),
     (356921765496619473, 700),
     (14461925598309238489, 1000),
+    (4041520516562294832, 800),
 ];
 
 /// Half the steps online, half offline (see the module comment), on an encrypted S3

@@ -1117,6 +1117,11 @@ impl Vfs {
                     if !list.is_empty() {
                         return Err(Error::new(ErrorKind::DirectoryNotEmpty, to));
                     }
+                    // Offline, a rename the journal would refuse must not replace it.
+                    store
+                        .check_dir_rename_offline(&from, &to)
+                        .await
+                        .map_err(|e| Error::from_cache(e, format!("rename {from} -> {to}")))?;
                     // Whatever was deleted inside it goes to Trash; the folder itself is
                     // replaced. If it cannot go now (offline), it stays: nothing changes.
                     // A folder made over a deleted one first sends that one to the Trash,
