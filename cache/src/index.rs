@@ -1146,10 +1146,13 @@ fn move_tree_in(
     delete_tree_in(tx, root, to, tables)?;
     let (flo, fhi) = subtree_bounds(from);
     for table in tables {
+        // A tombstone at `from` itself is the provider's object there (one deleted, or
+        // renamed away in the journal), which stays when what now stands there moves.
+        let own = if *table == "tombstones" { " AND path != ?3" } else { "" };
         tx.execute(
             &format!(
                 "UPDATE {table} SET path = ?2 || substr(path, length(?3) + 1)
-                 WHERE root = ?1 AND path >= ?3 AND path < ?5 AND (path = ?3 OR path > ?4){}",
+                 WHERE root = ?1 AND path >= ?3 AND path < ?5 AND (path = ?3 OR path > ?4){}{own}",
                 kept_for_replaced(table, "?3")
             ),
             params![root, to, from, flo, fhi],

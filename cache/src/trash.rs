@@ -99,7 +99,8 @@ impl TrashState {
                     index.tombstone_add(root, &t)?;
                 }
                 if t.path.starts_with(&format!("{TRASH_DIR}/")) {
-                    // Moved, then a crash before it was recorded: record it now.
+                    // Moved with its object (indexes of earlier versions), then a crash
+                    // before it was recorded: record it now.
                     index.trash_settled(root, &t.item(), &t.path)?;
                     continue;
                 }

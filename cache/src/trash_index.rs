@@ -235,12 +235,14 @@ mod tests {
         assert_eq!(paths(&index), [("d/new".to_owned(), true), ("d/old".to_owned(), false)]);
         index.rename_tree("r", "d/new", "d/moved").unwrap();
         index.rename_tree("r", "d/old", "d/gone").unwrap();
-        assert_eq!(paths(&index), [("d/gone".to_owned(), false), ("d/new".to_owned(), true)]);
+        // A tombstone is of the provider's object at its path, which a rename of what
+        // stands there (or of the object, into the Trash) does not take along.
+        assert_eq!(paths(&index), [("d/new".to_owned(), true), ("d/old".to_owned(), false)]);
         assert!(index.get("r", "d/moved").unwrap().is_some(), "the new file's records moved");
         assert!(index.get("r", "d/new").unwrap().is_none());
         assert_eq!(index.remote_get("r", "d/new").unwrap(), Some(remote), "the deleted object's mirror stays");
         index.remove_tree("r", "d/new").unwrap();
-        index.remove_tree("r", "d/gone").unwrap();
+        index.remove_tree("r", "d/old").unwrap();
         assert_eq!(paths(&index), [("d/new".to_owned(), true)]);
         assert_eq!(index.remote_get("r", "d/new").unwrap(), Some(remote));
         assert!(index.tombstones("r").unwrap()[0].version == Some((3, Some(at(4)))));

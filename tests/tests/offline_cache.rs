@@ -944,6 +944,37 @@ fn a_folder_renamed_right_after_the_network_drops_is_journaled() {
     assert_file(&dest.join("work/sub/b.txt"), b"beta", "provider copy of work/sub/b.txt");
 }
 
+/// Offline, in a folder made where one was deleted, a new symlink renamed onto the
+/// name of a file deleted in the old folder, then out of the new folder, which is then
+/// removed: the symlink stays, across a remount, and reaches the provider.
+#[test]
+fn a_symlink_renamed_out_of_a_folder_made_over_a_deleted_one_stays() {
+    let cloud = Cloud::start();
+    let mut m = cloud.mount();
+    let dir = folder(&m);
+    fs::create_dir_all(dir.join("b")).unwrap();
+    write_file(&m, &dir.join("b/b"), b"deleted offline");
+    sync_then_go_offline(&cloud, &m);
+    fs::remove_file(dir.join("b/b")).unwrap();
+    fs::remove_dir(dir.join("b")).unwrap();
+    fs::create_dir(dir.join("b")).unwrap();
+    std::os::unix::fs::symlink("target", dir.join("e.txt")).unwrap();
+    fs::rename(dir.join("e.txt"), dir.join("b/b"))
+        .unwrap_or_else(|e| panic!("offline mv e.txt b/b: {e}\n{}", tail(&m)));
+    fs::rename(dir.join("b/b"), dir.join("c")).unwrap_or_else(|e| panic!("offline mv b/b c: {e}\n{}", tail(&m)));
+    fs::remove_dir(dir.join("b")).unwrap_or_else(|e| panic!("offline rmdir b: {e}\n{}", tail(&m)));
+    assert_eq!(fs::read_link(dir.join("c")).unwrap(), Path::new("target"));
+    m.remount();
+    let link = fs::read_link(dir.join("c")).unwrap_or_else(|e| panic!("readlink c after a remount: {e}\n{}", tail(&m)));
+    assert_eq!(link, Path::new("target"), "after a remount offline");
+    cloud.proxy.set(Fault::Pass);
+    m.sync();
+    assert_eq!(fs::read_link(dir.join("c")).unwrap(), Path::new("target"), "back online");
+    assert_lists(&m, &dir, &["c", "probe.bin"], "back online");
+    assert_lists(&m, &m.mnt.join("Trash"), &["b"], "Trash");
+    assert_reads(&m, &m.mnt.join("Trash/b/b"), b"deleted offline", Duration::from_secs(30), "Trash/b/b");
+}
+
 /// `tar -x` offline over a tree extracted online: tar unlinks each existing file and
 /// creates it again.
 #[test]
