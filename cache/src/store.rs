@@ -716,9 +716,6 @@ impl Store {
         Ok(())
     }
 
-    /// Refuses, before anything changes, a rename to a name the provider refuses (for a
-    /// folder, also one that would give what waits below it such a name). The caller
-    /// may replace what is at `to` first, which a refusal afterwards could not undo.
     /// A folder made over a deleted one cannot be renamed offline: what was deleted
     /// inside the old folder stays at its path on the provider.
     pub(crate) fn replaced_dir_offline(&self, from: &str) -> Error {
@@ -730,6 +727,9 @@ impl Store {
         ))
     }
 
+    /// Refuses, before anything changes, a rename to a name the provider refuses (for a
+    /// folder, also one that would give what waits below it such a name). The caller
+    /// may replace what is at `to` first, which a refusal afterwards could not undo.
     pub fn check_rename(&self, from: &str, to: &str, kind: EntryKind) -> Result<()> {
         self.provider.check_name(to)?;
         if kind == EntryKind::Dir {
