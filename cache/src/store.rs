@@ -892,9 +892,12 @@ impl Store {
     /// recorded); the ctime becomes now. Times set on a file apply to the provider's
     /// object as it is now, until someone else changes it (`merge`).
     pub fn set_attrs(&self, path: &str, set: &Overlay) -> Result<()> {
+        // (A pending change's upload records the object it makes.)
         let object = match set.mtime.or(set.atime) {
-            Some(_) => self.index.remote_get(&self.root, path)?.filter(|r| !r.is_dir),
-            None => None,
+            Some(_) if !self.pending().contains_key(path) => {
+                self.index.remote_get(&self.root, path)?.filter(|r| !r.is_dir)
+            }
+            _ => None,
         };
         self.index.update(&self.root, path, |ov| {
             ov.mode = set.mode.or(ov.mode);
