@@ -557,8 +557,7 @@ impl Index {
                 insert(tx, root, path, &ov)?;
                 set_mtime_in(tx, root, parent_of(path), created.mtime)?;
             } else {
-                let Overlay { mtime, atime, mode, uid, gid, .. } = *a;
-                set_attrs_in(tx, root, path, &Overlay { mtime, atime, ctime, mode, uid, gid, ..Overlay::default() })?;
+                set_attrs_in(tx, root, path, &Overlay { ctime, ..a.clone() })?;
             }
             let entry = self.journal_put(tx, root, path, c)?;
             if let Some(at) = c.recent {

@@ -259,7 +259,7 @@ impl Vfs {
     fn entry_attr(&self, ino: u64, entry: &Entry, open: Option<&Arc<OpenFile>>) -> Result<Attr> {
         let mut attr =
             self.make_attr(ino, kind_of(entry.kind), entry.size, entry.mtime, entry.mode, entry.uid, entry.gid);
-        attr.atime = entry.atime.unwrap_or(attr.mtime);
+        let mut atime = entry.atime;
         if let Some(of) = open {
             if let Some(staging) = of.staging() {
                 attr.size = staging.len().map_err(|e| Error::from_cache(e, "size of open file"))?;
@@ -269,13 +269,14 @@ impl Vfs {
                 attr.mtime = m;
             }
             let deferred = of.deferred_attrs();
-            attr.atime = deferred.atime.or(entry.atime).unwrap_or(attr.mtime);
+            atime = deferred.atime.or(atime);
             if let Some(mode) = deferred.mode {
                 attr.perm = (mode & 0o7777) as u16;
             }
             attr.uid = deferred.uid.unwrap_or(attr.uid);
             attr.gid = deferred.gid.unwrap_or(attr.gid);
         }
+        attr.atime = atime.unwrap_or(attr.mtime);
         // Changing contents changes both times; a later mtime (a write not committed
         // yet, or a change by another device) is the later change.
         attr.ctime = entry.ctime.map_or(attr.mtime, |c| c.max(attr.mtime));
