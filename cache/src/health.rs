@@ -137,4 +137,14 @@ impl Store {
             None => self.current_version(path),
         }
     }
+
+    /// The version of `path` that a file renamed over it must find there when it is
+    /// uploaded: that of a pending change there (unknown stays unknown), else the last
+    /// one seen.
+    pub(crate) fn replaced_version(&self, path: &str) -> Result<Option<Version>> {
+        match self.pending().get(path).map(|p| p.entry.base) {
+            Some(base) => Ok(base),
+            None => self.current_version(path),
+        }
+    }
 }

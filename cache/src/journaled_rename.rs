@@ -96,10 +96,7 @@ impl Store {
         let base = match absorbed {
             Some(version) => version,
             None if !over_remote => None,
-            None => match self.pending().get(to).map(|p| p.entry.base) {
-                Some(base) => base,
-                None => self.current_version(to)?,
-            },
+            None => self.replaced_version(to)?,
         };
         let version = self.held_version(from)?;
         if !self.hold_locally(from, kind).await? {

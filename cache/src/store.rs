@@ -677,6 +677,14 @@ impl Store {
         if kind == EntryKind::Dir {
             self.check_names_below(from, to)?;
         }
+        // A new file renamed over what the provider holds replaces that object: its
+        // upload must find the version known here (or it would overwrite another
+        // device's edit unchecked, and a later delete would not know what it deletes).
+        let replaced = match absorbed {
+            Some(version) => Some(version),
+            None if pending_new && over_remote => Some(self.replaced_version(to)?),
+            None => None,
+        };
         let journaled = if pending_new {
             // Nothing of it is on the provider yet: the rename is the journal's alone.
             self.provider.check_name(to)?;
@@ -695,8 +703,7 @@ impl Store {
         self.move_pending(from, to, over_remote);
         match journaled {
             Some(moved) => self.journaled_moved(to, moved),
-            // A new file taking the place of a renamed-away one must find that object.
-            None if pending_new && let Some(base) = absorbed => {
+            None if pending_new && let Some(base) = replaced => {
                 if let Some(p) = self.pending().get_mut(to) {
                     p.entry.base = base;
                     p.copy.set_base(base);

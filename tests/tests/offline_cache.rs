@@ -675,6 +675,77 @@ fn a_file_changed_then_deleted_offline_can_be_written_again() {
     fresh.unmount();
 }
 
+/// Offline, a new file renamed over one the provider holds replaces the version known
+/// here, not whatever is there later: another device's edit made meanwhile keeps the
+/// name, and ours becomes a conflict copy (nothing is overwritten unseen).
+#[test]
+fn a_new_file_renamed_offline_over_an_edited_one_becomes_a_conflict_copy() {
+    let cloud = Cloud::start();
+    let mut m = cloud.mount();
+    let dir = folder(&m);
+    write_file(&m, &dir.join("notes.txt"), b"uploaded notes");
+    sync_then_go_offline(&cloud, &m);
+    write_file(&m, &dir.join("notes.new"), b"ours, renamed over");
+    fs::rename(dir.join("notes.new"), dir.join("notes.txt"))
+        .unwrap_or_else(|e| panic!("offline mv notes.new notes.txt: {e}\n{}", tail(&m)));
+    assert_reads(&m, &dir.join("notes.txt"), b"ours, renamed over", Duration::from_secs(10), "offline");
+
+    let mut other = cloud.other_device();
+    write_file(&other, &folder(&other).join("notes.txt"), b"theirs, written elsewhere");
+    other.sync();
+    other.unmount();
+    cloud.proxy.set(Fault::Pass);
+    m.sync();
+    m.unmount();
+    let dest = decrypt(&m);
+    let listed = names(&dest);
+    assert_eq!(listed.len(), 3, "notes.txt, a conflict copy and probe.bin: {listed:?}");
+    assert_file(&dest.join("notes.txt"), b"theirs, written elsewhere", "the other device's edit keeps the name");
+    let copy = listed.iter().find(|n| n.starts_with("notes (conflict ") && n.ends_with(").txt"));
+    let copy = copy.unwrap_or_else(|| panic!("no conflict copy of notes.txt: {listed:?}"));
+    assert_file(&dest.join(copy), b"ours, renamed over", "our renamed file is in the conflict copy");
+}
+
+/// Offline, a new file and then a new symlink renamed over a file the provider holds
+/// and deleted, then a folder made at that name: online again everything settles (the deleted ones reach
+/// the Trash, the folder the provider) and `sync --wait` returns. Seed
+/// 5314294349791968343, where the folder waited forever behind the old file.
+#[test]
+fn new_files_renamed_over_an_uploaded_one_and_deleted_offline_settle() {
+    let cloud = Cloud::start();
+    let mut m = cloud.mount();
+    let dir = folder(&m);
+    write_file(&m, &dir.join("a"), b"uploaded a");
+    sync_then_go_offline(&cloud, &m);
+    write_file(&m, &dir.join("n"), b"first");
+    fs::rename(dir.join("n"), dir.join("a")).unwrap_or_else(|e| panic!("offline mv n a: {e}\n{}", tail(&m)));
+    fs::remove_file(dir.join("a")).unwrap_or_else(|e| panic!("offline rm a: {e}\n{}", tail(&m)));
+    std::os::unix::fs::symlink("target", dir.join("n")).unwrap();
+    fs::rename(dir.join("n"), dir.join("a")).unwrap_or_else(|e| panic!("offline mv n a (symlink): {e}\n{}", tail(&m)));
+    fs::remove_file(dir.join("a")).unwrap_or_else(|e| panic!("offline rm a (symlink): {e}\n{}", tail(&m)));
+    fs::create_dir(dir.join("a")).unwrap_or_else(|e| panic!("offline mkdir a: {e}\n{}", tail(&m)));
+    write_file(&m, &dir.join("a/x"), b"inside");
+    let trash = m.mnt.join("Trash");
+    let check = |m: &TestMount, when: &str| {
+        assert_lists(m, &dir, &["a", "probe.bin"], when);
+        assert_reads(m, &dir.join("a/x"), b"inside", Duration::from_secs(10), when);
+        let deleted: Vec<Vec<u8>> = names(&trash).iter().map(|n| fs::read(trash.join(n)).unwrap()).collect();
+        assert!(deleted.contains(&b"first".to_vec()), "{when}: the deleted file is in Trash: {deleted:?}");
+        // The version the renamed files were to replace was never overwritten on the
+        // provider; online it may reach the Trash too (nothing else may).
+        let known = |d: &Vec<u8>| d == b"first" || (when != "offline" && d == b"uploaded a");
+        assert!(deleted.iter().all(known), "{when}: only deleted contents in Trash: {deleted:?}");
+    };
+    check(&m, "offline");
+    cloud.proxy.set(Fault::Pass);
+    m.sync();
+    check(&m, "online, after sync");
+    m.unmount();
+    let dest = decrypt(&m);
+    assert_eq!(names(&dest), ["a", "probe.bin"], "what the provider holds outside its Trash");
+    assert_file(&dest.join("a/x"), b"inside", "provider copy of a/x");
+}
+
 /// `rm -rf build && mkdir build` offline over a folder uploaded before, twice, and a
 /// file over a deleted folder and a folder over a deleted file: the new ones are usable
 /// at once and survive a remount; online again, the old ones reach the Trash whole and
