@@ -66,6 +66,11 @@ pub struct Backend {
     conditions_refused: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// The names and path lengths the service takes.
     rules: NameRules,
+    /// Modification times are cut to whole seconds (all but a local folder): a version
+    /// is (size, mtime), and remote services show one object's time with milliseconds
+    /// in a listing (S3 on MinIO, R2, Ceph) but whole seconds in a `stat` (HTTP
+    /// `Last-Modified`); compared, they would look like another device's change.
+    whole_seconds: bool,
 }
 
 /// Where temporary uploads go; short random names, so any final name length works.
@@ -107,7 +112,8 @@ impl Backend {
             write_if_match: !write_via_tmp && cap.write_with_if_match,
         };
         let rules = NameRules::of(&scheme, &op.info().root());
-        Self { op, caps, write_via_tmp, conditions_refused: Default::default(), rules }
+        let whole_seconds = scheme != "fs";
+        Self { op, caps, write_via_tmp, conditions_refused: Default::default(), rules, whole_seconds }
     }
 
     pub(crate) fn rules(&self) -> &NameRules {
@@ -226,7 +232,7 @@ impl Backend {
             return Ok(Some(ObjectMeta { kind: ObjectKind::Dir, size: 0, mtime: None, etag: None }));
         }
         match self.op.stat(path).await {
-            Ok(m) => return Ok(Some(meta_of(&m))),
+            Ok(m) => return Ok(Some(self.meta_of(&m))),
             Err(e) if e.kind() != opendal::ErrorKind::NotFound => {
                 return Err(Error::from_opendal(e, format!("stat {path}")));
             }
@@ -234,7 +240,7 @@ impl Backend {
         }
         // Object stores only know a directory by its trailing slash.
         match self.op.stat(&dir_key(path)).await {
-            Ok(m) if m.is_dir() => Ok(Some(meta_of(&m))),
+            Ok(m) if m.is_dir() => Ok(Some(self.meta_of(&m))),
             Ok(_) => Ok(None),
             Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::from_opendal(e, format!("stat {path}/"))),
@@ -253,7 +259,7 @@ impl Backend {
             if name.is_empty() || name.contains('/') || (dir.is_empty() && name == META_DIR) {
                 continue;
             }
-            out.push((name.to_owned(), meta_of(entry.metadata())));
+            out.push((name.to_owned(), self.meta_of(entry.metadata())));
         }
         Ok(out)
     }
@@ -395,11 +401,39 @@ impl Backend {
     }
 }
 
-fn meta_of(m: &opendal::Metadata) -> ObjectMeta {
-    ObjectMeta {
-        kind: if m.is_dir() { ObjectKind::Dir } else { ObjectKind::File },
-        size: if m.is_dir() { 0 } else { m.content_length() },
-        mtime: m.last_modified().map(SystemTime::from),
-        etag: m.etag().map(str::to_owned),
+impl Backend {
+    fn meta_of(&self, m: &opendal::Metadata) -> ObjectMeta {
+        let mtime = m.last_modified().map(SystemTime::from);
+        ObjectMeta {
+            kind: if m.is_dir() { ObjectKind::Dir } else { ObjectKind::File },
+            size: if m.is_dir() { 0 } else { m.content_length() },
+            mtime: if self.whole_seconds { mtime.map(whole_seconds) } else { mtime },
+            etag: m.etag().map(str::to_owned),
+        }
+    }
+}
+
+/// `t` without its fraction of a second (times before 1970 are left as they are).
+fn whole_seconds(t: SystemTime) -> SystemTime {
+    match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(d.as_secs()),
+        Err(_) => t,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::whole_seconds;
+
+    #[test]
+    fn a_listing_time_with_milliseconds_matches_the_same_objects_http_date() {
+        let listed = UNIX_EPOCH + Duration::from_millis(1_795_567_191_345);
+        let head = UNIX_EPOCH + Duration::from_secs(1_795_567_191);
+        assert_eq!(whole_seconds(listed), head);
+        assert_eq!(whole_seconds(head), head);
+        let before_1970 = UNIX_EPOCH - Duration::from_millis(1500);
+        assert_eq!(whole_seconds(before_1970), before_1970);
     }
 }
