@@ -907,6 +907,18 @@ impl Index {
         Ok(Some(rows.collect::<rusqlite::Result<_>>()?))
     }
 
+    /// The files recorded below `dir` (at any depth), with what the provider showed.
+    pub fn remote_files_below(&self, root: &str, dir: &str) -> Result<Vec<(String, RemoteEntry)>> {
+        let (lo, hi) = subtree_bounds(dir);
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT is_dir, size, mtime_ns, path FROM remote
+             WHERE root = ?1 AND path > ?2 AND path < ?3 AND is_dir = 0",
+        )?;
+        let rows = stmt.query_map(params![root, lo, hi], |r| Ok((r.get::<_, String>(3)?, row_to_remote(r)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// The folders of one root whose listing is recorded (what the poller re-lists).
     pub fn remote_listed_dirs(&self, root: &str) -> Result<Vec<String>> {
         let conn = self.conn();

@@ -17,6 +17,7 @@ mod made_dirs;
 mod path_locks;
 mod poller;
 mod reads;
+mod rebase;
 mod store;
 mod streams;
 mod trash;

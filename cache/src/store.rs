@@ -714,6 +714,14 @@ impl Store {
         }
         self.made.rename(from, to);
         self.move_tombstones(from, to)?;
+        if kind == EntryKind::Dir && !pending_new {
+            // Renamed on the provider (a journaled folder rename returned above), under
+            // the rename's locks: no upload or deletion below runs meanwhile. If this
+            // fails only the records lag (the folder is renamed), as after a crash.
+            if let Err(e) = self.rebase_renamed_tree(to).await {
+                tracing::warn!(root = %self.root, from, to, error = %e, "renamed the folder, but could not record its files' new versions");
+            }
+        }
         // A file deleted here before, still on the provider, is hidden again.
         self.mark_replaced(from, false)?;
         self.forget_recent_stats();
@@ -867,29 +875,6 @@ impl Store {
         rebased
     }
 
-    /// After a file's rename on the provider: records what `to` is now, and rebases a
-    /// pending change of it on that.
-    async fn rebase_renamed(&self, from: &str, to: &str, ours_before: bool) -> Result<()> {
-        let meta = self.provider.stat(to).await?;
-        self.index.remote_put(&self.root, to, meta.as_ref().map(remote_entry))?;
-        if let Some(meta) = meta {
-            if ours_before {
-                self.index.update(&self.root, to, |ov| ov.remote = Some((meta.mtime, meta.size)))?;
-            }
-            // A pending change of the file started from the object just renamed: the
-            // rename rewrote it (new mtime), which is not someone else's change.
-            let base = Some((meta.size, meta.mtime));
-            let moved = self.pending().get_mut(from).map(|p| {
-                p.entry.base = base;
-                p.copy.set_base(base);
-            });
-            if moved.is_some() {
-                self.index.journal_set_base(&self.root, to, base)?;
-            }
-        }
-        Ok(())
-    }
-
     /// The recorded overlay of a path, if any.
     pub fn overlay(&self, path: &str) -> Result<Option<Overlay>> {
         self.index.get(&self.root, path)
@@ -998,7 +983,7 @@ pub(crate) fn parent_of(path: &str) -> &str {
     path.rsplit_once('/').map_or("", |(p, _)| p)
 }
 
-fn name_of(path: &str) -> &str {
+pub(crate) fn name_of(path: &str) -> &str {
     path.rsplit_once('/').map_or(path, |(_, n)| n)
 }
 

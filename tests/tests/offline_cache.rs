@@ -1015,6 +1015,48 @@ fn a_folder_renamed_right_after_the_network_drops_is_journaled() {
     assert_file(&dest.join("work/sub/b.txt"), b"beta", "provider copy of work/sub/b.txt");
 }
 
+/// Online, a folder renamed on S3 (every object copied, so each gets a new provider
+/// mtime) with a file edited and not yet uploaded, a file whose mtime was set here and
+/// a file just renamed out of it in the journal: the edit uploads without a conflict
+/// copy, the set mtime stays, and the renamed-away file does not come back.
+#[test]
+fn a_folder_renamed_online_keeps_what_this_device_recorded_of_its_files() {
+    let cloud = Cloud::start();
+    let mut m = cloud.mount();
+    let dir = folder(&m);
+    fs::create_dir(dir.join("proj")).unwrap();
+    for (name, data) in [("a.txt", &b"alpha"[..]), ("b.txt", b"beta"), ("c.txt", b"gamma")] {
+        write_file(&m, &dir.join("proj").join(name), data);
+    }
+    m.sync();
+    // The rename's copies must land in a later second than the uploads.
+    std::thread::sleep(Duration::from_millis(1100));
+    let set = std::time::UNIX_EPOCH + Duration::from_secs(978_307_200);
+    File::options().write(true).open(dir.join("proj/b.txt")).unwrap().set_modified(set).unwrap();
+    fs::write(dir.join("proj/a.txt"), b"alpha, edited").unwrap();
+    fs::rename(dir.join("proj/c.txt"), dir.join("c.txt")).unwrap();
+    fs::rename(dir.join("proj"), dir.join("work")).unwrap_or_else(|e| panic!("mv proj work: {e}\n{}", tail(&m)));
+    m.sync();
+    // Past the kernel's attribute cache, and after a poll of the provider.
+    std::thread::sleep(Duration::from_millis(1100));
+    cli(&m, &["sync", "--now"]);
+    let check = |m: &TestMount, when: &str| {
+        assert_lists(m, &dir, &["c.txt", "work"], when);
+        assert_lists(m, &dir.join("work"), &["a.txt", "b.txt"], when);
+        assert_reads(m, &dir.join("work/a.txt"), b"alpha, edited", Duration::from_secs(10), when);
+        let mtime = fs::metadata(dir.join("work/b.txt")).unwrap().modified().unwrap();
+        assert_eq!(mtime, set, "{when}: the mtime set on b.txt");
+    };
+    check(&m, "after the rename and a sync");
+    m.remount();
+    check(&m, "after a remount");
+    m.unmount();
+    let dest = decrypt(&m);
+    assert_eq!(names(&dest.join("work")), ["a.txt", "b.txt"], "what the provider holds in work");
+    assert_file(&dest.join("work/a.txt"), b"alpha, edited", "provider copy of work/a.txt");
+    assert_file(&dest.join("c.txt"), b"gamma", "provider copy of c.txt");
+}
+
 /// Offline, in a folder made where one was deleted, a new symlink renamed onto the
 /// name of a file deleted in the old folder, then out of the new folder, which is then
 /// removed: the symlink stays, across a remount, and reaches the provider.

@@ -710,7 +710,7 @@ fn symlinks_as_files(snap: &std::collections::BTreeMap<PathBuf, Node>) -> std::c
 /// 7421962350426021338 (800 steps): a symlink renamed offline off a deleted name took
 /// that name's tombstone along in the index (not in memory): after a remount the new
 /// name was hidden. Also an open+unlink whose unlink is refused offline (EIO).
-const OFFLINE_SEEDS: [(u64, usize); 12] = [
+const OFFLINE_SEEDS: [(u64, usize); 13] = [
     (15469272657832429347, 300),
     (10879173096186390723, 600),
     (1428717364193948290, 700),
@@ -723,6 +723,7 @@ const OFFLINE_SEEDS: [(u64, usize); 12] = [
     (4041520516562294832, 800),
     (7421962350426021338, 800),
     (5314294349791968343, 1000),
+    (5869407643495974090, 1000),
 ];
 
 /// Half the steps online, half offline (see the module comment), on an encrypted S3
