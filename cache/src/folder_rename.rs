@@ -101,15 +101,16 @@ impl Store {
         Ok(())
     }
 
-    /// Whether provider-held folder `from` can be renamed to `to` offline, checked
-    /// before anything at `to` is replaced, so that a refused rename changes nothing:
-    /// `found_offline`, then the checks of `rename_dir_in_journal`. Asks the provider
-    /// (a folder made here needs nothing of it).
+    /// Whether folder `from` can be renamed to `to` offline, checked before anything
+    /// at `to` is replaced, so that a refused rename changes nothing: `found_offline`,
+    /// then the checks of `rename_dir_in_journal`. Asks the provider (a folder made
+    /// here needs nothing of it, unless it stands where one was deleted).
     pub async fn check_dir_rename_offline(&self, from: &str, to: &str) -> Result<()> {
-        if self.made.contains(from) || !self.found_offline(from).await {
+        let replaced = self.trash.is_replaced(from);
+        if (self.made.contains(from) && !replaced) || !self.found_offline(from).await {
             return Ok(());
         }
-        if self.trash.is_replaced(from) {
+        if replaced {
             return Err(self.replaced_dir_offline(from));
         }
         self.plan_dir_rename(from, to).map(|_| ())

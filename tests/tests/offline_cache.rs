@@ -750,7 +750,7 @@ fn new_files_renamed_over_an_uploaded_one_and_deleted_offline_settle() {
 /// file over a deleted folder and a folder over a deleted file: the new ones are usable
 /// at once and survive a remount; online again, the old ones reach the Trash whole and
 /// the provider holds the new ones. Renaming the new folder offline (its old one still at
-/// its place on the provider) fails with EIO and changes nothing.
+/// its place on the provider) fails with EIO and changes nothing, also over an empty folder.
 #[test]
 fn a_folder_deleted_offline_can_be_made_again_at_once() {
     let cloud = Cloud::start();
@@ -791,6 +791,11 @@ fn a_folder_deleted_offline_can_be_made_again_at_once() {
     rebuild(10, "offline, first rebuild");
     let err = fs::rename(&build, dir.join("build2")).expect_err("offline mv of the new build");
     assert_eq!(err.raw_os_error(), Some(libc::EIO), "offline mv build build2: {err}\n{}", tail(&m));
+    // Nor over an empty folder, which a refused rename must leave in place.
+    fs::create_dir(dir.join("empty")).unwrap();
+    let err = fs::rename(&build, dir.join("empty")).expect_err("offline mv of the new build over an empty folder");
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "offline mv build empty: {err}\n{}", tail(&m));
+    fs::remove_dir(dir.join("empty")).unwrap_or_else(|e| panic!("rmdir empty after the refused mv: {e}\n{}", tail(&m)));
     assert_lists(&m, &dir, &["build", "note", "other", "probe.bin"], "offline, after the failed mv");
     let (a, c) = rebuild(20, "offline, second rebuild");
     sh("rm -rf other && printf 'now a file' > other && rm note && mkdir note && printf in > note/in.txt", "offline");

@@ -710,7 +710,14 @@ fn symlinks_as_files(snap: &std::collections::BTreeMap<PathBuf, Node>) -> std::c
 /// 7421962350426021338 (800 steps): a symlink renamed offline off a deleted name took
 /// that name's tombstone along in the index (not in memory): after a remount the new
 /// name was hidden. Also an open+unlink whose unlink is refused offline (EIO).
-const OFFLINE_SEEDS: [(u64, usize); 13] = [
+/// 5314294349791968343 (1000 steps): a new file renamed over an uploaded one had no
+/// base; deleted, its tombstone knew no version, and a folder made there later waited
+/// forever behind the old object (sync never finished).
+/// 5869407643495974090 (1000 steps): a folder renamed on S3 (objects copied, new
+/// mtimes) kept the old versions below it: a file renamed away in the journal came back.
+/// 13159117129891959831 (1000 steps): offline, a folder made over a deleted one renamed
+/// over an empty made folder: the target was dropped, then the rename refused (EIO).
+const OFFLINE_SEEDS: [(u64, usize); 14] = [
     (15469272657832429347, 300),
     (10879173096186390723, 600),
     (1428717364193948290, 700),
@@ -724,6 +731,7 @@ const OFFLINE_SEEDS: [(u64, usize); 13] = [
     (7421962350426021338, 800),
     (5314294349791968343, 1000),
     (5869407643495974090, 1000),
+    (13159117129891959831, 1000),
 ];
 
 /// Half the steps online, half offline (see the module comment), on an encrypted S3
