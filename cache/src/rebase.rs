@@ -16,8 +16,8 @@ use crate::store::{Store, name_of, parent_of, remote_entry};
 
 impl Store {
     /// After a file's rename on the provider: records what `to` is now, and rebases a
-    /// pending change of it on that. `ours_before`: the overlay's attributes applied to
-    /// the object at `from`.
+    /// pending change of it (still under `from`) on that. `ours_before`: the overlay's
+    /// attributes applied to the object at `from`.
     pub(crate) async fn rebase_renamed(&self, from: &str, to: &str, ours_before: bool) -> Result<()> {
         let meta = self.provider.stat(to).await?;
         self.index.remote_put(&self.root, to, meta.as_ref().map(remote_entry))?;

@@ -798,14 +798,14 @@ impl Store {
                 (true, true) if !is_dir => {
                     self.provider.delete_file(&from).await?;
                     self.finish_rename(&from, &to)?;
-                    self.rebase_after_rename(&to).await?;
+                    self.rebase_renamed(&to, &to, false).await?;
                 }
                 (true, true) => tracing::warn!(root = %self.root, from, to,
                     "a folder rename was interrupted; both folders are kept, check them"),
                 (false, true) => {
                     self.finish_rename(&from, &to)?;
                     if !is_dir {
-                        self.rebase_after_rename(&to).await?;
+                        self.rebase_renamed(&to, &to, false).await?;
                     }
                 }
                 // Never started (or nothing to move): the rename did not happen.
@@ -813,22 +813,6 @@ impl Store {
             }
             tracing::info!(root = %self.root, from, to, "resolved a rename interrupted by a crash");
             self.index.rename_intent_done(&self.root, &from)?;
-        }
-        Ok(())
-    }
-
-    /// A pending change of a file our own rename rewrote starts from the renamed
-    /// object now (its new mtime is not someone else's change).
-    async fn rebase_after_rename(&self, to: &str) -> Result<()> {
-        let meta = self.provider.stat(to).await?;
-        self.index.remote_put(&self.root, to, meta.as_ref().map(remote_entry))?;
-        let base = meta.map(|m| (m.size, m.mtime));
-        let moved = self.pending().get_mut(to).map(|p| {
-            p.entry.base = base;
-            p.copy.set_base(base);
-        });
-        if moved.is_some() {
-            self.index.journal_set_base(&self.root, to, base)?;
         }
         Ok(())
     }

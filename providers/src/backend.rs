@@ -399,9 +399,7 @@ impl Backend {
             }
         }
     }
-}
 
-impl Backend {
     fn meta_of(&self, m: &opendal::Metadata) -> ObjectMeta {
         let mtime = m.last_modified().map(SystemTime::from);
         ObjectMeta {
