@@ -714,7 +714,7 @@ impl Store {
         }
         self.made.rename(from, to);
         self.move_tombstones(from, to)?;
-        if kind == EntryKind::Dir && !pending_new {
+        if kind == EntryKind::Dir && !pending_new && self.provider.renames_folders_by_copy() {
             // Renamed on the provider (a journaled folder rename returned above), under
             // the rename's locks: no upload or deletion below runs meanwhile. If this
             // fails only the records lag (the folder is renamed), as after a crash.

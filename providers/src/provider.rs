@@ -50,6 +50,12 @@ impl Provider {
         matches!(self.layer, Layer::Encrypted(_))
     }
 
+    /// Whether a folder's rename copies every object below it (object stores), which
+    /// gives each a new mtime; a native rename keeps them.
+    pub fn renames_folders_by_copy(&self) -> bool {
+        !self.backend().capabilities().rename
+    }
+
     pub async fn stat(&self, path: &str) -> Result<Option<ObjectMeta>> {
         self.check_name(path)?;
         match &self.layer {
