@@ -40,9 +40,10 @@ impl Store {
     }
 
     /// After a folder's rename on a provider that renames by copying, once everything
-    /// recorded below it moved to `to`: every file there the provider now shows with the size recorded but
-    /// another mtime is taken for the same object, rewritten by the rename. One listing
-    /// per folder that holds recorded files (the rename itself listed them all).
+    /// recorded below it moved to `to`: every file there the provider now shows with
+    /// the size recorded but another mtime is taken for the same object, rewritten by
+    /// the rename. One listing per folder that holds recorded files (the rename itself
+    /// listed them all).
     pub(crate) async fn rebase_renamed_tree(&self, to: &str) -> Result<()> {
         let mut by_dir: BTreeMap<String, Vec<(String, RemoteEntry)>> = BTreeMap::new();
         for (path, was) in self.index.remote_files_below(&self.root, to)? {
