@@ -84,8 +84,7 @@ impl Store {
         for (path, p) in self.pending().iter_mut() {
             if is_below(path, to) {
                 p.entry.is_new = true;
-                p.entry.base = None;
-                p.copy.set_base(None);
+                p.set_base(None);
             }
         }
         self.made.rename(from, to);

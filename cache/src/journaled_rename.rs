@@ -182,8 +182,7 @@ impl Store {
         self.move_pending(path, &data, false);
         if let Some(p) = self.pending().get_mut(&data) {
             p.entry.is_new = true;
-            p.entry.base = None;
-            p.copy.set_base(None);
+            p.set_base(None);
         }
         self.trash.insert(moved);
         self.uploads.wake.notify_one();
@@ -196,8 +195,7 @@ impl Store {
     pub(crate) fn journaled_moved(&self, to: &str, moved: JournaledMove) {
         if let Some(p) = self.pending().get_mut(to) {
             p.entry.is_new = moved.is_new;
-            p.entry.base = moved.base;
-            p.copy.set_base(moved.base);
+            p.set_base(moved.base);
         }
         self.trash.insert(moved.tombstone);
         self.uploads.changed.notify_waiters();

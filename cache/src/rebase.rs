@@ -28,10 +28,7 @@ impl Store {
             // A pending change of the file started from the object just renamed: the
             // rename rewrote it (new mtime), which is not someone else's change.
             let base = Some((meta.size, meta.mtime));
-            let moved = self.pending().get_mut(from).map(|p| {
-                p.entry.base = base;
-                p.copy.set_base(base);
-            });
+            let moved = self.pending().get_mut(from).map(|p| p.set_base(base));
             if moved.is_some() {
                 self.index.journal_set_base(&self.root, to, base)?;
             }
@@ -75,10 +72,7 @@ impl Store {
         if self.index.get(&self.root, path)?.is_some_and(|ov| ov.remote == Some((old.1, old.0))) {
             self.index.update(&self.root, path, |ov| ov.remote = Some((meta.mtime, meta.size)))?;
         }
-        let pending = self.pending().get_mut(path).filter(|p| p.entry.base == Some(old)).map(|p| {
-            p.entry.base = Some(new);
-            p.copy.set_base(Some(new));
-        });
+        let pending = self.pending().get_mut(path).filter(|p| p.entry.base == Some(old)).map(|p| p.set_base(Some(new)));
         if pending.is_some() {
             self.index.journal_set_base(&self.root, path, Some(new))?;
         }

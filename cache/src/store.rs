@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use oxidrive_providers::{ErrorKind, META_DIR, ObjectKind, ObjectMeta, Provider, join};
 
-use crate::copies::{Copies, is_below};
+use crate::copies::{Copies, Version, is_below};
 use crate::error::{Error, Result};
 use crate::index::{Commit, Index, JournalEntry, Overlay, RemoteEntry};
 use crate::local_copy::LocalCopy;
@@ -705,8 +705,7 @@ impl Store {
             Some(moved) => self.journaled_moved(to, moved),
             None if pending_new && let Some(base) = replaced => {
                 if let Some(p) = self.pending().get_mut(to) {
-                    p.entry.base = base;
-                    p.copy.set_base(base);
+                    p.set_base(base);
                 }
                 self.index.journal_set_base(&self.root, to, base)?;
             }
@@ -946,6 +945,13 @@ impl Pending {
             retry_at: None,
             created: None,
         }
+    }
+
+    /// The provider version this change started from, kept by the row and its copy
+    /// (which the conditional upload reads).
+    pub(crate) fn set_base(&mut self, base: Option<Version>) {
+        self.entry.base = base;
+        self.copy.set_base(base);
     }
 }
 
