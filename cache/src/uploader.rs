@@ -221,9 +221,7 @@ impl Store {
         }
         for (path, p) in self.pending().iter_mut() {
             // A new file never closed or synced is not committed: nothing to upload yet.
-            // One in a folder made here waits for that folder (which wakes us).
-            // One over a deleted file waits for that file to reach the Trash.
-            if p.uploading || p.created.is_some() || self.made.above(path) || self.trash.is_replaced(path) {
+            if p.uploading || p.created.is_some() {
                 continue;
             }
             let mut at = (p.committed_at + delay).max(p.retry_at.unwrap_or(now));
@@ -231,11 +229,14 @@ impl Store {
                 // Still being written: its next commit (close, fsync) is coming.
                 at = at.max(p.committed_at + MAX_DEFER);
             }
-            if at <= now {
+            if at > now {
+                next = Some(next.map_or(at, |n| n.min(at)));
+            } else if !self.made.above(path) && !self.trash.is_replaced(path) {
+                // (Checked only when due: every commit wakes this loop over all pending
+                // files.) One in a folder made here waits for that folder, one over a
+                // deleted file for that file to reach the Trash; either wakes us.
                 p.uploading = true;
                 due.push(path.clone());
-            } else {
-                next = Some(next.map_or(at, |n| n.min(at)));
             }
         }
         for path in due {
@@ -415,6 +416,9 @@ impl Store {
     }
 }
 
+/// The most time between two rounds of `dispatch` when woken more often (see `run`).
+const MAX_DISPATCH_GAP: Duration = Duration::from_millis(50);
+
 async fn run(store: Weak<Store>, uploads: Arc<Uploads>) {
     // Renames a crash interrupted decide where pending files go: settle them first.
     let mut wait = FIRST_RETRY;
@@ -433,10 +437,11 @@ async fn run(store: Weak<Store>, uploads: Arc<Uploads>) {
         let wake = uploads.wake.notified();
         tokio::pin!(wake);
         wake.as_mut().enable();
-        let next = match store.upgrade() {
-            Some(store) => store.dispatch(),
+        let (next, gap) = match store.upgrade() {
+            Some(store) => (store.dispatch(), (store.config.write_back / 10).min(MAX_DISPATCH_GAP)),
             None => return,
         };
+        let round = Instant::now();
         match next {
             Some(at) => {
                 let _ = tokio::time::timeout_at(at.into(), wake).await;
@@ -445,6 +450,12 @@ async fn run(store: Weak<Store>, uploads: Arc<Uploads>) {
             None => {
                 let _ = tokio::time::timeout(Duration::from_secs(5), wake).await;
             }
+        }
+        // Every commit wakes this loop, and each round walks all pending files: an
+        // untar of n files would cost n² steps. Rounds are spaced (a tenth of the
+        // write-back delay at most), unless `sync --wait` is waiting.
+        if uploads.urgent.load(Ordering::Acquire) == 0 {
+            tokio::time::sleep_until((round + gap).into()).await;
         }
     }
 }
