@@ -76,6 +76,26 @@ CREATE TABLE IF NOT EXISTS cached(
     PRIMARY KEY(root, path)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS cached_used ON cached(pinned, used_ns);
+-- The sums of `cached`, kept by its triggers: every upload and cache fill asks for them,
+-- and a scan of the whole table each time made an untar of n files cost n² row reads.
+CREATE TABLE IF NOT EXISTS cached_sums(
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    bytes INTEGER NOT NULL,
+    pinned_bytes INTEGER NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS cached_sums_insert AFTER INSERT ON cached BEGIN
+    UPDATE cached_sums SET bytes = bytes + NEW.bytes,
+        pinned_bytes = pinned_bytes + (CASE WHEN NEW.pinned THEN NEW.bytes ELSE 0 END);
+END;
+CREATE TRIGGER IF NOT EXISTS cached_sums_delete AFTER DELETE ON cached BEGIN
+    UPDATE cached_sums SET bytes = bytes - OLD.bytes,
+        pinned_bytes = pinned_bytes - (CASE WHEN OLD.pinned THEN OLD.bytes ELSE 0 END);
+END;
+CREATE TRIGGER IF NOT EXISTS cached_sums_update AFTER UPDATE OF bytes, pinned ON cached BEGIN
+    UPDATE cached_sums SET bytes = bytes - OLD.bytes + NEW.bytes,
+        pinned_bytes = pinned_bytes - (CASE WHEN OLD.pinned THEN OLD.bytes ELSE 0 END)
+            + (CASE WHEN NEW.pinned THEN NEW.bytes ELSE 0 END);
+END;
 CREATE TABLE IF NOT EXISTS pins(
     root TEXT NOT NULL,
     path TEXT NOT NULL,
@@ -329,6 +349,15 @@ impl Index {
             if !has {
                 conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {kind}"))?;
             }
+        }
+        // Indexes made before the sums were kept: summed once (the triggers keep them
+        // from here on).
+        if !conn.prepare("SELECT 1 FROM cached_sums")?.exists([])? {
+            conn.execute(
+                "INSERT INTO cached_sums (one, bytes, pinned_bytes) SELECT 1, COALESCE(SUM(bytes), 0),
+                 COALESCE(SUM(CASE WHEN pinned THEN bytes ELSE 0 END), 0) FROM cached",
+                [],
+            )?;
         }
         let max_seq: i64 = conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM journal", [], |r| r.get(0))?;
         Ok(Self {
@@ -947,10 +976,17 @@ impl Index {
     }
 
     pub fn cached_put(&self, root: &str, path: &str, e: &CachedEntry) -> Result<()> {
-        self.conn().execute(
-            "INSERT OR REPLACE INTO cached (root, path, copy, size, version_ns, bytes, pinned, used_ns)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![
+        // An upsert, not `INSERT OR REPLACE`: the row it replaces must leave the sums
+        // (a replace's delete fires no trigger).
+        self.conn()
+            .prepare_cached(
+                "INSERT INTO cached (root, path, copy, size, version_ns, bytes, pinned, used_ns)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT (root, path) DO UPDATE SET copy = excluded.copy, size = excluded.size,
+             version_ns = excluded.version_ns, bytes = excluded.bytes, pinned = excluded.pinned,
+             used_ns = excluded.used_ns",
+            )?
+            .execute(params![
                 root,
                 path,
                 e.copy,
@@ -959,23 +995,22 @@ impl Index {
                 e.bytes as i64,
                 e.pinned,
                 to_ns(SystemTime::now())
-            ],
-        )?;
+            ])?;
         Ok(())
     }
 
     /// Notes a use (for LRU eviction) and the bytes the copy now takes.
     pub fn cached_touch(&self, root: &str, path: &str, bytes: u64) -> Result<()> {
-        self.conn().execute(
-            "UPDATE cached SET used_ns = ?3, bytes = ?4 WHERE root = ?1 AND path = ?2",
-            params![root, path, to_ns(SystemTime::now()), bytes as i64],
-        )?;
+        self.conn()
+            .prepare_cached("UPDATE cached SET used_ns = ?3, bytes = ?4 WHERE root = ?1 AND path = ?2")?
+            .execute(params![root, path, to_ns(SystemTime::now()), bytes as i64])?;
         Ok(())
     }
 
     pub fn cached_set_pinned(&self, root: &str, path: &str, pinned: bool) -> Result<()> {
         self.conn()
-            .execute("UPDATE cached SET pinned = ?3 WHERE root = ?1 AND path = ?2", params![root, path, pinned])?;
+            .prepare_cached("UPDATE cached SET pinned = ?3 WHERE root = ?1 AND path = ?2")?
+            .execute(params![root, path, pinned])?;
         Ok(())
     }
 
@@ -988,7 +1023,7 @@ impl Index {
             .optional()?;
         // Most commits are of files with no cached copy: no write transaction for them.
         if copy.is_some() {
-            conn.execute("DELETE FROM cached WHERE root = ?1 AND path = ?2", params![root, path])?;
+            conn.prepare_cached("DELETE FROM cached WHERE root = ?1 AND path = ?2")?.execute(params![root, path])?;
         }
         Ok(copy)
     }
@@ -996,11 +1031,9 @@ impl Index {
     /// Total bytes of all cached copies, and those of pinned ones.
     pub fn cached_totals(&self) -> Result<(u64, u64)> {
         let conn = self.conn();
-        let (all, pinned): (i64, i64) = conn.query_row(
-            "SELECT COALESCE(SUM(bytes), 0), COALESCE(SUM(CASE WHEN pinned THEN bytes ELSE 0 END), 0) FROM cached",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
+        let (all, pinned): (i64, i64) = conn
+            .prepare_cached("SELECT bytes, pinned_bytes FROM cached_sums")?
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok((all as u64, pinned as u64))
     }
 
@@ -1375,6 +1408,63 @@ mod tests {
         let kids = ix.children("r", "a").unwrap();
         assert_eq!(kids.len(), 1);
         assert_eq!(kids[0].0, "b");
+    }
+
+    /// The kept sums of the cache rows follow every way rows are written, renamed and
+    /// dropped, and an index from before they were kept gets them at its next opening.
+    #[test]
+    fn cached_sums_match_the_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.db");
+        let summed = |ix: &Index| -> (u64, u64) {
+            let (a, p): (i64, i64) = ix
+                .conn()
+                .query_row(
+                    "SELECT COALESCE(SUM(bytes), 0), COALESCE(SUM(CASE WHEN pinned THEN bytes ELSE 0 END), 0) FROM cached",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .unwrap();
+            (a as u64, p as u64)
+        };
+        let entry = |bytes: u64, pinned: bool| CachedEntry {
+            copy: format!("c{bytes}"),
+            size: bytes,
+            version: None,
+            bytes,
+            pinned,
+        };
+        {
+            let ix = Index::open(&path, None).unwrap();
+            ix.cached_put("r", "d/a", &entry(100, false)).unwrap();
+            ix.cached_put("r", "d/b", &entry(20, true)).unwrap();
+            ix.cached_put("r", "d/a", &entry(300, true)).unwrap(); // replaces 100 unpinned
+            ix.cached_put("s", "x", &entry(7, false)).unwrap();
+            ix.cached_touch("r", "d/b", 50).unwrap();
+            ix.cached_set_pinned("r", "d/a", false).unwrap();
+            assert_eq!(ix.cached_totals().unwrap(), (357, 50));
+            ix.rename_tree("r", "d", "e").unwrap();
+            assert_eq!(ix.cached_get("r", "e/b").unwrap().unwrap().bytes, 50);
+            assert_eq!(ix.cached_totals().unwrap(), (357, 50));
+            assert_eq!(ix.cached_remove("r", "e/a").unwrap(), Some("c300".to_owned()));
+            assert_eq!(ix.cached_totals().unwrap(), (57, 50));
+            ix.remove_tree("r", "e").unwrap();
+            assert_eq!(ix.cached_totals().unwrap(), (7, 0));
+            assert_eq!(ix.cached_totals().unwrap(), summed(&ix));
+            ix.cached_put("r", "f", &entry(1000, true)).unwrap();
+            // As an index made before the sums were kept.
+            ix.conn()
+                .execute_batch(
+                    "DROP TRIGGER cached_sums_insert; DROP TRIGGER cached_sums_delete;
+                     DROP TRIGGER cached_sums_update; DROP TABLE cached_sums;",
+                )
+                .unwrap();
+        }
+        let ix = Index::open(&path, None).unwrap();
+        assert_eq!(ix.cached_totals().unwrap(), (1007, 1000));
+        ix.cached_put("r", "g", &entry(3, false)).unwrap();
+        assert_eq!(ix.cached_totals().unwrap(), (1010, 1000));
+        assert_eq!(ix.cached_totals().unwrap(), summed(&ix));
     }
 
     /// An index written with SQLCipher's OpenSSL provider (before `index_cipher`) opens
