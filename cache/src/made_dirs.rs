@@ -8,6 +8,7 @@
 //! an uploaded file or folder into it) creates it first.
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Instant, SystemTime};
@@ -16,7 +17,7 @@ use oxidrive_providers::{Error as ProviderError, ErrorKind as ProviderErrorKind,
 
 use crate::copies::is_below;
 use crate::error::{Error, Result};
-use crate::index::{Overlay, RemoteEntry};
+use crate::index::{Overlay, RemoteEntry, subtree_bounds};
 use crate::store::{Entry, Store, merge, parent_of};
 use crate::trash::TRASH_RETRY;
 use crate::uploader::{PERMANENT_RETRY, backoff, is_temporary};
@@ -91,12 +92,12 @@ impl MadeDirs {
 
     /// The made folders directly in `dir`.
     pub(crate) fn children(&self, dir: &str) -> Vec<String> {
-        self.dirs().keys().filter(|p| parent_of(p) == dir).cloned().collect()
+        below_in(&self.dirs(), dir).filter(|p| parent_of(p) == dir).cloned().collect()
     }
 
     /// The made folders below `dir`.
     pub(crate) fn below(&self, dir: &str) -> Vec<String> {
-        self.dirs().keys().filter(|p| is_below(p, dir)).cloned().collect()
+        below_in(&self.dirs(), dir).cloned().collect()
     }
 
     /// `sync --wait`: everything is due now.
@@ -140,6 +141,18 @@ impl MadeDirs {
     pub(crate) fn forget_tree(&self, path: &str) {
         self.dirs().retain(|p, _| p != path && !is_below(p, path));
     }
+}
+
+/// The paths of `dirs` below `dir`: a range of the map, not a walk over it (it is
+/// read at every listing, and an untar makes thousands).
+fn below_in<'a>(dirs: &'a BTreeMap<String, Due>, dir: &str) -> impl Iterator<Item = &'a String> {
+    let range = if dir.is_empty() {
+        dirs.range::<String, _>(..)
+    } else {
+        let (lo, hi) = subtree_bounds(dir);
+        dirs.range::<String, _>((Bound::Included(lo), Bound::Excluded(hi)))
+    };
+    range.map(|(p, _)| p)
 }
 
 impl Store {
@@ -313,5 +326,22 @@ impl Store {
         }
         tracing::debug!(root = %self.root, path = dir, "created a folder on the provider");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn children_and_below_take_only_the_folders_under_the_path() {
+        let made =
+            MadeDirs::load(["a", "a/b", "a/b/c", "a-b", "a-b/x", "a0", "ab", "b", "b/a"].map(String::from).into());
+        assert_eq!(made.below("a"), ["a/b", "a/b/c"]);
+        assert_eq!(made.children("a"), ["a/b"]);
+        assert_eq!(made.children("a/b"), ["a/b/c"]);
+        assert_eq!(made.below("a/b/c"), Vec::<String>::new());
+        assert_eq!(made.children(""), ["a", "a-b", "a0", "ab", "b"]);
+        assert_eq!(made.below("").len(), 9);
     }
 }

@@ -10,6 +10,8 @@ use std::sync::{Mutex, PoisonError};
 
 use tokio::sync::Notify;
 
+use crate::copies::is_below;
+
 #[derive(Debug, Default)]
 pub struct PathLocks {
     held: Mutex<Vec<(String, bool)>>,
@@ -62,13 +64,6 @@ fn conflicts(a: &str, a_tree: bool, b: &str, b_tree: bool) -> bool {
 }
 
 /// Whether `path` is strictly inside directory `dir` ("" is the root).
-fn is_below(path: &str, dir: &str) -> bool {
-    if dir.is_empty() {
-        return !path.is_empty();
-    }
-    path.len() > dir.len() && path.starts_with(dir) && path.as_bytes()[dir.len()] == b'/'
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
