@@ -322,9 +322,9 @@ impl Index {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(Duration::from_secs(5))?;
-        // Room for every statement a file's create and commit run (the default 16 is
-        // fewer: they would be parsed again each time).
-        conn.set_prepared_statement_cache_capacity(128);
+        // Room for every statement the index runs, those made per table included (the
+        // default 16 is fewer: they would be parsed again each time).
+        conn.set_prepared_statement_cache_capacity(256);
         // Small files' contents pass through the journal (inline commits); a page cache
         // larger than the default 2 MiB keeps the tables' pages in memory meanwhile, so
         // they are not read and decrypted again.
@@ -762,27 +762,26 @@ impl Index {
     ) -> Result<bool> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        let n = tx.execute(
-            "DELETE FROM journal WHERE root = ?1 AND path = ?2 AND seq = ?3",
-            params![root, path, seq as i64],
-        )?;
+        let n = tx
+            .prepare_cached("DELETE FROM journal WHERE root = ?1 AND path = ?2 AND seq = ?3")?
+            .execute(params![root, path, seq as i64])?;
         if n == 0 {
             // A newer commit stays; its changes now start from what we just uploaded.
             let (bs, bm) = base_cols(remote.map(|(m, s)| (s, m)));
-            tx.execute(
+            tx.prepare_cached(
                 "UPDATE journal SET is_new = 0, base_size = ?3, base_mtime_ns = ?4 WHERE root = ?1 AND path = ?2",
-                params![root, path, bs, bm],
-            )?;
+            )?
+            .execute(params![root, path, bs, bm])?;
         }
         let (rm, rs) = match remote {
             Some((m, s)) => (m.map(to_ns), Some(s as i64)),
             None => (None, None),
         };
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO attrs (root, path, parent, remote_mtime_ns, remote_size) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT(root, path) DO UPDATE SET remote_mtime_ns = ?4, remote_size = ?5",
-            params![root, path, parent_of(path), rm, rs],
-        )?;
+        )?
+        .execute(params![root, path, parent_of(path), rm, rs])?;
         tx.commit()?;
         Ok(n > 0)
     }
@@ -791,10 +790,9 @@ impl Index {
     /// rewrote the object, so it is not mistaken for someone else's change).
     pub fn journal_set_base(&self, root: &str, path: &str, base: Option<(u64, Option<SystemTime>)>) -> Result<()> {
         let (bs, bm) = base_cols(base);
-        self.conn().execute(
-            "UPDATE journal SET base_size = ?3, base_mtime_ns = ?4 WHERE root = ?1 AND path = ?2",
-            params![root, path, bs, bm],
-        )?;
+        self.conn()
+            .prepare_cached("UPDATE journal SET base_size = ?3, base_mtime_ns = ?4 WHERE root = ?1 AND path = ?2")?
+            .execute(params![root, path, bs, bm])?;
         Ok(())
     }
 
@@ -807,10 +805,11 @@ impl Index {
         base: Option<(u64, Option<SystemTime>)>,
     ) -> Result<()> {
         let (bs, bm) = base_cols(base);
-        self.conn().execute(
-            "UPDATE journal SET is_new = ?3, base_size = ?4, base_mtime_ns = ?5 WHERE root = ?1 AND path = ?2",
-            params![root, path, is_new, bs, bm],
-        )?;
+        self.conn()
+            .prepare_cached(
+                "UPDATE journal SET is_new = ?3, base_size = ?4, base_mtime_ns = ?5 WHERE root = ?1 AND path = ?2",
+            )?
+            .execute(params![root, path, is_new, bs, bm])?;
         Ok(())
     }
 
@@ -835,15 +834,18 @@ impl Index {
 
     /// Records a rename about to happen on the provider (see `Store::recover_renames`).
     pub fn rename_intent(&self, root: &str, from: &str, to: &str, is_dir: bool) -> Result<()> {
-        self.conn().execute(
-            "INSERT OR REPLACE INTO renames (root, from_path, to_path, is_dir) VALUES (?1, ?2, ?3, ?4)",
-            params![root, from, to, is_dir],
-        )?;
+        self.conn()
+            .prepare_cached(
+                "INSERT OR REPLACE INTO renames (root, from_path, to_path, is_dir) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![root, from, to, is_dir])?;
         Ok(())
     }
 
     pub fn rename_intent_done(&self, root: &str, from: &str) -> Result<()> {
-        self.conn().execute("DELETE FROM renames WHERE root = ?1 AND from_path = ?2", params![root, from])?;
+        self.conn()
+            .prepare_cached("DELETE FROM renames WHERE root = ?1 AND from_path = ?2")?
+            .execute(params![root, from])?;
         Ok(())
     }
 
@@ -857,7 +859,9 @@ impl Index {
 
     /// Forgets the pending change of one path (the file was deleted before upload).
     pub fn journal_remove(&self, root: &str, path: &str) -> Result<()> {
-        self.conn().execute("DELETE FROM journal WHERE root = ?1 AND path = ?2", params![root, path])?;
+        self.conn()
+            .prepare_cached("DELETE FROM journal WHERE root = ?1 AND path = ?2")?
+            .execute(params![root, path])?;
         Ok(())
     }
 
@@ -869,11 +873,8 @@ impl Index {
         }
         let conn = self.conn();
         match entry {
-            Some(e) => conn.execute(
-                "INSERT OR REPLACE INTO remote (root, path, parent, is_dir, size, mtime_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![root, path, parent_of(path), e.is_dir, e.size as i64, e.mtime.map(to_ns)],
-            )?,
-            None => conn.execute("DELETE FROM remote WHERE root = ?1 AND path = ?2", params![root, path])?,
+            Some(e) => conn.prepare_cached("INSERT OR REPLACE INTO remote (root, path, parent, is_dir, size, mtime_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?.execute(params![root, path, parent_of(path), e.is_dir, e.size as i64, e.mtime.map(to_ns)])?,
+            None => conn.prepare_cached("DELETE FROM remote WHERE root = ?1 AND path = ?2")?.execute(params![root, path])?,
         };
         Ok(())
     }
@@ -898,21 +899,22 @@ impl Index {
             })?;
             rows.collect::<rusqlite::Result<_>>()?
         };
-        let listed: bool = tx
-            .query_row("SELECT 1 FROM listed WHERE root = ?1 AND path = ?2", params![root, dir], |_| Ok(true))
-            .optional()?
-            .unwrap_or(false);
+        let listed =
+            tx.prepare_cached("SELECT 1 FROM listed WHERE root = ?1 AND path = ?2")?.exists(params![root, dir])?;
         let same = listed && old.len() == children.len() && children.iter().all(|(n, e)| old.get(n) == Some(e));
         if !same {
-            tx.execute("DELETE FROM remote WHERE root = ?1 AND parent = ?2", params![root, dir])?;
+            tx.prepare_cached("DELETE FROM remote WHERE root = ?1 AND parent = ?2")?.execute(params![root, dir])?;
+            // Parsed once for every row, not once per row.
+            let mut insert = tx.prepare_cached(
+                "INSERT OR REPLACE INTO remote (root, path, parent, is_dir, size, mtime_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
             for (name, e) in children {
                 let path = if dir.is_empty() { name.clone() } else { format!("{dir}/{name}") };
-                tx.execute(
-                    "INSERT OR REPLACE INTO remote (root, path, parent, is_dir, size, mtime_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![root, path, dir, e.is_dir, e.size as i64, e.mtime.map(to_ns)],
-                )?;
+                insert.execute(params![root, path, dir, e.is_dir, e.size as i64, e.mtime.map(to_ns)])?;
             }
-            tx.execute("INSERT OR IGNORE INTO listed (root, path) VALUES (?1, ?2)", params![root, dir])?;
+            drop(insert);
+            tx.prepare_cached("INSERT OR IGNORE INTO listed (root, path) VALUES (?1, ?2)")?
+                .execute(params![root, dir])?;
             tx.commit()?;
         }
         Ok(())
@@ -921,10 +923,7 @@ impl Index {
     /// The recorded children of `dir`, or `None` if it was never listed completely.
     pub fn remote_children(&self, root: &str, dir: &str) -> Result<Option<Vec<(String, RemoteEntry)>>> {
         let conn = self.conn();
-        let listed = conn
-            .query_row("SELECT 1 FROM listed WHERE root = ?1 AND path = ?2", params![root, dir], |_| Ok(()))
-            .optional()?;
-        if listed.is_none() {
+        if !conn.prepare_cached("SELECT 1 FROM listed WHERE root = ?1 AND path = ?2")?.exists(params![root, dir])? {
             return Ok(None);
         }
         // `path != ''`: a row for the top folder itself (older runs wrote one) is no child.
