@@ -268,6 +268,7 @@ fn key(root: &str, path: &str) -> Key {
     (root.to_owned(), path.to_owned())
 }
 
+/// Whether `path` is strictly inside directory `dir` ("" is the root).
 pub(crate) fn is_below(path: &str, dir: &str) -> bool {
     if dir.is_empty() {
         return !path.is_empty();

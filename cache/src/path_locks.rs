@@ -63,7 +63,6 @@ fn conflicts(a: &str, a_tree: bool, b: &str, b_tree: bool) -> bool {
     a == b || (a_tree && is_below(b, a)) || (b_tree && is_below(a, b))
 }
 
-/// Whether `path` is strictly inside directory `dir` ("" is the root).
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
