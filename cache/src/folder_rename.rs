@@ -220,6 +220,14 @@ impl Store {
             }
         }
         if self.trash.any_below(&t.path) {
+            if forced {
+                // Below a folder deleted too (made over offline): not free before that
+                // one goes to the Trash.
+                return Err(offline(format!(
+                    "{}: a folder renamed away from here waits for provider {:?}; try again when it is back",
+                    t.path, self.root
+                )));
+            }
             return Ok(());
         }
         if self.holds_files(&t.path).await? {

@@ -277,7 +277,11 @@ impl Store {
     /// moves to the Trash with that folder.
     pub async fn settle_for_new(&self, path: &str, dir: bool) -> Result<()> {
         let in_replaced = !self.trash.replaced_at_or_above(parent_of(path)).is_empty();
-        let deleted = || self.trash.tombstones().get(path).is_some_and(|t| t.moved_to.is_none());
+        // Below a replaced folder, the old name of a folder renamed away in the journal
+        // belongs to the deleted tree (it reaches the Trash with it): taken like a
+        // deleted one's.
+        let deleted =
+            || self.trash.tombstones().get(path).is_some_and(|t| t.moved_to.is_none() || (in_replaced && t.is_dir));
         let replaceable = || deleted() && !self.pending().contains_key(path);
         // A deleted file whose last changes were never uploaded, made way for by a file.
         let trashable = || !dir && !in_replaced && deleted() && self.pending().contains_key(path);
@@ -319,7 +323,7 @@ impl Store {
         let changed = {
             let mut map = self.trash.tombstones();
             match map.get_mut(path) {
-                Some(t) if t.replaced != replaced && t.moved_to.is_none() => {
+                Some(t) if t.replaced != replaced => {
                     t.replaced = replaced;
                     Some(t.clone())
                 }

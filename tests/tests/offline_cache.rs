@@ -1093,6 +1093,70 @@ fn a_symlink_renamed_out_of_a_folder_made_over_a_deleted_one_stays() {
     assert_reads(&m, &m.mnt.join("Trash/b/b"), b"deleted offline", Duration::from_secs(30), "Trash/b/b");
 }
 
+/// Offline, `top/sub` and `top/sub2` renamed away (in the journal), `top` deleted and
+/// made again: new names at `top/sub` (a folder) and `top/sub2` (a file) show at once;
+/// a folder renamed onto `top/sub` before then is refused (EIO: that place is freed only
+/// when the old `top` goes), changing nothing. Back online the old `top` goes for good
+/// (only the old names of renamed files were left in it) and nothing of it comes back.
+#[test]
+fn a_folder_made_where_one_was_renamed_away_offline_shows() {
+    let cloud = Cloud::start();
+    let mut m = cloud.mount();
+    let dir = folder(&m);
+    let (x, y) = (pattern(5 * KIB, 1), pattern(9 * KIB, 2));
+    fs::create_dir_all(dir.join("top/sub/deep")).unwrap();
+    fs::create_dir_all(dir.join("top/sub2")).unwrap();
+    write_file(&m, &dir.join("top/sub/x.bin"), &x);
+    write_file(&m, &dir.join("top/sub2/y.bin"), &y);
+    for d in ["", "top", "top/sub", "top/sub/deep", "top/sub2"] {
+        try_names(&dir.join(d)).unwrap_or_else(|e| panic!("list {d}: {e}"));
+    }
+    sync_then_go_offline(&cloud, &m);
+
+    for (from, to) in [("top/sub", "moved"), ("top/sub2", "moved2")] {
+        fs::rename(dir.join(from), dir.join(to))
+            .unwrap_or_else(|e| panic!("offline mv {from} {to}: {e}\n{}", tail(&m)));
+    }
+    fs::remove_dir(dir.join("top")).unwrap_or_else(|e| panic!("offline rmdir top: {e}\n{}", tail(&m)));
+    fs::create_dir(dir.join("top")).unwrap_or_else(|e| panic!("offline mkdir top: {e}\n{}", tail(&m)));
+    fs::create_dir(dir.join("made")).unwrap();
+    let err = fs::rename(dir.join("made"), dir.join("top/sub")).expect_err("offline mv made top/sub");
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "offline mv made top/sub: {err}\n{}", tail(&m));
+    assert_lists(&m, &dir.join("top"), &[], "offline, after the refused mv");
+    fs::remove_dir(dir.join("made")).unwrap_or_else(|e| panic!("rmdir made after the refused mv: {e}\n{}", tail(&m)));
+    fs::create_dir(dir.join("top/sub")).unwrap_or_else(|e| panic!("offline mkdir top/sub: {e}\n{}", tail(&m)));
+    write_file(&m, &dir.join("top/sub/new.txt"), b"new");
+    write_file(&m, &dir.join("top/sub2"), b"a file now");
+    let check = |m: &TestMount, when: &str| {
+        assert_lists(m, &dir, &["moved", "moved2", "probe.bin", "top"], when);
+        assert_lists(m, &dir.join("top"), &["sub", "sub2"], when);
+        assert_lists(m, &dir.join("top/sub"), &["new.txt"], when);
+        assert_reads(m, &dir.join("top/sub/new.txt"), b"new", Duration::from_secs(10), when);
+        assert_reads(m, &dir.join("top/sub2"), b"a file now", Duration::from_secs(10), when);
+        assert_lists(m, &dir.join("moved"), &["deep", "x.bin"], when);
+        assert_reads(m, &dir.join("moved/x.bin"), &x, Duration::from_secs(10), when);
+        assert_reads(m, &dir.join("moved2/y.bin"), &y, Duration::from_secs(10), when);
+    };
+    check(&m, "offline");
+    m.remount();
+    check(&m, "remounted offline");
+
+    cloud.proxy.set(Fault::Pass);
+    m.sync();
+    check(&m, "back online, after sync");
+    assert_lists(&m, &m.mnt.join("Trash"), &[], "Trash: the old top held only renamed files' old names");
+    m.unmount();
+    let dest = decrypt(&m);
+    assert_eq!(names(&dest), ["moved", "moved2", "probe.bin", "top"], "what the provider holds");
+    assert_eq!(names(&dest.join("top")), ["sub", "sub2"], "the provider's new top");
+    assert_eq!(names(&dest.join("top/sub")), ["new.txt"], "the provider's new top/sub");
+    assert_file(&dest.join("top/sub/new.txt"), b"new", "provider copy of top/sub/new.txt");
+    assert_file(&dest.join("top/sub2"), b"a file now", "provider copy of top/sub2");
+    assert_eq!(names(&dest.join("moved")), ["deep", "x.bin"], "the provider's moved");
+    assert_file(&dest.join("moved/x.bin"), &x, "provider copy of moved/x.bin");
+    assert_file(&dest.join("moved2/y.bin"), &y, "provider copy of moved2/y.bin");
+}
+
 /// `tar -x` offline over a tree extracted online: tar unlinks each existing file and
 /// creates it again.
 #[test]

@@ -717,7 +717,9 @@ fn symlinks_as_files(snap: &std::collections::BTreeMap<PathBuf, Node>) -> std::c
 /// mtimes) kept the old versions below it: a file renamed away in the journal came back.
 /// 13159117129891959831 (1000 steps): offline, a folder made over a deleted one renamed
 /// over an empty made folder: the target was dropped, then the rename refused (EIO).
-const OFFLINE_SEEDS: [(u64, usize); 14] = [
+/// 1822305675153263552 (1000 steps): offline, `mkdir d/c` where a folder was renamed
+/// away, inside `d` deleted and made again: made in the journal, yet hidden (ENOENT).
+const OFFLINE_SEEDS: [(u64, usize); 15] = [
     (15469272657832429347, 300),
     (10879173096186390723, 600),
     (1428717364193948290, 700),
@@ -732,6 +734,7 @@ const OFFLINE_SEEDS: [(u64, usize); 14] = [
     (5314294349791968343, 1000),
     (5869407643495974090, 1000),
     (13159117129891959831, 1000),
+    (1822305675153263552, 1000),
 ];
 
 /// Half the steps online, half offline (see the module comment), on an encrypted S3
