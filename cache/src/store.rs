@@ -314,12 +314,7 @@ impl Store {
                     let entries: Vec<(String, RemoteEntry)> =
                         objects.into_iter().map(|(n, m)| (n, remote_entry(&m))).collect();
                     self.index.remote_set_children(&self.root, dir, &entries)?;
-                    for (name, entry) in &entries {
-                        self.recent.insert(join(dir, name), Some(*entry));
-                    }
-                    if self.recent_gen.load(Ordering::Acquire) == gen_before {
-                        self.listed.insert(dir.to_owned(), ());
-                    }
+                    self.remember_listing(dir, &entries, gen_before);
                     return Ok(entries);
                 }
                 Err(e) if e.is_unreachable() => self.unreachable(&e),
@@ -327,6 +322,27 @@ impl Store {
             }
         }
         self.index.remote_children(&self.root, dir)?.ok_or_else(|| self.offline_error(dir))
+    }
+
+    /// Keeps a listing's answers for the stats and listings that follow, unless a change
+    /// came while the provider was asked (`recent_gen` is no longer `asked_at`): a name
+    /// deleted or renamed meanwhile must not come back from the older answer. Checked
+    /// again after, for a change landing between the check and the inserts.
+    fn remember_listing(&self, dir: &str, entries: &[(String, RemoteEntry)], asked_at: u64) {
+        let unchanged = || self.recent_gen.load(Ordering::Acquire) == asked_at;
+        if !unchanged() {
+            return;
+        }
+        for (name, entry) in entries {
+            self.recent.insert(join(dir, name), Some(*entry));
+        }
+        self.listed.insert(dir.to_owned(), ());
+        if !unchanged() {
+            for (name, _) in entries {
+                self.recent.invalidate(&join(dir, name));
+            }
+            self.listed.invalidate(dir);
+        }
     }
 
     /// Records the provider's listing of the top folder in the mirror (for working
@@ -339,14 +355,45 @@ impl Store {
 
     /// The names in `dir`, deleted ones (and oxidrive's own folder) left out.
     pub async fn list(&self, dir: &str) -> Result<Vec<(String, Entry)>> {
-        let mut entries = self.list_any(dir).await?;
-        if dir.is_empty() {
-            entries.retain(|(name, _)| name != META_DIR);
+        let mut attempt = 1;
+        loop {
+            let seen = self.trash.dropped();
+            let mut entries = self.list_any(dir).await?;
+            if dir.is_empty() {
+                entries.retain(|(name, _)| name != META_DIR);
+            }
+            if self.trash.count() > 0 {
+                entries.retain(|(name, _)| !self.is_trashed(&join(dir, name)));
+            }
+            if self.trash.dropped() == seen {
+                return Ok(entries);
+            }
+            // Tombstones went while the provider was asked: their objects were removed
+            // or moved to the Trash first, so the older answer may show those names,
+            // which nothing hides any more. They are left out (a new file or folder
+            // made there since stays; one another device changed after it was deleted
+            // here, and which stays, shows from the next listing on).
+            match self.trash.dropped_since(seen) {
+                Some(gone) => {
+                    let gone: HashSet<String> = gone.into_iter().collect();
+                    let mut above = dir;
+                    let mut all_gone = false;
+                    while !above.is_empty() && !all_gone {
+                        all_gone = gone.contains(above);
+                        above = parent_of(above);
+                    }
+                    entries.retain(|(name, _)| {
+                        let path = join(dir, name);
+                        !(all_gone || gone.contains(&path))
+                            || self.pending().contains_key(&path)
+                            || self.made.contains(&path)
+                    });
+                    return Ok(entries);
+                }
+                None if attempt < LIST_ATTEMPTS => attempt += 1,
+                None => return Ok(entries),
+            }
         }
-        if self.trash.count() > 0 {
-            entries.retain(|(name, _)| !self.is_trashed(&join(dir, name)));
-        }
-        Ok(entries)
     }
 
     /// `list`, deleted names included (the Trash view lists inside deleted folders).
@@ -976,6 +1023,10 @@ pub(crate) fn parent_of(path: &str) -> &str {
 pub(crate) fn name_of(path: &str) -> &str {
     path.rsplit_once('/').map_or(path, |(_, n)| n)
 }
+
+/// How often `list` asks again when more tombstones went meanwhile than it can check
+/// (a Trash move of thousands of items): then the last answer stands.
+const LIST_ATTEMPTS: u32 = 3;
 
 /// How long a stat waits for the provider when the mirror could answer instead.
 const PATIENCE: Duration = Duration::from_millis(500);

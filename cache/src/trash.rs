@@ -12,7 +12,8 @@
 //! with no file in it, or a symlink deleted on its own, is removed for good; inside a
 //! deleted folder with files both go along, so a restored tree is whole.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -82,7 +83,15 @@ pub(crate) struct TrashState {
     /// One mover at a time: the background loop, a settle before a create, a restore.
     running: tokio::sync::Mutex<()>,
     wake: Arc<Notify>,
+    /// Counts removals of tombstones.
+    dropped: AtomicU64,
+    /// The paths of the latest removals (at most `DROPPED_KEPT`), by count: a listing
+    /// that asked the provider before one may show what it hid (see `Store::list`).
+    dropped_log: Mutex<VecDeque<(u64, String)>>,
 }
+
+/// How many removals of tombstones `TrashState::dropped_log` keeps.
+const DROPPED_KEPT: usize = 4096;
 
 impl TrashState {
     /// The tombstones an earlier run left; `stands(path)` says whether something new
@@ -114,6 +123,45 @@ impl TrashState {
         self.tombstones.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The tombstones, for removing those at (and below) `paths`: logged first, under
+    /// the lock, so a listing that finds one gone also finds it in the log.
+    fn tombstones_dropping(&self, paths: &[&str]) -> MutexGuard<'_, BTreeMap<String, Tombstone>> {
+        let map = self.tombstones();
+        let seq = self.dropped.fetch_add(1, Ordering::AcqRel) + 1;
+        let mut log = self.dropped_log.lock().unwrap_or_else(PoisonError::into_inner);
+        log.extend(paths.iter().map(|p| (seq, (*p).to_owned())));
+        while log.len() > DROPPED_KEPT {
+            log.pop_front();
+        }
+        map
+    }
+
+    /// How many times tombstones were removed so far.
+    pub(crate) fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Acquire)
+    }
+
+    /// The paths whose tombstones (with those below them) were removed after `seen`
+    /// removals; `None` if the log no longer goes back that far.
+    pub(crate) fn dropped_since(&self, seen: u64) -> Option<Vec<String>> {
+        let log = self.dropped_log.lock().unwrap_or_else(PoisonError::into_inner);
+        if log.front().is_none_or(|(seq, _)| *seq > seen + 1) {
+            return None;
+        }
+        Some(log.iter().filter(|(seq, _)| *seq > seen).map(|(_, p)| p.clone()).collect())
+    }
+
+    /// Drops the tombstones at and below `path`.
+    pub(crate) fn drop_tree(&self, path: &str) {
+        self.tombstones_dropping(&[path]).retain(|k, _| k != path && !is_below(k, path));
+    }
+
+    /// Drops the tombstones at `paths`.
+    pub(crate) fn drop_paths(&self, paths: &[String]) {
+        let logged: Vec<&str> = paths.iter().map(String::as_str).collect();
+        self.tombstones_dropping(&logged).retain(|k, _| !paths.contains(k));
+    }
+
     pub(crate) fn count(&self) -> usize {
         self.tombstones().len()
     }
@@ -130,7 +178,7 @@ impl TrashState {
     }
 
     pub(crate) fn remove(&self, path: &str) {
-        self.tombstones().remove(path);
+        self.tombstones_dropping(&[path]).remove(path);
     }
 
     /// The tombstone at `path` if a file's rename (not a delete) left it.
@@ -508,7 +556,7 @@ impl Store {
             self.index.replaced_settled(&self.root, Some(&item), &t.path, &moved)?;
             tracing::debug!(root = %self.root, path = %t.orig, id = %t.id, "moved to Trash; the new one there can be uploaded");
         }
-        self.trash.tombstones().retain(|k, _| !moved.contains(k));
+        self.trash.drop_paths(&moved);
         self.forget_recent_stats();
         self.made.hurry_tree(&t.path);
         self.uploads.changed.notify_waiters();
@@ -564,7 +612,7 @@ impl Store {
     }
 
     pub(crate) fn drop_tombstones(&self, path: &str) {
-        self.trash.tombstones().retain(|k, _| k != path && !is_below(k, path));
+        self.trash.drop_tree(path);
     }
 
     /// Tombstones follow a rename of a folder above them, and those of files renamed
@@ -870,7 +918,7 @@ impl Store {
         if self.offline_now() {
             return;
         }
-        let urgent = self.uploads.urgent.load(std::sync::atomic::Ordering::Acquire) > 0;
+        let urgent = self.uploads.urgent.load(Ordering::Acquire) > 0;
         let retry_ok =
             self.trash.retry_at.lock().unwrap_or_else(PoisonError::into_inner).is_none_or(|t| t <= Instant::now());
         let quiet = self

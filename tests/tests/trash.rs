@@ -206,6 +206,45 @@ fn a_new_file_under_a_deleted_name_sends_the_old_one_to_trash() {
     assert_eq!(trash_items(&backing).len(), 2);
 }
 
+/// The Trash mover removes deleted names from the provider one by one, then forgets
+/// their tombstones; a listing that asked the provider just before a removal must not
+/// show that name once nothing hides it. (stress-ng's symlink stressor: `rmdir` right
+/// after unlinking every link failed with ENOTEMPTY, the links listed as files.)
+#[test]
+fn names_leaving_for_the_trash_never_show_again_in_listings() {
+    let m = TestMount::plain();
+    let dir = m.local().join("churn");
+    fs::create_dir(&dir).unwrap();
+    for i in 0..300 {
+        std::os::unix::fs::symlink("../some/where/else", dir.join(format!("link-{i}"))).unwrap();
+        fs::write(dir.join(format!("file-{i}")), format!("file {i}")).unwrap();
+    }
+    m.sync();
+    for entry in fs::read_dir(&dir).unwrap() {
+        fs::remove_file(entry.unwrap().path()).unwrap();
+    }
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let lists = std::thread::scope(|s| {
+        let lister = s.spawn(|| {
+            let mut lists = 0;
+            while !done.load(std::sync::atomic::Ordering::Acquire) {
+                let seen = names(&dir);
+                assert!(seen.is_empty(), "listed after their deletion, while moving to Trash: {seen:?}");
+                lists += 1;
+            }
+            lists
+        });
+        m.sync();
+        done.store(true, std::sync::atomic::Ordering::Release);
+        lister.join().unwrap()
+    });
+    assert!(lists > 10, "only {lists} listings while the Trash mover ran");
+    fs::remove_dir(&dir).unwrap();
+    let backing = m.plain_backing().expect("plain store");
+    assert!(!backing.join("churn").exists());
+    assert_eq!(names(&m.mnt.join("Trash")).len(), 300, "the deleted files in Trash");
+}
+
 #[test]
 fn the_same_name_deleted_twice_is_told_apart_by_time() {
     let m = TestMount::plain();
