@@ -188,10 +188,11 @@ impl Store {
     /// Deletes an (empty) made folder, which only the journal knows; false if it was
     /// created on the provider meanwhile, or if it holds deleted files that the
     /// provider holds elsewhere (renamed into it in the journal, so bound for the
-    /// Trash): then it goes the usual way.
+    /// Trash): then it goes the usual way. (What was deleted in a folder it replaced
+    /// stays, hidden again with that one.)
     pub(crate) async fn remove_made_dir(&self, path: &str) -> Result<bool> {
         let _lock = self.locks.lock(&[(path, true)]).await;
-        if !self.made.contains(path) || self.trash.any_below(path) {
+        if !self.made.contains(path) || self.deleted_below_new(path) {
             return Ok(false);
         }
         self.index.remove_tree(&self.root, path)?;

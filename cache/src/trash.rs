@@ -266,14 +266,15 @@ impl Store {
         {
             return self.remove_file(path).await;
         }
-        // Renamed in the journal onto a name deleted before, whose object still waits
-        // for the Trash: one tombstone cannot stand for both, so that one goes first
-        // (offline this deletion waits for the provider).
-        if kind != EntryKind::Dir && self.trash.is_replaced(path) {
-            self.settle_path(path, false).await?;
-        }
         if kind == EntryKind::Dir && self.made.contains(path) && self.remove_made_dir(path).await? {
             return Ok(());
+        }
+        // Something the provider holds elsewhere (a file renamed here in the journal, a
+        // folder made here holding such files deleted since) over a name deleted
+        // before, whose object still waits for the Trash: one tombstone cannot stand for
+        // both, so that one goes first (offline this deletion waits for the provider).
+        if self.trash.is_replaced(path) {
+            self.settle_path(path, false).await?;
         }
         // Against a rename of a folder above (a tree lock there); an upload of this very
         // file may go on: it lands under the deleted name and moves with it.
@@ -562,6 +563,16 @@ impl Store {
         self.uploads.changed.notify_waiters();
         self.uploads.wake.notify_one();
         Ok(())
+    }
+
+    /// Whether a tombstone lies below `path` that is not of the deleted tree a new
+    /// folder there replaced (those go to the Trash with that one's object).
+    pub(crate) fn deleted_below_new(&self, path: &str) -> bool {
+        let replaced = self.trash.tombstones().get(path).filter(|t| t.replaced).cloned();
+        let Some(t) = replaced else { return self.trash.any_below(path) };
+        let old: HashSet<String> = self.old_tree(&t).into_iter().collect();
+        let (lo, hi) = crate::index::subtree_bounds(path);
+        self.trash.tombstones().range(lo..hi).any(|(k, _)| !old.contains(k))
     }
 
     /// The tombstones that go with replaced `t`'s object: its own and, for a folder,

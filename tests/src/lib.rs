@@ -304,6 +304,24 @@ impl Drop for TestMount {
         if is_mounted(&self.mnt) {
             let _ = Command::new("umount").arg("-l").arg(&self.mnt).status();
         }
+        if let Some(keep) = std::env::var_os("OXIDRIVE_TEST_KEEP_LOGS") {
+            self.keep_logs(Path::new(&keep));
+        }
+    }
+}
+
+impl TestMount {
+    /// Copies the mount logs into `keep` (as `<temp dir name>-mount-N.log`) before the
+    /// temp dir goes: `OXIDRIVE_TEST_KEEP_LOGS=DIR` when a failure needs the whole story.
+    fn keep_logs(&self, keep: &Path) {
+        let _ = std::fs::create_dir_all(keep);
+        let tag = self.dir.path().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        for entry in std::fs::read_dir(self.dir.path()).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with("mount-") && name.ends_with(".log") {
+                let _ = std::fs::copy(entry.path(), keep.join(format!("{tag}-{name}")));
+            }
+        }
     }
 }
 

@@ -565,6 +565,49 @@ fn deletions_inside_a_folder_made_over_a_deleted_one_stay_deleted() {
     assert_file(&dest.join("g/new.txt"), b"new\n", "provider copy of g/new.txt");
 }
 
+/// Offline, a folder made over a deleted one, then deleted too: both are gone once the
+/// provider is back (the old one in Trash with what was deleted in it). When the new one
+/// held a deleted file of its own (renamed into it in the journal), one tombstone cannot
+/// stand for both: deleting it waits for the old one to reach the Trash (offline `EIO`,
+/// nothing changes; that file reaches the Trash as an item of its own).
+#[test]
+fn a_folder_made_over_a_deleted_one_and_deleted_again_offline_stays_gone() {
+    let cloud = Cloud::start();
+    let mut m = cloud.mount();
+    let dir = folder(&m);
+    for d in ["d", "e"] {
+        fs::create_dir(dir.join(d)).unwrap();
+        write_file(&m, &dir.join(d).join("f.txt"), format!("old {d}/f").as_bytes());
+    }
+    write_file(&m, &dir.join("g"), b"the file g");
+    sync_then_go_offline(&cloud, &m);
+    let sh = |script: &str| {
+        let out = Command::new("sh").arg("-c").arg(script).current_dir(&dir).output().unwrap();
+        assert!(out.status.success(), "offline: {script}: {}\n{}", String::from_utf8_lossy(&out.stderr), tail(&m));
+    };
+    sh("rm -r d && mkdir d && mkdir d/sub && rmdir d/sub && rmdir d");
+    sh("rm -r e && mkdir e && mv g e/g && rm e/g");
+    let err = fs::remove_dir(dir.join("e")).expect_err("offline rmdir of e, holding a deleted file of its own");
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "offline rmdir e: {err}\n{}", tail(&m));
+    assert_lists(&m, &dir, &["e", "probe.bin"], "offline");
+    assert_lists(&m, &dir.join("e"), &[], "offline, the new e");
+    m.remount();
+    assert_lists(&m, &dir, &["e", "probe.bin"], "remounted offline");
+    cloud.proxy.set(Fault::Pass);
+    m.sync();
+    fs::remove_dir(dir.join("e")).unwrap_or_else(|e| panic!("online rmdir e: {e}\n{}", tail(&m)));
+    m.sync();
+    assert_lists(&m, &dir, &["probe.bin"], "online again");
+    let trash = m.mnt.join("Trash");
+    assert_reads(&m, &trash.join("d/f.txt"), b"old d/f", Duration::from_secs(30), "d/f.txt in Trash");
+    assert_lists(&m, &trash, &["d", "e", "g"], "Trash: the old d and e, and g deleted on its own");
+    assert_reads(&m, &trash.join("e/f.txt"), b"old e/f", Duration::from_secs(30), "e/f.txt in Trash");
+    assert_reads(&m, &trash.join("g"), b"the file g", Duration::from_secs(30), "g in Trash");
+    m.unmount();
+    let dest = decrypt(&m);
+    assert_eq!(names(&dest), ["probe.bin"], "what the provider holds outside its Trash");
+}
+
 /// `rm f; echo new > f` offline (what `tar -x` over a tree and `git checkout` do), and
 /// `rm f; mv f.new f`: the new file is there at once; the deleted one reaches the Trash
 /// when the provider is back, and only then is the new one uploaded, so the old version
