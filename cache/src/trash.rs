@@ -331,7 +331,10 @@ impl Store {
         // deleted one's.
         let deleted =
             || self.trash.tombstones().get(path).is_some_and(|t| t.moved_to.is_none() || (in_replaced && t.is_dir));
-        let replaceable = || deleted() && !self.pending().contains_key(path);
+        // A deleted made folder still here holds deleted files renamed into it in the
+        // journal, bound for the Trash with it: it cannot share its name (both would be
+        // made at that path), so it goes first.
+        let replaceable = || deleted() && !self.pending().contains_key(path) && !self.made.contains(path);
         // A deleted file whose last changes were never uploaded, made way for by a file.
         let trashable = || !dir && !in_replaced && deleted() && self.pending().contains_key(path);
         if (self.offline_now() || in_replaced) && replaceable() {

@@ -608,6 +608,41 @@ fn a_folder_made_over_a_deleted_one_and_deleted_again_offline_stays_gone() {
     assert_eq!(names(&dest), ["probe.bin"], "what the provider holds outside its Trash");
 }
 
+/// Offline, a folder made here that held a deleted file of its own (renamed into it in
+/// the journal), then deleted, stays in the journal until that file is in the Trash: a
+/// new name there needs the provider (`EIO`, nothing changes). Once it is back the name
+/// is free, and the deleted file is in the Trash inside that folder.
+#[test]
+fn a_new_name_over_a_deleted_made_folder_holding_deleted_files_waits_for_the_trash() {
+    let cloud = Cloud::start();
+    let mut m = cloud.mount();
+    let dir = folder(&m);
+    write_file(&m, &dir.join("g"), b"the file g");
+    sync_then_go_offline(&cloud, &m);
+    let sh = |script: &str| {
+        let out = Command::new("sh").arg("-c").arg(script).current_dir(&dir).output().unwrap();
+        assert!(out.status.success(), "offline: {script}: {}\n{}", String::from_utf8_lossy(&out.stderr), tail(&m));
+    };
+    sh("mkdir m && mv g m/g && rm m/g && rmdir m");
+    let err = fs::write(dir.join("m"), b"a file m").expect_err("offline: a file over the deleted made folder");
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "offline echo > m: {err}\n{}", tail(&m));
+    let err = fs::create_dir(dir.join("m")).expect_err("offline: a folder over the deleted made folder");
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "offline mkdir m: {err}\n{}", tail(&m));
+    assert_lists(&m, &dir, &["probe.bin"], "offline");
+    m.remount();
+    assert_lists(&m, &dir, &["probe.bin"], "remounted offline");
+    cloud.proxy.set(Fault::Pass);
+    m.sync();
+    write_file(&m, &dir.join("m"), b"a file m");
+    m.sync();
+    assert_lists(&m, &dir, &["m", "probe.bin"], "online again");
+    assert_reads(&m, &m.mnt.join("Trash/m/g"), b"the file g", Duration::from_secs(30), "m/g in Trash");
+    m.unmount();
+    let dest = decrypt(&m);
+    assert_eq!(names(&dest), ["m", "probe.bin"], "what the provider holds outside its Trash");
+    assert_file(&dest.join("m"), b"a file m", "provider copy of m");
+}
+
 /// `rm f; echo new > f` offline (what `tar -x` over a tree and `git checkout` do), and
 /// `rm f; mv f.new f`: the new file is there at once; the deleted one reaches the Trash
 /// when the provider is back, and only then is the new one uploaded, so the old version

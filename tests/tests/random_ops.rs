@@ -721,7 +721,10 @@ fn symlinks_as_files(snap: &std::collections::BTreeMap<PathBuf, Node>) -> std::c
 /// away, inside `d` deleted and made again: made in the journal, yet hidden (ENOENT).
 /// 5090522168474119025 (1000 steps): offline, a folder made over a deleted one, then
 /// deleted: its tombstone took the place of the old one's, which stayed on the provider.
-const OFFLINE_SEEDS: [(u64, usize); 16] = [
+/// 1214443163381241205 (1000 steps): offline, a file renamed over a deleted made folder
+/// (kept for the deleted files in it): the folder left memory, not the index, and came
+/// back at the file's path after a remount (sync never finished).
+const OFFLINE_SEEDS: [(u64, usize); 17] = [
     (15469272657832429347, 300),
     (10879173096186390723, 600),
     (1428717364193948290, 700),
@@ -738,6 +741,7 @@ const OFFLINE_SEEDS: [(u64, usize); 16] = [
     (13159117129891959831, 1000),
     (1822305675153263552, 1000),
     (5090522168474119025, 1000),
+    (1214443163381241205, 1000),
 ];
 
 /// Half the steps online, half offline (see the module comment), on an encrypted S3
