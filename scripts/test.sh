@@ -9,7 +9,8 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 # program -> Debian package
 declare -A need=([fusermount3]=fuse3 [git]=git [sqlite3]=sqlite3 [rsync]=rsync [tar]=tar [diff]=diffutils
                  [pkg-config]=pkg-config [cc]=gcc [python3]=python3
-                 [rclone]=rclone [strace]=strace [ssh]=openssh-client [ssh-keygen]=openssh-client [/usr/sbin/sshd]=openssh-server)
+                 [rclone]=rclone [strace]=strace [ssh]=openssh-client [ssh-keygen]=openssh-client [/usr/sbin/sshd]=openssh-server
+                 [stress-ng]=stress-ng [fio]=fio)
 missing=()
 for prog in "${!need[@]}"; do command -v "$prog" >/dev/null 2>&1 || missing+=("${need[$prog]}"); done
 # The provider conformance tests run moto_server (S3) from a venv.

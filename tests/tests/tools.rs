@@ -1,4 +1,4 @@
-//! Real programs on the mount: git, sqlite3, tar, rsync. Each result is checked
+//! Real programs on the mount: git, sqlite3, tar, rsync, stress-ng, fio. Each result is checked
 //! against what the same program says on a plain folder or against the source.
 //! Functions taking a `TestMount` run on a plain and on the default store.
 
@@ -266,3 +266,86 @@ oxidrive_tests::on_both_stores!(
     sqlite_transactions_and_integrity_across_remount,
     tar_extract_into_the_mount_matches_the_source
 );
+
+/// stress-ng's filesystem stressors, two instances each for a few seconds with
+/// `--verify`, on the default (encrypted) store: every one must pass, with nothing left
+/// behind (stress-ng removes its temp dirs and fails when it cannot). Hard links are
+/// refused (`EPERM`, see SEMANTICS.md), so `link` is not among them.
+#[test]
+fn stress_ng_filesystem_stressors_pass() {
+    let m = TestMount::start();
+    let dir = m.local().join("stress");
+    fs::create_dir(&dir).unwrap();
+    let stressors = [
+        "dir",
+        "dentry",
+        "dirdeep",
+        "rename",
+        "symlink",
+        "filename",
+        "open",
+        "fstat",
+        "getdent",
+        "utime",
+        "chmod",
+        "xattr",
+        "lockf",
+        "flock",
+        "hdd",
+        "seek",
+        "io",
+        "iomix",
+        "readahead",
+        "sync-file",
+        "fallocate",
+        "mmap",
+        "copy-file",
+        "fiemap",
+    ];
+    for s in stressors {
+        let out = Command::new("stress-ng")
+            .args(["--temp-path"])
+            .arg(&dir)
+            .args([&format!("--{s}"), "2", "--timeout", "3s", "--verify"])
+            .output()
+            .expect("run stress-ng (apt install stress-ng)");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success() && !text.contains("fail:"),
+            "stress-ng --{s}: {}\n{text}\n{}",
+            out.status,
+            m.log()
+        );
+        assert_eq!(names(&dir), Vec::<String>::new(), "left behind by stress-ng --{s}");
+    }
+}
+
+/// fio's verifying workloads (random writes through write(2) and through mmap, mixed
+/// sizes, several files and jobs): each block read back must match its checksum.
+#[test]
+fn fio_verify_workloads_pass() {
+    let m = TestMount::start();
+    let dir = m.local();
+    let jobs: [&[&str]; 4] = [
+        &["--name=randwrite", "--rw=randwrite", "--bs=4k", "--size=16M", "--verify=crc32c"],
+        &["--name=mixed", "--rw=randrw", "--bsrange=512-64k", "--size=8M", "--verify=md5"],
+        &["--name=mmap", "--rw=randwrite", "--bs=4k", "--size=8M", "--ioengine=mmap", "--verify=crc32c"],
+        &["--name=many", "--nrfiles=20", "--numjobs=2", "--rw=randwrite", "--bs=4k", "--size=8M", "--verify=sha1"],
+    ];
+    for job in jobs {
+        let out = Command::new("fio")
+            .arg(format!("--directory={}", dir.display()))
+            .args(job)
+            .args(["--do_verify=1", "--verify_fatal=1", "--output-format=terse"])
+            .output()
+            .expect("run fio (apt install fio)");
+        assert!(
+            out.status.success(),
+            "fio {job:?}: {}\n{}{}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            m.log()
+        );
+    }
+}
