@@ -306,6 +306,12 @@ fn cached_a_uncached_b(m: &TestMount) -> (Vec<u8>, Vec<u8>) {
     (a, b)
 }
 
+/// Runs `script` with `sh -c` in `dir` (offline), which must succeed.
+fn sh_offline(m: &TestMount, dir: &Path, script: &str) {
+    let out = Command::new("sh").arg("-c").arg(script).current_dir(dir).output().unwrap();
+    assert!(out.status.success(), "offline: {script}: {}\n{}", String::from_utf8_lossy(&out.stderr), tail(m));
+}
+
 /// Uploads everything pending, then makes the provider refuse connections and waits
 /// until the mount knows (a read of an uncached probe file fails).
 fn sync_then_go_offline(cloud: &Cloud, m: &TestMount) {
@@ -536,10 +542,7 @@ fn deletions_inside_a_folder_made_over_a_deleted_one_stay_deleted() {
         write_file(&m, &dir.join(name), data);
     }
     sync_then_go_offline(&cloud, &m);
-    let sh = |script: &str| {
-        let out = Command::new("sh").arg("-c").arg(script).current_dir(&dir).output().unwrap();
-        assert!(out.status.success(), "offline: {script}: {}\n{}", String::from_utf8_lossy(&out.stderr), tail(&m));
-    };
+    let sh = |script: &str| sh_offline(&m, &dir, script);
     sh("rm -r old && mkdir old && mv f.txt old/f.txt && rm old/f.txt");
     sh("rm g && mkdir g && mv h.txt g/h.txt && rm g/h.txt && echo new > g/new.txt");
     assert_lists(&m, &dir.join("old"), &[], "offline, the new old");
@@ -581,10 +584,7 @@ fn a_folder_made_over_a_deleted_one_and_deleted_again_offline_stays_gone() {
     }
     write_file(&m, &dir.join("g"), b"the file g");
     sync_then_go_offline(&cloud, &m);
-    let sh = |script: &str| {
-        let out = Command::new("sh").arg("-c").arg(script).current_dir(&dir).output().unwrap();
-        assert!(out.status.success(), "offline: {script}: {}\n{}", String::from_utf8_lossy(&out.stderr), tail(&m));
-    };
+    let sh = |script: &str| sh_offline(&m, &dir, script);
     sh("rm -r d && mkdir d && mkdir d/sub && rmdir d/sub && rmdir d");
     sh("rm -r e && mkdir e && mv g e/g && rm e/g");
     let err = fs::remove_dir(dir.join("e")).expect_err("offline rmdir of e, holding a deleted file of its own");
@@ -619,10 +619,7 @@ fn a_new_name_over_a_deleted_made_folder_holding_deleted_files_waits_for_the_tra
     let dir = folder(&m);
     write_file(&m, &dir.join("g"), b"the file g");
     sync_then_go_offline(&cloud, &m);
-    let sh = |script: &str| {
-        let out = Command::new("sh").arg("-c").arg(script).current_dir(&dir).output().unwrap();
-        assert!(out.status.success(), "offline: {script}: {}\n{}", String::from_utf8_lossy(&out.stderr), tail(&m));
-    };
+    let sh = |script: &str| sh_offline(&m, &dir, script);
     sh("mkdir m && mv g m/g && rm m/g && rmdir m");
     let err = fs::write(dir.join("m"), b"a file m").expect_err("offline: a file over the deleted made folder");
     assert_eq!(err.raw_os_error(), Some(libc::EIO), "offline echo > m: {err}\n{}", tail(&m));
