@@ -12,6 +12,7 @@ use oxidrive_providers::{ObjectKind, ObjectMeta};
 use crate::copies::Version;
 use crate::error::Result;
 use crate::index::RemoteEntry;
+use crate::local_copy::LocalCopy;
 use crate::store::{Store, name_of, parent_of, remote_entry};
 
 impl Store {
@@ -32,6 +33,22 @@ impl Store {
             if moved.is_some() {
                 self.index.journal_set_base(&self.root, to, base)?;
             }
+        }
+        Ok(())
+    }
+
+    /// After a file's rename, for its copy still open here (`copy`) with no pending
+    /// change: the copy started from the object the rename moved; when the rename
+    /// rewrote it (same size, new mtime, as `rebase_renamed` recorded), it now starts
+    /// from the new one, or its next upload would take our own rename for another
+    /// device's change.
+    pub fn follow_rename(&self, to: &str, copy: &LocalCopy) -> Result<()> {
+        if self.pending().contains_key(to) {
+            return Ok(());
+        }
+        let (Some(base), Some(now)) = (copy.base(), self.current_version(to)?) else { return Ok(()) };
+        if now.0 == base.0 && now.1 != base.1 {
+            copy.set_base(Some(now));
         }
         Ok(())
     }

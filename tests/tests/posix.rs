@@ -915,3 +915,27 @@ fn deep_tree_on_the_default_store_and_its_limit() {
         .expect("some depth must hit the backing store's PATH_MAX");
     assert_eq!(err.raw_os_error(), Some(libc::ENAMETOOLONG), "{err}");
 }
+
+/// A file kept open while its upload lands (so its copy is not kept as cache) and then
+/// renamed: on an encrypted store the rename rewrites the object on the provider, and
+/// what the open descriptor writes next must upload as a change of that object, not as
+/// a conflict copy (seed 14918261689586895483 of `random_ops_offline`).
+#[test]
+fn a_file_renamed_while_open_after_its_upload_keeps_uploading_without_conflict() {
+    let m = TestMount::start();
+    let dir = m.local();
+    let mut f =
+        fs::OpenOptions::new().create(true).truncate(true).read(true).write(true).open(dir.join("log.txt")).unwrap();
+    f.write_all(b"first line\n").unwrap();
+    f.sync_all().unwrap();
+    m.sync();
+    fs::rename(dir.join("log.txt"), dir.join("log.old")).unwrap();
+    f.seek(SeekFrom::End(0)).unwrap();
+    f.write_all(b"second line\n").unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+    fs::write(dir.join("log.old"), b"rewritten\n").unwrap();
+    m.sync();
+    assert_eq!(names(&dir), ["log.old"], "no conflict copy\n{}", m.log());
+    assert_eq!(fs::read(dir.join("log.old")).unwrap(), b"rewritten\n");
+}

@@ -1159,6 +1159,11 @@ impl Vfs {
             None => store.rename(&from, &to, src.kind, dst.is_some()).await,
         };
         moved.map_err(|e| Error::from_cache(e, format!("rename {from} -> {to}")))?;
+        if let Some(copy) = src_open.as_ref().and_then(|of| of.staging())
+            && let Err(e) = store.follow_rename(&to, &copy)
+        {
+            tracing::warn!(path = %to, error = %e, "could not rebase the open copy of a renamed file");
+        }
         if from_trash {
             self.inodes().rename_out_of_trash(parent, name, newparent, newname);
         } else {
