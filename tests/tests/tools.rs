@@ -336,7 +336,7 @@ fn fio_verify_workloads_pass() {
         let out = Command::new("fio")
             .arg(format!("--directory={}", dir.display()))
             .args(job)
-            .args(["--do_verify=1", "--verify_fatal=1", "--output-format=terse"])
+            .args(["--do_verify=1", "--verify_fatal=1", "--verify_state_save=0", "--output-format=terse"])
             .output()
             .expect("run fio (apt install fio)");
         assert!(
