@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::{Error, Result};
+use crate::recents::RecentTouches;
 use crate::trash_index::{Tombstone, TrashItem, insert_item, tombstone_add_in};
 
 const SCHEMA: &str = "
@@ -235,21 +236,13 @@ pub struct Commit<'a> {
     pub created: Option<&'a Overlay>,
 }
 
-/// Rows kept in the recents table (the view shows fewer): far more than any Recents
-/// view shows.
-const RECENTS_KEPT: i64 = 1000;
-/// The recents table is trimmed at every this many touches: finding the cut walks a
-/// thousand index entries, too much to do for every file written.
-const RECENTS_TRIM_EVERY: u64 = 64;
-
 /// Lock order: the connection mutex is a leaf; it is never held across an `.await`.
 pub struct Index {
     conn: Mutex<Connection>,
     /// The next journal sequence number (kept here, not found by a scan of the journal
     /// at every commit). Only changed while the connection is locked.
     next_seq: AtomicU64,
-    /// Touches of the recents table so far (see `RECENTS_TRIM_EVERY`).
-    recent_touches: AtomicU64,
+    recents: RecentTouches,
     /// The write-ahead log, opened at the first `sync` that finds it.
     wal: OnceLock<std::fs::File>,
 }
@@ -257,6 +250,15 @@ pub struct Index {
 impl std::fmt::Debug for Index {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Index")
+    }
+}
+
+impl Drop for Index {
+    /// A clean unmount keeps the Recents touches still waiting.
+    fn drop(&mut self) {
+        if let Err(e) = self.in_tx(|tx| self.recents.write_in(tx)) {
+            tracing::warn!(error = %e, "recent files not recorded");
+        }
     }
 }
 
@@ -363,14 +365,9 @@ impl Index {
         Ok(Self {
             conn: Mutex::new(conn),
             next_seq: AtomicU64::new(max_seq as u64 + 1),
-            recent_touches: AtomicU64::new(0),
+            recents: RecentTouches::default(),
             wal: OnceLock::new(),
         })
-    }
-
-    /// Whether this touch of the recents table also trims it.
-    fn trim_recents(&self) -> bool {
-        self.recent_touches.fetch_add(1, Ordering::Relaxed).is_multiple_of(RECENTS_TRIM_EVERY)
     }
 
     pub(crate) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -407,7 +404,7 @@ impl Index {
     pub fn replace(&self, root: &str, path: &str, ov: &Overlay) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        delete_tree(&tx, root, path)?;
+        self.delete_tree(&tx, root, path)?;
         insert(&tx, root, path, ov)?;
         tx.commit()?;
         Ok(())
@@ -419,7 +416,7 @@ impl Index {
     /// serving requests).
     pub fn journal_mkdir(&self, root: &str, path: &str, ov: &Overlay) -> Result<()> {
         self.in_tx(|tx| {
-            delete_tree(tx, root, path)?;
+            self.delete_tree(tx, root, path)?;
             insert(tx, root, path, ov)?;
             tx.prepare_cached("INSERT INTO made_dirs (root, path, parent) VALUES (?1, ?2, ?3)")?.execute(params![
                 root,
@@ -460,7 +457,7 @@ impl Index {
     pub fn remove_tree(&self, root: &str, path: &str) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        delete_tree(&tx, root, path)?;
+        self.delete_tree(&tx, root, path)?;
         tx.commit()?;
         Ok(())
     }
@@ -483,6 +480,7 @@ impl Index {
     ) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
+        self.recents.write_in(&tx)?;
         move_tree_in(&tx, root, from, to, &PATH_TABLES)?;
         if maybe_remote {
             tx.execute("UPDATE journal SET is_new = 0 WHERE root = ?1 AND path = ?2", params![root, to])?;
@@ -512,6 +510,7 @@ impl Index {
         item: Option<&TrashItem>,
     ) -> Result<()> {
         self.in_tx(|tx| {
+            self.recents.write_in(tx)?;
             move_tree_in(tx, root, from, to, &LOCAL_TABLES)?;
             let (bs, bm) = base_cols(base);
             tx.execute(
@@ -540,6 +539,7 @@ impl Index {
         tombstones: &[Tombstone],
     ) -> Result<()> {
         self.in_tx(|tx| {
+            self.recents.write_in(tx)?;
             move_tree_in(tx, root, from, to, &LOCAL_TABLES)?;
             move_tree_in(tx, root, from, to, &["made_dirs"])?;
             let (lo, hi) = subtree_bounds(to);
@@ -590,18 +590,29 @@ impl Index {
             }
             let entry = self.journal_put(tx, root, path, c)?;
             if let Some(at) = c.recent {
-                recent_touch_in(tx, root, path, at, self.trim_recents())?;
+                self.recents.touch(root, path, at);
             }
             Ok(entry)
         };
         self.in_tx(body)
     }
 
-    /// Runs `body` in one transaction (not synced: see `sync`).
+    /// Forgets everything recorded at and below `path` inside `tx` (waiting Recents
+    /// touches there included).
+    fn delete_tree(&self, tx: &rusqlite::Transaction<'_>, root: &str, path: &str) -> rusqlite::Result<()> {
+        self.recents.write_in(tx)?;
+        delete_tree_in(tx, root, path, &PATH_TABLES)
+    }
+
+    /// Runs `body` in one transaction (not synced: see `sync`), with the Recents touches
+    /// waiting, if a batch is due.
     fn in_tx<T>(&self, body: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>) -> Result<T> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let value = body(&tx)?;
+        if self.recents.due() {
+            self.recents.write_in(&tx)?;
+        }
         tx.commit()?;
         Ok(value)
     }
@@ -645,7 +656,7 @@ impl Index {
         let now = SystemTime::now();
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        delete_tree(&tx, root, path)?;
+        self.delete_tree(&tx, root, path)?;
         insert(&tx, root, path, ov)?;
         let new = Commit {
             copy,
@@ -659,8 +670,11 @@ impl Index {
             created: None,
         };
         let entry = self.journal_put(&tx, root, path, &new)?;
-        recent_touch_in(&tx, root, path, now, self.trim_recents())?;
+        self.recents.touch(root, path, now);
         set_mtime_in(&tx, root, parent_of(path), Some(now))?;
+        if self.recents.due() {
+            self.recents.write_in(&tx)?;
+        }
         tx.commit()?;
         Ok(entry)
     }
@@ -1072,27 +1086,35 @@ impl Index {
         }
     }
 
-    /// Records that a file was just created or written.
+    /// Records that a file was just created, written or opened (written to the table
+    /// with the next batch: see `recents.rs`).
     pub fn recent_touch(&self, root: &str, path: &str, at: SystemTime) -> Result<()> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        recent_touch_in(&tx, root, path, at, self.trim_recents())?;
-        tx.commit()?;
+        self.recents.touch(root, path, at);
+        if self.recents.due() {
+            self.in_tx(|_| Ok(()))?;
+        }
         Ok(())
     }
 
     /// The newest `limit` recent paths of one root, newest first.
     pub fn recent_list(&self, root: &str, limit: usize) -> Result<Vec<(String, SystemTime)>> {
-        let conn = self.conn();
-        let mut stmt =
-            conn.prepare_cached("SELECT path, at_ns FROM recents WHERE root = ?1 ORDER BY at_ns DESC LIMIT ?2")?;
-        let rows = stmt.query_map(params![root, limit as i64], |r| Ok((r.get(0)?, from_ns(r.get(1)?))))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        self.recents.write_in(&tx)?;
+        let rows = tx
+            .prepare_cached("SELECT path, at_ns FROM recents WHERE root = ?1 ORDER BY at_ns DESC LIMIT ?2")?
+            .query_map(params![root, limit as i64], |r| Ok((r.get(0)?, from_ns(r.get(1)?))))?
+            .collect::<rusqlite::Result<_>>()?;
+        tx.commit()?;
+        Ok(rows)
     }
 
     pub fn recent_remove(&self, root: &str, path: &str) -> Result<()> {
-        self.conn().execute("DELETE FROM recents WHERE root = ?1 AND path = ?2", params![root, path])?;
-        Ok(())
+        self.in_tx(|tx| {
+            self.recents.write_in(tx)?;
+            tx.execute("DELETE FROM recents WHERE root = ?1 AND path = ?2", params![root, path])?;
+            Ok(())
+        })
     }
 
     pub fn xattr_get(&self, root: &str, path: &str, name: &str) -> Result<Option<Vec<u8>>> {
@@ -1134,10 +1156,6 @@ const PARENT_TABLES: [&str; 4] = ["attrs", "journal", "made_dirs", "remote"];
 /// The path tables that record this device's own state of a file, not the provider's:
 /// what a rename in the journal moves.
 const LOCAL_TABLES: [&str; 5] = ["attrs", "xattrs", "recents", "journal", "pins"];
-
-fn delete_tree(tx: &rusqlite::Transaction<'_>, root: &str, path: &str) -> rusqlite::Result<()> {
-    delete_tree_in(tx, root, path, &PATH_TABLES)
-}
 
 /// Deletes the rows of `tables` at and below `path`, a replaced tombstone's included.
 pub(crate) fn forget_tree_in(conn: &Connection, root: &str, path: &str, tables: &[&str]) -> rusqlite::Result<()> {
@@ -1213,28 +1231,6 @@ fn move_tree_in(
             &format!("UPDATE {table} SET parent = ?3 WHERE root = ?1 AND path = ?2"),
             params![root, to, parent_of(to)],
         )?;
-    }
-    Ok(())
-}
-
-/// `Index::recent_touch` inside `tx`; `trim` also cuts the table to `RECENTS_KEPT` rows.
-fn recent_touch_in(
-    tx: &rusqlite::Transaction<'_>,
-    root: &str,
-    path: &str,
-    at: SystemTime,
-    trim: bool,
-) -> rusqlite::Result<()> {
-    tx.prepare_cached("INSERT OR REPLACE INTO recents (root, path, at_ns) VALUES (?1, ?2, ?3)")?.execute(params![
-        root,
-        path,
-        to_ns(at)
-    ])?;
-    if trim {
-        tx.prepare_cached(
-            "DELETE FROM recents WHERE at_ns < (SELECT at_ns FROM recents ORDER BY at_ns DESC LIMIT 1 OFFSET ?1)",
-        )?
-        .execute(params![RECENTS_KEPT])?;
     }
     Ok(())
 }
@@ -1719,6 +1715,40 @@ mod tests {
         ix.remove_tree("r", "e").unwrap();
         assert_eq!(names(&ix), ["b"]);
         assert_eq!(ix.recent_list("other", 10).unwrap().len(), 1);
+    }
+
+    /// Touches wait in memory (see `recents.rs`); whatever reads, renames or removes
+    /// recents rows, or closes the index, takes them in first.
+    #[test]
+    fn waiting_recent_touches_follow_renames_and_deletes_and_outlive_the_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("index.sqlite");
+        let t = |s| UNIX_EPOCH + Duration::from_secs(s);
+        let names = |ix: &Index| ix.recent_list("r", 10).unwrap().into_iter().map(|(p, _)| p).collect::<Vec<_>>();
+        {
+            let ix = Index::open(&db, None).unwrap();
+            ix.recent_touch("r", "d/a", t(1)).unwrap();
+            ix.recent_touch("r", "d/gone", t(2)).unwrap();
+            ix.recent_touch("r", "b", t(3)).unwrap();
+            let rows =
+                |ix: &Index| ix.conn().query_row("SELECT count(*) FROM recents", [], |r| r.get::<_, i64>(0)).unwrap();
+            assert_eq!(rows(&ix), 0, "a touch waits for its batch");
+            ix.remove_tree("r", "d/gone").unwrap();
+            ix.rename_tree("r", "d", "e").unwrap();
+            ix.recent_touch("r", "c", t(4)).unwrap();
+            for i in 0..64 {
+                ix.recent_touch("r", &format!("many/{i}"), t(5)).unwrap();
+            }
+            assert!(rows(&ix) >= 64, "a full batch is written without a read");
+            ix.recent_touch("r", "last", t(6)).unwrap();
+        }
+        let ix = Index::open(&db, None).unwrap();
+        let all = ix.recent_list("r", 100).unwrap().into_iter().map(|(p, _)| p).collect::<Vec<_>>();
+        assert_eq!(all.len(), 68);
+        assert_eq!(&all[..1], ["last"], "kept when the index closed");
+        assert_eq!(&all[65..], ["c", "b", "e/a"]);
+        assert!(!all.iter().any(|p| p.starts_with("d/")));
+        assert_eq!(names(&ix)[0], "last");
     }
 
     #[test]

@@ -18,6 +18,7 @@ mod path_locks;
 mod poller;
 mod reads;
 mod rebase;
+mod recents;
 mod store;
 mod streams;
 mod trash;
