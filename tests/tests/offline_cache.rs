@@ -9,7 +9,7 @@
 
 use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::os::fd::IntoRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
@@ -1928,4 +1928,29 @@ fn pin_cli_pins_folders_and_new_files() {
     for (p, d) in files.iter().chain([&(new.clone(), nd)]) {
         assert_reads(&m, p, d, Duration::from_secs(30), "after unpin");
     }
+}
+
+/// A file kept open in a folder renamed right after the file's upload: on S3 the
+/// folder's rename copies every object below it (new mtimes), and what the open
+/// descriptor writes next must upload as a change of the copied object, not as a
+/// conflict copy (as for a file renamed while open).
+#[test]
+fn a_file_open_in_a_folder_renamed_after_its_upload_keeps_uploading_without_conflict() {
+    let cloud = Cloud::start();
+    let m = cloud.mount();
+    let top = folder(&m);
+    fs::create_dir(top.join("logs")).unwrap();
+    let mut f =
+        OpenOptions::new().create(true).truncate(true).read(true).write(true).open(top.join("logs/app.log")).unwrap();
+    f.write_all(b"first line\n").unwrap();
+    f.sync_all().unwrap();
+    m.sync();
+    fs::rename(top.join("logs"), top.join("old-logs")).unwrap();
+    f.seek(SeekFrom::End(0)).unwrap();
+    f.write_all(b"second line\n").unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+    m.sync();
+    assert_eq!(names(&top.join("old-logs")), ["app.log"], "no conflict copy\n{}", tail(&m));
+    assert_eq!(fs::read(top.join("old-logs/app.log")).unwrap(), b"first line\nsecond line\n");
 }

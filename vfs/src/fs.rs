@@ -1169,6 +1169,9 @@ impl Vfs {
         } else {
             self.inodes().rename(parent, name, newparent, newname);
         }
+        if src.kind == EntryKind::Dir {
+            self.follow_folder_rename(&store, to_dir.root(), &to);
+        }
         self.touch_dir(&store, parent);
         if newparent != parent {
             self.touch_dir(&store, newparent);
@@ -1178,6 +1181,25 @@ impl Vfs {
             tracing::warn!(path = %to, error = %e, "could not record the ctime of a rename");
         }
         Ok(())
+    }
+
+    /// After the rename of folder `to` (of root `root`), the copy of each file open
+    /// below it follows its file as after a file's rename (`Store::follow_rename`): a
+    /// provider that renames by copying rewrote every object there.
+    fn follow_folder_rename(&self, store: &Store, root: Option<usize>, to: &str) {
+        let open: Vec<(u64, Arc<OpenFile>)> = self.handles().values().map(|h| (h.ino, h.file.clone())).collect();
+        let below = format!("{to}/");
+        for (ino, of) in open {
+            let Ok(loc) = self.locate(ino) else { continue };
+            if loc.unlinked || loc.root() != root || !loc.path.starts_with(&below) {
+                continue;
+            }
+            if let Some(copy) = of.staging()
+                && let Err(e) = store.follow_rename(&loc.path, &copy)
+            {
+                tracing::warn!(path = %loc.path, error = %e, "could not rebase the open copy of a file in a renamed folder");
+            }
+        }
     }
 
     pub async fn symlink(&self, parent: u64, name: &OsStr, target: &OsStr, caller: Caller) -> Result<Attr> {
