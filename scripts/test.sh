@@ -36,6 +36,13 @@ if [ ! -x target/test-venv/bin/moto_server ]; then
   target/test-venv/bin/pip install -q 'moto[server]'
 fi
 
+# fsx (the File System eXerciser) is a crate, not a Debian package: built once into
+# target/test-tools from crates.io, at a pinned version.
+if [ ! -x target/test-tools/bin/fsx ]; then
+  echo "installing fsx into target/test-tools"
+  cargo install -q --locked --root target/test-tools fsx --version 0.3.2
+fi
+
 # A one-off build gains nothing from incremental caches, which double target/'s size.
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 echo "disk free for target/: $(df -h --output=avail . | tail -1)"

@@ -17,6 +17,7 @@ pub(crate) fn errno(kind: ErrorKind) -> Errno {
         ErrorKind::NameTooLong => libc::ENAMETOOLONG,
         ErrorKind::IllegalName => libc::EILSEQ,
         ErrorKind::NoSpace => libc::ENOSPC,
+        ErrorKind::FileTooLarge => libc::EFBIG,
         ErrorKind::Unsupported => libc::EOPNOTSUPP,
         ErrorKind::NoData => libc::ENODATA,
         ErrorKind::Range => libc::ERANGE,

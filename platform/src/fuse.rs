@@ -14,7 +14,7 @@ use fuser::{
     ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
     WriteFlags,
 };
-use oxidrive_vfs::{Attr, Caller, FileKind, KernelPages, OpenMode, RenameMode, SetAttr, TimeSet, Vfs};
+use oxidrive_vfs::{Allocate, Attr, Caller, FileKind, KernelPages, OpenMode, RenameMode, SetAttr, TimeSet, Vfs};
 
 use crate::errno::reply_errno;
 
@@ -398,6 +398,32 @@ impl Filesystem for FuseAdapter {
                 Err(e) => reply.error(reply_errno("write", &e)),
             }
         });
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        // The kernel passes only these (and refuses a hole punched without keeping the
+        // size itself); collapsing or inserting ranges is not supported.
+        const KNOWN: i32 = libc::FALLOC_FL_KEEP_SIZE | libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_ZERO_RANGE;
+        if mode & !KNOWN != 0 {
+            return reply.error(Errno::from_i32(libc::EOPNOTSUPP));
+        }
+        let how = Allocate {
+            zero: mode & (libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_ZERO_RANGE) != 0,
+            keep_size: mode & libc::FALLOC_FL_KEEP_SIZE != 0,
+        };
+        match self.vfs.fallocate(fh.0, offset, length, how) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(reply_errno("fallocate", &e)),
+        }
     }
 
     fn flush(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {

@@ -881,8 +881,50 @@ fn mount_top_is_listed_and_times_are_sane() {
     assert!(out.status.success());
 }
 
+/// `fallocate`: without flags it grows a file (never shrinks it), `KEEP_SIZE` alone
+/// changes nothing, a punched hole and a zeroed range read as zeros (crossing a 64 KiB
+/// block, and past the end), and the file reaches the provider and a remount so;
+/// collapsing a range: `EOPNOTSUPP`; a read-only descriptor: `EBADF`.
+fn fallocate_grows_zeroes_and_punches_holes(mut m: TestMount) {
+    use nix::errno::Errno;
+    use nix::fcntl::{FallocateFlags as F, fallocate};
+    let f = m.local().join("alloc.bin");
+    let mut want = pattern(300_000, 3);
+    fs::write(&f, &want).unwrap();
+    let file = OpenOptions::new().read(true).write(true).open(&f).unwrap();
+    fallocate(&file, F::empty(), 0, 100_000).unwrap();
+    fallocate(&file, F::FALLOC_FL_KEEP_SIZE, 250_000, 200_000).unwrap();
+    assert_eq!(file.metadata().unwrap().len(), 300_000);
+    fallocate(&file, F::FALLOC_FL_PUNCH_HOLE | F::FALLOC_FL_KEEP_SIZE, 1000, 70_000).unwrap();
+    want[1000..71_000].fill(0);
+    fallocate(&file, F::FALLOC_FL_ZERO_RANGE | F::FALLOC_FL_KEEP_SIZE, 290_000, 50_000).unwrap();
+    want[290_000..].fill(0);
+    assert_eq!(file.metadata().unwrap().len(), 300_000);
+    fallocate(&file, F::FALLOC_FL_ZERO_RANGE, 200_000, 150_000).unwrap();
+    want[200_000..].fill(0);
+    want.resize(350_000, 0);
+    fallocate(&file, F::empty(), 400_000, 10).unwrap();
+    want.resize(400_010, 0);
+    assert_eq!(file.metadata().unwrap().len(), 400_010);
+    assert_eq!(fallocate(&file, F::FALLOC_FL_COLLAPSE_RANGE, 0, 4096), Err(Errno::EOPNOTSUPP));
+    let mut got = vec![1; 400_010];
+    file.read_exact_at(&mut got, 0).unwrap();
+    assert!(got == want, "contents through the descriptor");
+    drop(file);
+    assert!(fs::read(&f).unwrap() == want, "contents after close");
+    let read_only = File::open(&f).unwrap();
+    assert_eq!(fallocate(&read_only, F::empty(), 0, 500_000), Err(Errno::EBADF));
+    drop(read_only);
+    if let Some(b) = m.plain_backing() {
+        assert!(fs::read(b.join("alloc.bin")).unwrap() == want, "contents on the provider");
+    }
+    m.remount();
+    assert!(fs::read(&f).unwrap() == want, "contents after a remount");
+}
+
 oxidrive_tests::on_both_stores!(
     editor_save_via_temp_file_and_rename,
+    fallocate_grows_zeroes_and_punches_holes,
     append_and_truncate_byte_for_byte,
     rename_over_existing_file_replaces_it,
     renameat2_noreplace_and_exchange,

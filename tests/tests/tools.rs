@@ -1,4 +1,4 @@
-//! Real programs on the mount: git, sqlite3, tar, rsync, stress-ng, fio. Each result is checked
+//! Real programs on the mount: git, sqlite3, tar, rsync, stress-ng, fio, fsx. Each result is checked
 //! against what the same program says on a plain folder or against the source.
 //! Functions taking a `TestMount` run on a plain and on the default store.
 
@@ -349,3 +349,42 @@ fn fio_verify_workloads_pass() {
         );
     }
 }
+
+/// fsx, the File System eXerciser (Alan Somers' Rust port of Apple's and FreeBSD's
+/// fsx; `scripts/test.sh` installs it into `target/test-tools`): random reads, writes,
+/// mmap reads and writes, truncates, fsync, fdatasync, fallocate, punched holes,
+/// zeroed ranges... on one file of up to 4 MiB, with sendfile, copy_file_range and
+/// close/reopen between them; every read is checked against its model of the contents.
+fn fsx_random_file_operations_pass(m: TestMount) {
+    let fsx = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-tools/bin/fsx");
+    let fsx = if fsx.exists() { fsx } else { PathBuf::from("fsx") };
+    let work = tempfile::tempdir().unwrap();
+    let config = work.path().join("fsx.toml");
+    fs::write(
+        &config,
+        "flen = 4194304\n[opsize]\nmax = 262144\n[weights]\nclose_open = 2\nread = 10\nwrite = 10\n\
+         mapread = 5\nmapwrite = 5\ninvalidate = 1\ntruncate = 3\nfsync = 1\nfdatasync = 1\n\
+         posix_fallocate = 2\npunch_hole = 2\nsendfile = 2\nposix_fadvise = 1\ncopy_file_range = 2\n",
+    )
+    .unwrap();
+    let seed: u32 = rand::random();
+    let out = Command::new(&fsx)
+        .current_dir(m.local())
+        .args(["-N", "20000", "-S", &seed.to_string(), "-f"])
+        .arg(&config)
+        .arg("-P")
+        .arg(work.path())
+        .arg("fsx.bin")
+        .output()
+        .expect("run fsx (scripts/test.sh installs it: cargo install --root target/test-tools fsx)");
+    assert!(
+        out.status.success(),
+        "fsx -S {seed}: {}\n{}{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        m.log()
+    );
+}
+
+oxidrive_tests::on_both_stores!(fsx_random_file_operations_pass);

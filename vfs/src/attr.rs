@@ -54,6 +54,16 @@ pub struct SetAttr {
     pub kill_suidgid: bool,
 }
 
+/// What an `fallocate` does to a file. Space is not reserved anywhere (providers store
+/// whole objects, and the local copy is sparse): only the size and contents change.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Allocate {
+    /// The range reads as zeros afterwards (punching a hole, zeroing a range).
+    pub zero: bool,
+    /// The size stays; otherwise a file shorter than the range's end grows to it.
+    pub keep_size: bool,
+}
+
 /// `mode` without the bits a change by another must clear (see `SetAttr::kill_suidgid`).
 pub(crate) fn killed_suidgid(mode: u32) -> u32 {
     let sgid = if mode & 0o010 != 0 { 0o2000 } else { 0 };

@@ -19,6 +19,8 @@ pub enum ErrorKind {
     /// A name the providers cannot hold (not UTF-8).
     IllegalName,
     NoSpace,
+    /// Past the largest file size a local copy holds (EFBIG).
+    FileTooLarge,
     Unsupported,
     /// No such extended attribute.
     NoData,
@@ -74,6 +76,7 @@ impl Error {
 fn io_kind(e: &std::io::Error) -> ErrorKind {
     match e.raw_os_error() {
         Some(libc::ENOSPC) | Some(libc::EDQUOT) => ErrorKind::NoSpace,
+        Some(libc::EFBIG) => ErrorKind::FileTooLarge,
         Some(libc::ENOENT) => ErrorKind::NotFound,
         // A backing path over PATH_MAX (encrypted names are longer than plain ones).
         Some(libc::ENAMETOOLONG) => ErrorKind::NameTooLong,

@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use oxidrive_cache::{Entry, EntryKind, FileState, Overlay, Store};
 use oxidrive_providers::{META_DIR, join};
 
-use crate::attr::{Attr, Caller, DirEntry, FileKind, SetAttr, StatFs, killed_suidgid};
+use crate::attr::{Allocate, Attr, Caller, DirEntry, FileKind, SetAttr, StatFs, killed_suidgid};
 use crate::error::{Error, ErrorKind, Result};
 use crate::inode::{Inodes, Located, Place};
 use crate::layout::{MY_DRIVE_INO, RECENTS_INO, ROOT_INO, SHARED_INO, TRASH_INO, VIEWS};
@@ -20,6 +20,8 @@ use crate::trash_names::{self, Trashed};
 
 /// Extended attributes in this namespace are ours: computed, not stored.
 const OUR_XATTR_PREFIX: &str = "user.oxidrive.";
+/// Zeros written per step by `fallocate` (a punched hole reads as zeros).
+const ZERO_CHUNK: u64 = 1 << 20;
 const XATTR_PROVIDER: &str = "user.oxidrive.provider";
 const XATTR_STATE: &str = "user.oxidrive.state";
 /// "1" keeps a file (or every file under a folder) cached whole; "0" lets it go.
@@ -957,6 +959,39 @@ impl Vfs {
         staging.write_at(offset, data).map_err(|e| Error::from_cache(e, "write"))?;
         of.mark_changed(SystemTime::now());
         Ok(data.len() as u32)
+    }
+
+    /// `fallocate` on `fh` (open for writing): see [`Allocate`]. Like a write, the
+    /// change is committed by the next `close` or `fsync`.
+    pub fn fallocate(&self, fh: u64, offset: u64, len: u64, how: Allocate) -> Result<()> {
+        let (_, of, write) = self.handle(fh)?;
+        if !write {
+            return Err(Error::new(ErrorKind::BadHandle, "file not open for writing"));
+        }
+        let staging = of.staging().ok_or_else(|| Error::new(ErrorKind::Io, "open file has no staging copy"))?;
+        let failed = |e| Error::from_cache(e, "fallocate");
+        let size = staging.len().map_err(failed)?;
+        let end = offset.checked_add(len).ok_or_else(|| Error::new(ErrorKind::FileTooLarge, "fallocate"))?;
+        let mut changed = false;
+        if how.zero && offset < size.min(end) {
+            let stop = size.min(end);
+            let zeros = vec![0u8; (stop - offset).min(ZERO_CHUNK) as usize];
+            let mut at = offset;
+            while at < stop {
+                let n = (stop - at).min(ZERO_CHUNK);
+                staging.write_at(at, &zeros[..n as usize]).map_err(failed)?;
+                at += n;
+            }
+            changed = true;
+        }
+        if !how.keep_size && end > size {
+            staging.set_len(end).map_err(failed)?;
+            changed = true;
+        }
+        if changed {
+            of.mark_changed(SystemTime::now());
+        }
+        Ok(())
     }
 
     /// Whether `flush` of `fh` has a commit to make (and so waits for the disk).

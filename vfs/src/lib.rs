@@ -15,7 +15,7 @@ mod recents;
 mod trash_control;
 mod trash_names;
 
-pub use attr::{Attr, Caller, DirEntry, FileKind, SetAttr, StatFs, TimeSet};
+pub use attr::{Allocate, Attr, Caller, DirEntry, FileKind, SetAttr, StatFs, TimeSet};
 pub use error::{Error, ErrorKind, Result};
 pub use fs::{KernelNotify, OpenMode, RenameMode, RootSpec, Vfs, ViewConfig, block_on_blocking_thread};
 pub use layout::ROOT_INO;
