@@ -13,6 +13,9 @@ declare -A need=([fusermount3]=fuse3 [git]=git [sqlite3]=sqlite3 [rsync]=rsync [
                  [stress-ng]=stress-ng [fio]=fio)
 missing=()
 for prog in "${!need[@]}"; do command -v "$prog" >/dev/null 2>&1 || missing+=("${need[$prog]}"); done
+# CPython's own file tests run on the mount (Debian ships them apart).
+python3 -c 'import test.support' 2>/dev/null ||
+  missing+=("$(python3 -c 'import sys; print("libpython%d.%d-testsuite" % sys.version_info[:2])')")
 # The provider conformance tests run moto_server (S3) from a venv.
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 # The encrypted metadata index (SQLCipher) links the system libcrypto.

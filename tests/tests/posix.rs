@@ -922,8 +922,62 @@ fn fallocate_grows_zeroes_and_punches_holes(mut m: TestMount) {
     assert!(fs::read(&f).unwrap() == want, "contents after a remount");
 }
 
+/// `copy_file_range` (what `cp` tries first): a file of 10 MiB and a bit read through
+/// the cache (not open for writing anywhere), copied in as many calls as it takes; a
+/// range into the middle of a file and one past its end (a hole before it); and `cp`.
+fn copy_file_range_copies_byte_for_byte(mut m: TestMount) {
+    use std::os::fd::AsRawFd;
+    fn copy_file_range(
+        src: &File,
+        off_in: Option<&mut i64>,
+        dst: &File,
+        off_out: Option<&mut i64>,
+        len: usize,
+    ) -> std::io::Result<usize> {
+        let (i, o) = (off_in.unwrap() as *mut i64, off_out.unwrap() as *mut i64);
+        // SAFETY: both descriptors are open; the offsets are valid for the call.
+        let n = unsafe { libc::copy_file_range(src.as_raw_fd(), i, dst.as_raw_fd(), o, len, 0) };
+        if n < 0 { Err(std::io::Error::last_os_error()) } else { Ok(n as usize) }
+    }
+    let dir = m.local();
+    let data = pattern(10 * 1024 * 1024 + 123, 5);
+    fs::write(dir.join("src.bin"), &data).unwrap();
+    m.remount();
+    let src = File::open(dir.join("src.bin")).unwrap();
+    let dst = OpenOptions::new().create(true).truncate(true).read(true).write(true).open(dir.join("dst.bin")).unwrap();
+    let (mut off_in, mut off_out, mut calls) = (0i64, 0i64, 0);
+    loop {
+        let n = copy_file_range(&src, Some(&mut off_in), &dst, Some(&mut off_out), 64 << 20).unwrap();
+        if n == 0 {
+            break;
+        }
+        calls += 1;
+    }
+    assert_eq!(off_out as usize, data.len(), "after {calls} calls");
+    let mut want = data.clone();
+    (off_in, off_out) = (5000, 300_000);
+    assert_eq!(copy_file_range(&src, Some(&mut off_in), &dst, Some(&mut off_out), 100_000).unwrap(), 100_000);
+    want.copy_within(5000..105_000, 300_000);
+    let end = data.len() as i64 + 70_000;
+    (off_in, off_out) = (0, end);
+    assert_eq!(copy_file_range(&src, Some(&mut off_in), &dst, Some(&mut off_out), 1000).unwrap(), 1000);
+    want.resize(end as usize, 0);
+    want.extend_from_slice(&data[..1000]);
+    assert_eq!(dst.metadata().unwrap().len(), want.len() as u64);
+    drop((src, dst));
+    assert!(fs::read(dir.join("dst.bin")).unwrap() == want, "copied bytes");
+    run(&dir, "cp", &["src.bin", "cp.bin"]);
+    assert!(fs::read(dir.join("cp.bin")).unwrap() == data, "cp");
+    m.remount();
+    assert!(fs::read(dir.join("dst.bin")).unwrap() == want, "copied bytes after a remount");
+    if let Some(b) = m.plain_backing() {
+        assert!(fs::read(b.join("cp.bin")).unwrap() == data, "cp on the provider");
+    }
+}
+
 oxidrive_tests::on_both_stores!(
     editor_save_via_temp_file_and_rename,
+    copy_file_range_copies_byte_for_byte,
     fallocate_grows_zeroes_and_punches_holes,
     append_and_truncate_byte_for_byte,
     rename_over_existing_file_replaces_it,

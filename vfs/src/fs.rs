@@ -22,6 +22,8 @@ use crate::trash_names::{self, Trashed};
 const OUR_XATTR_PREFIX: &str = "user.oxidrive.";
 /// Zeros written per step by `fallocate` (a punched hole reads as zeros).
 const ZERO_CHUNK: u64 = 1 << 20;
+/// The most one `copy_file_range` request copies (the caller asks again for the rest).
+const COPY_CHUNK: u64 = 8 << 20;
 const XATTR_PROVIDER: &str = "user.oxidrive.provider";
 const XATTR_STATE: &str = "user.oxidrive.state";
 /// "1" keeps a file (or every file under a folder) cached whole; "0" lets it go.
@@ -992,6 +994,26 @@ impl Vfs {
             of.mark_changed(SystemTime::now());
         }
         Ok(())
+    }
+
+    /// `copy_file_range`: up to `len` bytes of `fh_in` from `offset_in` written into
+    /// `fh_out` (open for writing) at `offset_out`, without passing through the caller.
+    /// Copies at most 8 MiB (`COPY_CHUNK`) per call and stops at the source's end, returning
+    /// the bytes copied (callers repeat, as for a short write). The kernel has written
+    /// back both ranges before, and refuses overlapping ranges of one file.
+    pub async fn copy_range(&self, fh_in: u64, offset_in: u64, fh_out: u64, offset_out: u64, len: u64) -> Result<u64> {
+        let (_, out, write) = self.handle(fh_out)?;
+        if !write {
+            return Err(Error::new(ErrorKind::BadHandle, "file not open for writing"));
+        }
+        let data = self.read(fh_in, offset_in, len.min(COPY_CHUNK) as u32).await?;
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let staging = out.staging().ok_or_else(|| Error::new(ErrorKind::Io, "open file has no staging copy"))?;
+        staging.write_at(offset_out, &data).map_err(|e| Error::from_cache(e, "copy_file_range"))?;
+        out.mark_changed(SystemTime::now());
+        Ok(data.len() as u64)
     }
 
     /// Whether `flush` of `fh` has a commit to make (and so waits for the disk).
