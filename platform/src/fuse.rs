@@ -441,7 +441,7 @@ impl Filesystem for FuseAdapter {
     ) {
         self.run(move |vfs| async move {
             match vfs.copy_range(fh_in.0, offset_in, fh_out.0, offset_out, len).await {
-                // At most `COPY_CHUNK` bytes, so it fits.
+                // 8 MiB at most, so it fits.
                 Ok(n) => reply.written(n as u32),
                 Err(e) => reply.error(reply_errno("copy_file_range", &e)),
             }

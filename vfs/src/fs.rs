@@ -951,13 +951,20 @@ impl Vfs {
         store.read(&loc.path, offset, len, size).await.map_err(|e| Error::from_cache(e, format!("read {}", loc.path)))
     }
 
-    /// Writes go to the local staging copy: no provider I/O, so this never waits on one.
-    pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32> {
+    /// The open file of `fh` and the copy its writes go to (`EBADF` unless `fh` is open
+    /// for writing).
+    fn write_target(&self, fh: u64) -> Result<(Arc<OpenFile>, Arc<oxidrive_cache::LocalCopy>)> {
         let (_, of, write) = self.handle(fh)?;
         if !write {
             return Err(Error::new(ErrorKind::BadHandle, "file not open for writing"));
         }
         let staging = of.staging().ok_or_else(|| Error::new(ErrorKind::Io, "open file has no staging copy"))?;
+        Ok((of, staging))
+    }
+
+    /// Writes go to the local staging copy: no provider I/O, so this never waits on one.
+    pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32> {
+        let (of, staging) = self.write_target(fh)?;
         staging.write_at(offset, data).map_err(|e| Error::from_cache(e, "write"))?;
         of.mark_changed(SystemTime::now());
         Ok(data.len() as u32)
@@ -966,11 +973,7 @@ impl Vfs {
     /// `fallocate` on `fh` (open for writing): see [`Allocate`]. Like a write, the
     /// change is committed by the next `close` or `fsync`.
     pub fn fallocate(&self, fh: u64, offset: u64, len: u64, how: Allocate) -> Result<()> {
-        let (_, of, write) = self.handle(fh)?;
-        if !write {
-            return Err(Error::new(ErrorKind::BadHandle, "file not open for writing"));
-        }
-        let staging = of.staging().ok_or_else(|| Error::new(ErrorKind::Io, "open file has no staging copy"))?;
+        let (of, staging) = self.write_target(fh)?;
         let failed = |e| Error::from_cache(e, "fallocate");
         let size = staging.len().map_err(failed)?;
         let end = offset.checked_add(len).ok_or_else(|| Error::new(ErrorKind::FileTooLarge, "fallocate"))?;
@@ -998,19 +1001,15 @@ impl Vfs {
 
     /// `copy_file_range`: up to `len` bytes of `fh_in` from `offset_in` written into
     /// `fh_out` (open for writing) at `offset_out`, without passing through the caller.
-    /// Copies at most 8 MiB (`COPY_CHUNK`) per call and stops at the source's end, returning
-    /// the bytes copied (callers repeat, as for a short write). The kernel has written
+    /// Copies at most `COPY_CHUNK` per call and stops at the source's end, returning the
+    /// bytes copied (callers repeat, as for a short write). The kernel has written
     /// back both ranges before, and refuses overlapping ranges of one file.
     pub async fn copy_range(&self, fh_in: u64, offset_in: u64, fh_out: u64, offset_out: u64, len: u64) -> Result<u64> {
-        let (_, out, write) = self.handle(fh_out)?;
-        if !write {
-            return Err(Error::new(ErrorKind::BadHandle, "file not open for writing"));
-        }
+        let (out, staging) = self.write_target(fh_out)?;
         let data = self.read(fh_in, offset_in, len.min(COPY_CHUNK) as u32).await?;
         if data.is_empty() {
             return Ok(0);
         }
-        let staging = out.staging().ok_or_else(|| Error::new(ErrorKind::Io, "open file has no staging copy"))?;
         staging.write_at(offset_out, &data).map_err(|e| Error::from_cache(e, "copy_file_range"))?;
         out.mark_changed(SystemTime::now());
         Ok(data.len() as u64)
