@@ -24,7 +24,8 @@
 #                    the file cached whole oxidrive journals it instead and uploads it
 #                    under the new name later (not in the time, as for untar).
 #   untar            tar -xf of a real source tree (the tar command only; uploads that a
-#                    write-back cache defers are not in the time, as for rclone).
+#                    write-back cache defers are not in the time, as for rclone). The
+#                    median of three runs, each into an emptied folder.
 #   find + stat      find over the untarred tree with stat of every entry (cache dropped).
 #   rm -rf           removal of the tree and the big file.
 # Before each target of a row and between rows, outside the timings, both daemons are
@@ -126,6 +127,17 @@ seq_read()  { dd if="$1/big" of=/dev/null bs=1M status=none; }
 rand_read() { python3 "$WORK/randread.py" "$1/big" 2000; }
 mv_twice()  { mv "$1/big" "$1/big.moved" && mv "$1/big.moved" "$1/big"; }
 untar()     { mkdir -p "$1/tree" && tar -C "$1/tree" -xf "$TARBALL"; }
+# The median of three timed untars into DIR, the tree removed and the daemons settled
+# (untimed) before each: single runs varied by a third here, rclone's most.
+untar_median() {
+  local times=() _
+  for _ in 1 2 3; do
+    rm -rf "$1/tree"
+    settle
+    times+=("$(timeit untar "$1")")
+  done
+  printf '%s\n' "${times[@]}" | sort -n | sed -n 2p
+}
 walk()      { find "$1/tree" -exec stat -c '%s' {} + | wc -l; }
 remove()    { rm -rf "$1/tree" "$1/big"; }
 
@@ -136,7 +148,7 @@ measure "re-read (warm)"                           timeit_warm seq_read
 measure "2000 random 4 KiB reads"                  timeit      rand_read
 measure "mv there and back"                        timeit      mv_twice
 settle
-measure "untar $NFILES entries"                    timeit      untar
+measure "untar $NFILES entries (median of 3)"      untar_median
 settle
 measure "find + stat walk"                         timeit      walk
 measure "rm -rf"                                   timeit      remove
