@@ -212,12 +212,14 @@ impl Store {
             }
             self.index.remote_set_children(&self.root, &dir, &new)?;
             for name in changed {
+                tracing::debug!(root = %self.root, dir, name, "changed elsewhere");
                 self.remote_changed(&join(&dir, &name));
                 summary.changed += 1;
             }
         }
         if !hold {
             for dir in gone_dirs {
+                tracing::debug!(root = %self.root, dir, "folder gone elsewhere");
                 self.index.remote_forget_tree(&self.root, &dir)?;
                 self.remote_changed(&dir);
                 summary.changed += 1;

@@ -525,20 +525,26 @@ impl Filesystem for FuseAdapter {
         reply.ok();
     }
 
-    fn readdirplus(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
+    fn readdirplus(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
         let entries = match self.vfs.readdir(fh.0) {
             Ok(e) => e,
             Err(e) => return reply.error(reply_errno("readdirplus", &e)),
         };
         for (i, entry) in entries.iter().enumerate().skip(offset as usize) {
-            let full =
-                reply.add(INodeNo(entry.attr.ino), i as u64 + 1, &entry.name, &TTL, &file_attr(&entry.attr), GEN);
-            if full {
-                break;
+            // The kernel takes a reference on every entry but "." and "..": counted
+            // before the entry goes out, so that a forget racing this reply cannot let
+            // go of a node the kernel is about to learn.
+            let counted = entry.name != "." && entry.name != "..";
+            let mut attr = entry.attr;
+            if counted {
+                attr.ino = self.vfs.remember_entry(ino.0, &entry.name, &entry.attr);
             }
-            // The kernel takes a reference on every entry but "." and "..".
-            if entry.name != "." && entry.name != ".." {
-                self.vfs.remember(entry.attr.ino);
+            let full = reply.add(INodeNo(attr.ino), i as u64 + 1, &entry.name, &TTL, &file_attr(&attr), GEN);
+            if full {
+                if counted {
+                    self.vfs.forget(attr.ino, 1);
+                }
+                break;
             }
         }
         reply.ok();

@@ -177,6 +177,9 @@ impl TestMount {
             .arg("mount")
             .arg(&self.mnt)
             .args(&self.mount_args)
+            // For hunting races by hand (`OXIDRIVE_TEST_MOUNT_ARGS="--poll 0.5"`): after the
+            // test's own, so these win.
+            .args(std::env::var("OXIDRIVE_TEST_MOUNT_ARGS").unwrap_or_default().split_whitespace())
             .envs(self.mount_env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", std::env::var("OXIDRIVE_TEST_LOG").unwrap_or_else(|_| "info".into()))
             .stdin(Stdio::null())
@@ -427,21 +430,25 @@ pub enum Node {
 }
 
 /// Every entry below `root` (relative paths, not following symlinks) with its
-/// kind and contents.
+/// kind and contents. An error names the path it came from.
 pub fn snapshot(root: &Path) -> io::Result<BTreeMap<PathBuf, Node>> {
+    fn at(path: &Path) -> impl Fn(io::Error) -> io::Error + '_ {
+        move |e| io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+    }
     fn walk(root: &Path, rel: &Path, out: &mut BTreeMap<PathBuf, Node>) -> io::Result<()> {
-        for entry in std::fs::read_dir(root.join(rel))? {
-            let entry = entry?;
+        let dir = root.join(rel);
+        for entry in std::fs::read_dir(&dir).map_err(at(&dir))? {
+            let entry = entry.map_err(at(&dir))?;
             let rel = rel.join(entry.file_name());
             let path = root.join(&rel);
-            let meta = std::fs::symlink_metadata(&path)?;
+            let meta = std::fs::symlink_metadata(&path).map_err(at(&path))?;
             if meta.is_dir() {
                 out.insert(rel.clone(), Node::Dir);
                 walk(root, &rel, out)?;
             } else if meta.file_type().is_symlink() {
-                out.insert(rel, Node::Symlink(std::fs::read_link(&path)?));
+                out.insert(rel, Node::Symlink(std::fs::read_link(&path).map_err(at(&path))?));
             } else {
-                let bytes = std::fs::read(&path)?;
+                let bytes = std::fs::read(&path).map_err(at(&path))?;
                 if bytes.len() as u64 != meta.len() {
                     return Err(io::Error::other(format!(
                         "{}: stat says {} bytes, read gave {}",

@@ -12,7 +12,9 @@
 //! `OXIDRIVE_SEED=N` replays one seed, `OXIDRIVE_RANDOM_STEPS=N` makes runs longer,
 //! `OXIDRIVE_RANDOM_LOG=1` prints every operation and its result, and on a failure the whole mount log.
 //! Seeds in `tests/regressions/random_ops.seeds` always run first (with their own
-//! step count if the file gives one).
+//! step count if the file gives one). `OXIDRIVE_TEST_MOUNT_ARGS="--poll 0.3"` makes the
+//! poller race every step (it found the `readdirplus` race of
+//! `vfs/tests/core.rs::an_entry_forgotten_between_listing_and_reply_is_sent_with_a_known_node`).
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};

@@ -346,10 +346,20 @@ impl Vfs {
     }
 
     /// Adds one kernel reference, for entries handed out by readdirplus.
-    pub fn remember(&self, ino: u64) {
-        if let Ok(node) = self.inodes().get_mut(ino) {
+    /// Counts the kernel's reference to an entry of directory `dir`'s listing that a
+    /// `readdirplus` reply is about to carry, and returns the inode number to send.
+    /// It differs from the listing's when that node was let go since the listing (a
+    /// forget racing it): the name then gets a node again, or the kernel would hold a
+    /// number this table no longer knows (`ENOENT` for every use of it). Undo with
+    /// `forget(ino, 1)` if the entry does not fit the reply.
+    pub fn remember_entry(&self, dir: u64, name: &str, listed: &Attr) -> u64 {
+        let mut t = self.inodes();
+        if let Ok(node) = t.get_mut(listed.ino) {
             node.lookups = node.lookups.saturating_add(1);
+            return listed.ino;
         }
+        // The views' entries are not looked up by name; they keep the listing's number.
+        t.get_or_insert(dir, name, listed.kind, true).unwrap_or(listed.ino)
     }
 
     pub fn forget(&self, ino: u64, n: u64) {

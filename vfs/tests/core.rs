@@ -516,3 +516,25 @@ async fn a_folder_the_provider_refuses_holds_back_only_what_is_inside_it() {
     let sub = f.vfs.lookup(a.ino, n("sub")).await.unwrap();
     assert_eq!(sub.kind, FileKind::Dir);
 }
+
+/// `readdirplus` racing a forget: the listing numbered an entry, then the kernel
+/// forgot that node (its last reference), and the reply still carries the entry. The
+/// number sent must be one the table knows, or every later use of it is `ENOENT` (seen
+/// as files vanishing for `ls -l` and `find` while a poll made the kernel forget).
+#[tokio::test]
+async fn an_entry_forgotten_between_listing_and_reply_is_sent_with_a_known_node() {
+    let f = fixture().await;
+    let (attr, fh) = f.vfs.create(f.root, n("a.txt"), 0o640, true, RW, ME).await.unwrap();
+    f.vfs.write(fh, 0, b"hello").unwrap();
+    f.vfs.release(fh).await.unwrap();
+    let dir = f.vfs.opendir(f.root).await.unwrap();
+    let listed = f.vfs.readdir(dir).unwrap().iter().find(|e| e.name == "a.txt").unwrap().attr;
+    assert_eq!(listed.ino, attr.ino);
+    f.vfs.forget(attr.ino, 1);
+    let sent = f.vfs.remember_entry(f.root, "a.txt", &listed);
+    let got = f.vfs.getattr(sent).await.unwrap();
+    assert_eq!((got.kind, got.size), (FileKind::File, 5));
+    let ro = f.vfs.open(sent, RO).await.unwrap();
+    assert_eq!(f.vfs.read(ro, 0, 10).await.unwrap(), b"hello");
+    assert_eq!(f.vfs.lookup(f.root, n("a.txt")).await.unwrap().ino, sent, "the name leads to the node sent");
+}
