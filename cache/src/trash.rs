@@ -876,6 +876,13 @@ impl Store {
     /// Removes `path` and everything below it from the provider and every local record.
     pub async fn delete_for_good(&self, path: &str) -> Result<()> {
         let _lock = self.locks.lock(&[(path, true)]).await;
+        // A made folder (and all below it) is not on the provider yet. The provider
+        // first: when it fails (offline), nothing here may change, or pending changes
+        // would leave memory while their journal rows stay (and come back at the next
+        // mount, wherever later renames moved them). The lock keeps uploads out meanwhile.
+        if !self.made.contains(path) {
+            self.delete_objects(path).await?;
+        }
         {
             let mut pending = self.pending();
             let gone: Vec<String> = pending.keys().filter(|p| *p == path || is_below(p, path)).cloned().collect();
@@ -884,10 +891,6 @@ impl Store {
                     old.copy.keep(false);
                 }
             }
-        }
-        // A made folder (and all below it) is not on the provider yet.
-        if !self.made.contains(path) {
-            self.delete_objects(path).await?;
         }
         self.made.forget_tree(path);
         self.config.copies.invalidate_tree(&self.root, path);

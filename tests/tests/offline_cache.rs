@@ -1954,3 +1954,30 @@ fn a_file_open_in_a_folder_renamed_after_its_upload_keeps_uploading_without_conf
     assert_eq!(names(&top.join("old-logs")), ["app.log"], "no conflict copy\n{}", tail(&m));
     assert_eq!(fs::read(top.join("old-logs/app.log")).unwrap(), b"first line\nsecond line\n");
 }
+
+/// Seed 11974149745064999660: offline, a symlink in a folder renamed in the journal is
+/// deleted (its change stays pending, hidden, bound for the Trash), then a folder is
+/// refused over its name (moving the deleted one to the Trash needs the provider). The
+/// refused attempt dropped the pending change from memory but not from the journal, so
+/// a later rename of a folder above moved the journal row without its tombstone, and
+/// after a remount the deleted symlink was back. A refusal must change nothing.
+#[test]
+fn a_deleted_symlink_stays_deleted_after_a_refused_rename_over_it_and_a_remount() {
+    let cloud = Cloud::start();
+    let mut m = cloud.mount();
+    let top = folder(&m);
+    fs::create_dir(top.join("e")).unwrap();
+    std::os::unix::fs::symlink("b", top.join("e/a")).unwrap();
+    write_file(&m, &top.join("e/f"), b"file");
+    fs::create_dir_all(top.join("x/y/c")).unwrap();
+    write_file(&m, &top.join("x/y/c/g"), b"g");
+    sync_then_go_offline(&cloud, &m);
+    sh_offline(&m, &top, "mv e x/y/c/u && rm x/y/c/u/a && mkdir x/y/v");
+    let refused = Command::new("mv").arg(top.join("x/y/v")).arg(top.join("x/y/c/u/a")).output().unwrap();
+    assert!(!refused.status.success(), "a folder over the deleted symlink offline must wait for the provider");
+    sh_offline(&m, &top, "rmdir x/y/v && mkdir x/w && mv x/y/c x/w/b && mv x/w q");
+    assert_eq!(names(&top.join("q/b/u")), ["f"]);
+    m.remount();
+    assert_eq!(names(&top.join("q/b/u")), ["f"], "the deleted symlink came back\n{}", tail(&m));
+    assert_eq!(fs::read(top.join("q/b/u/f")).unwrap(), b"file");
+}

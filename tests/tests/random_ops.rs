@@ -729,7 +729,7 @@ fn symlinks_as_files(snap: &std::collections::BTreeMap<PathBuf, Node>) -> std::c
 /// 14918261689586895483 (1000 steps, about one run in two): online, a file renamed while
 /// open after its upload (its copy not kept as cache) kept the old object's version, and
 /// its next upload became a conflict copy.
-const OFFLINE_SEEDS: [(u64, usize); 18] = [
+const OFFLINE_SEEDS: [(u64, usize); 19] = [
     (15469272657832429347, 300),
     (10879173096186390723, 600),
     (1428717364193948290, 700),
@@ -748,6 +748,7 @@ const OFFLINE_SEEDS: [(u64, usize); 18] = [
     (5090522168474119025, 1000),
     (1214443163381241205, 1000),
     (14918261689586895483, 1000),
+    (11974149745064999660, 1000),
 ];
 
 /// Half the steps online, half offline (see the module comment), on an encrypted S3
