@@ -876,21 +876,27 @@ impl Store {
     /// Removes `path` and everything below it from the provider and every local record.
     pub async fn delete_for_good(&self, path: &str) -> Result<()> {
         let _lock = self.locks.lock(&[(path, true)]).await;
-        // A made folder (and all below it) is not on the provider yet. The provider
-        // first: when it fails (offline), nothing here may change, or pending changes
-        // would leave memory while their journal rows stay (and come back at the next
-        // mount, wherever later renames moved them). The lock keeps uploads out meanwhile.
-        if !self.made.contains(path) {
-            self.delete_objects(path).await?;
-        }
-        {
+        // The pending changes there are discarded whatever the provider says: from
+        // memory and from the journal together. (When the provider call below failed,
+        // offline, their journal rows stayed, moved with later renames of folders above,
+        // and came back at the next mount.) The tombstone stays until the provider has
+        // deleted its objects too.
+        let gone: Vec<String> = {
             let mut pending = self.pending();
             let gone: Vec<String> = pending.keys().filter(|p| *p == path || is_below(p, path)).cloned().collect();
-            for p in gone {
-                if let Some(old) = pending.remove(&p) {
+            for p in &gone {
+                if let Some(old) = pending.remove(p) {
                     old.copy.keep(false);
                 }
             }
+            gone
+        };
+        for p in &gone {
+            self.index.journal_remove(&self.root, p)?;
+        }
+        // A made folder (and all below it) is not on the provider yet.
+        if !self.made.contains(path) {
+            self.delete_objects(path).await?;
         }
         self.made.forget_tree(path);
         self.config.copies.invalidate_tree(&self.root, path);
